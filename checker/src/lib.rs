@@ -1,0 +1,1 @@
+//! detcd-checker (to be written).

@@ -1,0 +1,16 @@
+//! detcd's engine: everything that decides what the store does, independent of how it is
+//! driven.
+//!
+//! - [`raft`]: the sans-IO Raft core. No clock, no I/O, no threads; a value you step.
+//! - [`storage`]: the [`storage::Disk`] trait and what is built on it (WAL, snapshots).
+//! - [`mvcc`]: the revisioned key space with etcd v3 semantics.
+//! - [`lease`]: the lease table; time is passed in, never read.
+//!
+//! The node runtime (tokio tasks, gRPC) lives elsewhere and drives these pieces; nothing
+//! here spawns tasks or reads the clock, so the same code runs in the real server, in
+//! the deterministic simulator and in benchmarks.
+
+pub mod lease;
+pub mod mvcc;
+pub mod raft;
+pub mod storage;

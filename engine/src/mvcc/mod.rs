@@ -1,0 +1,1 @@
+//! mvcc (to be written).

@@ -1,0 +1,1 @@
+//! raft (to be written).
