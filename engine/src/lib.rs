@@ -5,6 +5,7 @@
 //! - [`storage`]: the [`storage::Disk`] trait and what is built on it (WAL, snapshots).
 //! - [`mvcc`]: the revisioned key space with etcd v3 semantics.
 //! - [`lease`]: the lease table; time is passed in, never read.
+//! - [`pb`]: etcd v3 wire types and gRPC services generated from `proto/`.
 //!
 //! The node runtime (tokio tasks, gRPC) lives elsewhere and drives these pieces; nothing
 //! here spawns tasks or reads the clock, so the same code runs in the real server, in
@@ -12,5 +13,6 @@
 
 pub mod lease;
 pub mod mvcc;
+pub mod pb;
 pub mod raft;
 pub mod storage;
