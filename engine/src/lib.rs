@@ -6,6 +6,7 @@
 //! - [`mvcc`]: the revisioned key space with etcd v3 semantics.
 //! - [`lease`]: the lease table; time is passed in, never read.
 //! - [`pb`]: etcd v3 wire types and gRPC services generated from `proto/`.
+//! - [`server`]: the node runtime around the engine: configuration, IDs, services.
 //!
 //! The node runtime (tokio tasks, gRPC) lives elsewhere and drives these pieces; nothing
 //! here spawns tasks or reads the clock, so the same code runs in the real server, in
@@ -15,4 +16,5 @@ pub mod lease;
 pub mod mvcc;
 pub mod pb;
 pub mod raft;
+pub mod server;
 pub mod storage;
