@@ -104,7 +104,13 @@ fn purge_keeps_the_newest_n() {
             store.save(i * 100, 1, &payload(i, 0, 50)).await.unwrap();
         }
         assert_eq!(store.purge(2).await.unwrap(), 3);
-        let left: Vec<u64> = store.list().await.unwrap().iter().map(|m| m.index).collect();
+        let left: Vec<u64> = store
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.index)
+            .collect();
         assert_eq!(left, vec![400, 500]);
         let latest = store.load_latest().await.unwrap().snapshot.unwrap();
         assert_eq!(latest.data, payload(5, 0, 50));

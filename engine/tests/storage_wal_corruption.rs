@@ -46,7 +46,10 @@ async fn scan_one(disk: &MemDisk, path: &str) -> (Vec<u8>, u64) {
     let mut off = SEGMENT_HEADER_BYTES;
     while off + RECORD_HEADER_BYTES <= bytes.len() {
         let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
-        if bytes[off..off + RECORD_HEADER_BYTES].iter().all(|b| *b == 0) {
+        if bytes[off..off + RECORD_HEADER_BYTES]
+            .iter()
+            .all(|b| *b == 0)
+        {
             break;
         }
         off += RECORD_HEADER_BYTES + len;
@@ -103,7 +106,8 @@ fn flipped_bit_in_the_final_record_is_cut_as_a_torn_tail() {
     let (disk, ends) = filled(Preallocation::ZeroFill);
     let (path, end) = ends.last().unwrap().clone();
     disk.flip_bit(&path, end - 1, 0).unwrap();
-    let (mut wal, replay) = block_on(Wal::open(disk.clone(), opts(Preallocation::ZeroFill))).unwrap();
+    let (mut wal, replay) =
+        block_on(Wal::open(disk.clone(), opts(Preallocation::ZeroFill))).unwrap();
     let torn = replay.torn_tail.expect("torn tail reported");
     assert_eq!(torn.path, path);
     assert_eq!(replay.records.len() as u64, RECORDS - 1);

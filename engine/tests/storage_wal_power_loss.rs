@@ -19,7 +19,11 @@ const MODES: [Preallocation; 3] = [
 fn total_ops(w: &Workload) -> u64 {
     let disk = MemDisk::new();
     let out = block_on(run(&disk, w));
-    assert_eq!(out.acked, out.written.len() as u64, "uncut run must ack everything");
+    assert_eq!(
+        out.acked,
+        out.written.len() as u64,
+        "uncut run must ack everything"
+    );
     disk.ops()
 }
 
@@ -40,8 +44,8 @@ fn power_loss_at_every_op_keeps_every_acknowledged_record() {
                 let (wal, replay) = block_on(Wal::open(disk.clone(), w.opts.clone()))
                     .unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"));
                 torn_seen += usize::from(replay.torn_tail.is_some());
-                let last = check_replay(&replay, &out, out.acked)
-                    .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+                let last =
+                    check_replay(&replay, &out, out.acked).unwrap_or_else(|e| panic!("{ctx}: {e}"));
                 drop(wal);
                 let mut rng = ChaCha8Rng::seed_from_u64(seed + 1000);
                 block_on(append_after_recovery(
@@ -71,8 +75,8 @@ fn crash_at_every_op_loses_nothing_written() {
             let ctx = format!("{mode:?} cut {cut}/{ops}");
             let (wal, replay) = block_on(Wal::open(disk.clone(), w.opts.clone()))
                 .unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"));
-            let last = check_replay(&replay, &out, out.appended)
-                .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+            let last =
+                check_replay(&replay, &out, out.appended).unwrap_or_else(|e| panic!("{ctx}: {e}"));
             drop(wal);
             block_on(append_after_recovery(
                 &disk,

@@ -131,7 +131,9 @@ pub fn check_replay(replay: &WalReplay, out: &Outcome, must_have: u64) -> Result
     let first = records.first().map_or(u64::MAX, |r| r.seq);
     let last = records.last().map_or(0, |r| r.seq);
     if must_have > 0 && last < must_have {
-        return Err(format!("lost records: last is {last}, expected at least {must_have}"));
+        return Err(format!(
+            "lost records: last is {last}, expected at least {must_have}"
+        ));
     }
     if must_have > 0 && first > out.released_before.max(1) {
         return Err(format!(
