@@ -6,6 +6,7 @@
 //! - [`mvcc`]: the revisioned key space with etcd v3 semantics.
 //! - [`lease`]: the lease table; time is passed in, never read.
 //! - [`pb`]: etcd v3 wire types and gRPC services generated from `proto/`.
+//! - [`persist`]: Raft's durable state (hard state, entries, snapshots) on the WAL and snapshot store.
 //! - [`server`]: the node runtime around the engine: configuration, IDs, services.
 //!
 //! The node runtime (tokio tasks, gRPC) lives elsewhere and drives these pieces; nothing
@@ -15,6 +16,7 @@
 pub mod lease;
 pub mod mvcc;
 pub mod pb;
+pub mod persist;
 pub mod raft;
 pub mod server;
 pub mod storage;
