@@ -16,7 +16,7 @@ use super::config::Config;
 use super::log::RaftLog;
 use super::progress::Progress;
 use super::read_index::ReadQueue;
-use super::types::{ConfState, Message, MessageKind, NODE_NONE, NodeId, ReadState, Role};
+use super::types::{Message, MessageKind, NODE_NONE, NodeId, ReadState, Role};
 
 /// One node's protocol state.
 #[derive(Debug)]
@@ -28,7 +28,6 @@ pub(crate) struct Raft {
     pub(crate) log: RaftLog,
     pub(crate) role: Role,
     pub(crate) leader: NodeId,
-    pub(crate) conf: ConfState,
     /// Leader only: one entry per voter and learner, including this node.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     /// Votes received in the current (pre-)campaign.
@@ -39,8 +38,6 @@ pub(crate) struct Raft {
     pub(crate) heartbeat_elapsed: u32,
     randomized_election_ticks: u32,
     rng: ChaCha8Rng,
-    /// Leader only: index of the newest conf change that may not be applied yet.
-    pub(crate) pending_conf_index: u64,
     /// Leader only: the node leadership is being handed to, or `NODE_NONE`.
     pub(crate) transferee: NodeId,
     /// Leader only: ReadIndex requests in progress.
@@ -50,8 +47,8 @@ pub(crate) struct Raft {
 }
 
 impl Raft {
-    /// A follower at `term` with `vote`, over `log`, with membership `conf`.
-    pub(crate) fn new(cfg: Config, term: u64, vote: NodeId, log: RaftLog, conf: ConfState) -> Self {
+    /// A follower at `term` with `vote`, over `log` (which also holds the membership).
+    pub(crate) fn new(cfg: Config, term: u64, vote: NodeId, log: RaftLog) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let mut raft = Raft {
             id: cfg.id,
@@ -61,7 +58,6 @@ impl Raft {
             log,
             role: Role::Follower,
             leader: NODE_NONE,
-            conf,
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
             msgs: Vec::new(),
@@ -69,7 +65,6 @@ impl Raft {
             heartbeat_elapsed: 0,
             randomized_election_ticks: 0,
             rng,
-            pending_conf_index: 0,
             transferee: NODE_NONE,
             reads: ReadQueue::default(),
             read_states_out: Vec::new(),
@@ -78,9 +73,23 @@ impl Raft {
         raft
     }
 
-    /// Whether this node may campaign: it is a voter in its own membership.
+    /// Whether this node is a voter in the latest membership in its log.
     pub(crate) fn promotable(&self) -> bool {
-        self.conf.voters.contains(&self.id)
+        self.log.conf_state().voters.contains(&self.id)
+    }
+
+    /// Whether this node may start an election: it is a voter in its latest membership
+    /// or in its latest committed one. The second case matters when the latest entry
+    /// removes this node but is not committed yet: the remaining voters may still need
+    /// this node, whose log is longer than theirs, to lead (votes are always counted by
+    /// the candidate's latest membership, so this is safe).
+    pub(crate) fn may_campaign(&self) -> bool {
+        self.promotable()
+            || self
+                .log
+                .conf_state_at(self.log.committed())
+                .voters
+                .contains(&self.id)
     }
 
     pub(crate) fn send(&mut self, mut m: Message) {
@@ -114,7 +123,6 @@ impl Raft {
         self.progress.clear();
         self.transferee = NODE_NONE;
         self.reads = ReadQueue::default();
-        self.pending_conf_index = 0;
     }
 
     pub(crate) fn become_follower(&mut self, term: u64, leader: NodeId) {
@@ -143,25 +151,7 @@ impl Raft {
 
     /// Election timer or `campaign()`: start an election if allowed.
     pub(crate) fn hup(&mut self, transfer: bool) {
-        if self.role == Role::Leader || !self.promotable() {
-            return;
-        }
-        // A membership change that is committed but not applied may change who votes;
-        // wait until it is applied.
-        let unapplied = self
-            .log
-            .slice(
-                self.log.applied() + 1,
-                self.log.committed(),
-                usize::MAX,
-                u64::MAX,
-            )
-            .unwrap_or_default();
-        if unapplied
-            .iter()
-            .any(|e| e.kind == super::types::EntryKind::ConfChange)
-        {
-            debug!(id = self.id, "not campaigning: unapplied membership change");
+        if self.role == Role::Leader || !self.may_campaign() {
             return;
         }
         self.campaign(!transfer && self.cfg.pre_vote, transfer);
@@ -179,7 +169,8 @@ impl Raft {
             return;
         }
         let voters: Vec<NodeId> = self
-            .conf
+            .log
+            .conf_state()
             .voters
             .iter()
             .copied()
@@ -197,15 +188,17 @@ impl Raft {
     /// Records a vote answer; returns true if the campaign was decided by it.
     fn record_vote(&mut self, from: NodeId, granted: bool) -> bool {
         self.votes.entry(from).or_insert(granted);
-        let quorum = self.conf.quorum();
+        let quorum = self.log.conf_state().quorum();
         let yes = self
-            .conf
+            .log
+            .conf_state()
             .voters
             .iter()
             .filter(|v| self.votes.get(v) == Some(&true))
             .count();
         let no = self
-            .conf
+            .log
+            .conf_state()
             .voters
             .iter()
             .filter(|v| self.votes.get(v) == Some(&false))
@@ -232,7 +225,7 @@ impl Raft {
             return;
         }
         self.election_elapsed += 1;
-        if self.promotable() && self.election_elapsed >= self.randomized_election_ticks {
+        if self.may_campaign() && self.election_elapsed >= self.randomized_election_ticks {
             self.election_elapsed = 0;
             self.hup(false);
         }
@@ -428,7 +421,6 @@ impl Raft {
             self.log.commit_to(index);
         } else {
             debug!(id = self.id, index, term, "restoring snapshot from leader");
-            self.conf = snap.meta.conf_state.clone();
             self.log.restore(snap);
         }
         let resp = self.append_resp(m.from, self.log.committed());

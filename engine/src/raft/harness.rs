@@ -81,6 +81,8 @@ pub struct Cluster {
     pub reads: Vec<(NodeId, u64, Vec<u8>)>,
     /// Safety violations found so far.
     pub violations: Vec<String>,
+    /// Messages delivered, by kind (coverage statistics for tests).
+    pub delivered: BTreeMap<&'static str, u64>,
 }
 
 impl Cluster {
@@ -95,6 +97,7 @@ impl Cluster {
             leaders: BTreeMap::new(),
             reads: Vec::new(),
             violations: Vec::new(),
+            delivered: BTreeMap::new(),
         };
         let initial = ConfState::with_voters(ids.iter().copied());
         for &id in ids {
@@ -316,7 +319,8 @@ impl Cluster {
             return None;
         }
         let to = m.to;
-        let raw = self.raw_mut(to)?;
+        let raw = self.nodes.get_mut(&to).and_then(|n| n.raw.as_mut())?;
+        *self.delivered.entry(kind_name(m.kind)).or_insert(0) += 1;
         if let Err(e) = raw.step(m.clone()) {
             self.violations
                 .push(format!("step refused a well-formed message: {e}"));
@@ -446,6 +450,29 @@ fn decode_state(data: &[u8], index: u64) -> ModelState {
         applied: index,
         digest: u64::MAX,
     })
+}
+
+fn kind_name(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::PreVote => "PreVote",
+        MessageKind::PreVoteResp => "PreVoteResp",
+        MessageKind::Vote => "Vote",
+        MessageKind::VoteResp => "VoteResp",
+        MessageKind::Append => "Append",
+        MessageKind::AppendResp => "AppendResp",
+        MessageKind::Heartbeat => "Heartbeat",
+        MessageKind::HeartbeatResp => "HeartbeatResp",
+        MessageKind::Snapshot => "Snapshot",
+        MessageKind::TimeoutNow => "TimeoutNow",
+    }
+}
+
+/// Number of leaders seen (one per term that had a leader).
+impl Cluster {
+    /// How many terms had a leader so far.
+    pub fn terms_led(&self) -> usize {
+        self.leaders.len()
+    }
 }
 
 /// A one-line rendering of a message for scripts and logs.

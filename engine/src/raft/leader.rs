@@ -3,18 +3,18 @@
 //! compacted log), commit by quorum of current-term entries, CheckQuorum, proposals,
 //! membership changes, ReadIndex and leadership transfer.
 //!
-//! Membership changes go one node at a time: a leader accepts a new change only after
-//! the previous one is applied, and not before every entry from earlier terms is
-//! applied (the pending index starts at the log's end when the leader takes over).
+//! Membership changes go one node at a time and take effect when appended (each node
+//! uses the latest membership in its log). A leader accepts a new change only once the
+//! previous one is committed and an entry of its own term is committed; a leader that
+//! removes itself keeps leading just long enough to hand over (see
+//! `hand_over_after_removal`).
 
 use tracing::{debug, error, warn};
 
 use super::RaftError;
 use super::core::Raft;
 use super::progress::{Progress, ProgressState, SNAPSHOT_RETRY_HEARTBEATS};
-use super::types::{
-    ConfChange, ConfChangeKind, Entry, EntryKind, Message, MessageKind, NODE_NONE, NodeId, Role,
-};
+use super::types::{ConfChange, Entry, EntryKind, Message, MessageKind, NODE_NONE, NodeId, Role};
 
 impl Raft {
     pub(crate) fn become_leader(&mut self) {
@@ -32,10 +32,11 @@ impl Raft {
         self.leader = self.id;
         let next = self.log.last_index() + 1;
         let members: Vec<NodeId> = self
-            .conf
+            .log
+            .conf_state()
             .voters
             .iter()
-            .chain(self.conf.learners.iter())
+            .chain(self.log.conf_state().learners.iter())
             .copied()
             .collect();
         for id in members {
@@ -47,7 +48,6 @@ impl Raft {
             me.matched = next - 1;
             me.become_replicate();
         }
-        self.pending_conf_index = self.log.last_index();
         debug!(id = self.id, term, "became leader");
         // A no-op of the new term lets earlier entries commit and unlocks ReadIndex.
         self.append_and_broadcast(vec![(EntryKind::Normal, Vec::new())]);
@@ -59,9 +59,10 @@ impl Raft {
         if self.election_elapsed >= self.cfg.election_ticks {
             self.election_elapsed = 0;
             if self.cfg.check_quorum {
-                let quorum = self.conf.quorum();
+                let quorum = self.log.conf_state().quorum();
                 let active = self
-                    .conf
+                    .log
+                    .conf_state()
                     .voters
                     .iter()
                     .filter(|&&v| {
@@ -89,6 +90,11 @@ impl Raft {
                     "leadership transfer timed out"
                 );
                 self.transferee = NODE_NONE;
+            }
+            if !self.promotable() && self.log.committed() >= self.log.last_conf_index() {
+                debug!(id = self.id, "removed leader stepping down");
+                self.become_follower(self.term, NODE_NONE);
+                return;
             }
         }
         if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
@@ -185,7 +191,11 @@ impl Raft {
                 }
             })
             .collect();
+        let changes_membership = entries.iter().any(|e| e.kind == EntryKind::ConfChange);
         self.log.append(entries);
+        if changes_membership {
+            self.sync_progress();
+        }
         if let Some(me) = self.progress.get_mut(&self.id) {
             me.maybe_update(index);
         }
@@ -198,7 +208,8 @@ impl Raft {
     /// this term. Returns whether it moved.
     pub(crate) fn maybe_commit(&mut self) -> bool {
         let mut matched: Vec<u64> = self
-            .conf
+            .log
+            .conf_state()
             .voters
             .iter()
             .map(|v| self.progress.get(v).map_or(0, |p| p.matched))
@@ -207,7 +218,7 @@ impl Raft {
             return false;
         }
         matched.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = matched[self.conf.quorum() - 1];
+        let candidate = matched[self.log.conf_state().quorum() - 1];
         if candidate <= self.log.committed() {
             return false;
         }
@@ -325,8 +336,10 @@ impl Raft {
     }
 
     fn collect_reads(&mut self) {
-        let quorum = self.conf.quorum();
-        let ready = self.reads.confirmed(self.id, &self.conf.voters, quorum);
+        let quorum = self.log.conf_state().quorum();
+        let ready = self
+            .reads
+            .confirmed(self.id, &self.log.conf_state().voters, quorum);
         self.read_states_out.extend(ready);
     }
 
@@ -361,49 +374,37 @@ impl Raft {
         Ok(())
     }
 
-    /// A membership change proposal (one node at a time).
+    /// A membership change proposal (one node at a time). It takes effect as soon as it
+    /// is appended, so the next one waits until it is committed; and a new leader
+    /// first commits an entry of its own term, so a change it inherited uncommitted
+    /// cannot overlap with its own.
     pub(crate) fn propose_conf_change(&mut self, change: ConfChange) -> Result<u64, RaftError> {
         self.check_can_propose()?;
-        if self.pending_conf_index > self.log.applied() {
-            return Err(RaftError::ConfChangePending {
-                pending_index: self.pending_conf_index,
-            });
+        let pending_index = self.log.last_conf_index();
+        if pending_index > self.log.committed() {
+            return Err(RaftError::ConfChangePending { pending_index });
         }
-        let next = self.conf.applied(&change);
-        if next.voters.is_empty() {
-            return Err(RaftError::InvalidConfChange("would leave no voters"));
+        if self.log.term(self.log.committed()) != Some(self.term) {
+            return Err(RaftError::ConfChangePending {
+                pending_index: self.log.last_index(),
+            });
         }
         if change.node_id == NODE_NONE {
             return Err(RaftError::InvalidConfChange("node id 0"));
         }
+        if self.log.conf_state().applied(&change).voters.is_empty() {
+            return Err(RaftError::InvalidConfChange("would leave no voters"));
+        }
         let data = postcard::to_allocvec(&change)
             .map_err(|_| RaftError::InvalidConfChange("cannot encode"))?;
         let index = self.append_and_broadcast(vec![(EntryKind::ConfChange, data)]);
-        self.pending_conf_index = index;
         Ok(index)
     }
 
-    /// Applies a committed membership change entry (called when the driver applied it).
-    pub(crate) fn apply_conf_change(&mut self, entry: &Entry) {
-        let change: ConfChange = match postcard::from_bytes(&entry.data) {
-            Ok(c) => c,
-            Err(e) => {
-                error!(id = self.id, index = entry.index, %e, "undecodable membership change ignored");
-                return;
-            }
-        };
-        self.conf = self.conf.applied(&change);
-        debug!(id = self.id, index = entry.index, ?change.kind, node = change.node_id, "applied membership change");
-        if self.role != Role::Leader {
-            return;
-        }
-        if !self.conf.voters.contains(&self.id) {
-            debug!(id = self.id, "no longer a voter, stepping down");
-            self.become_follower(self.term, NODE_NONE);
-            return;
-        }
+    /// Brings the leader's progress map in line with the membership in its log.
+    fn sync_progress(&mut self) {
         let next = self.log.last_index() + 1;
-        let conf = self.conf.clone();
+        let conf = self.log.conf_state().clone();
         self.progress.retain(|id, _| conf.contains(*id));
         for id in conf.voters.iter().chain(conf.learners.iter()) {
             self.progress.entry(*id).or_insert_with(|| {
@@ -412,13 +413,57 @@ impl Raft {
                 pr
             });
         }
-        if change.kind != ConfChangeKind::AddVoter && change.node_id == self.transferee {
+        if !conf.voters.contains(&self.transferee) {
             self.transferee = NODE_NONE;
         }
-        // The quorum changed: the commit index may move, and new members need the log.
+    }
+
+    /// The driver applied a membership change entry. The change is already in force
+    /// (since it was appended); what remains is a removed leader handing over.
+    pub(crate) fn apply_conf_change(&mut self, entry: &Entry) {
+        debug!(
+            id = self.id,
+            index = entry.index,
+            "membership change applied"
+        );
+        if self.role == Role::Leader
+            && !self.promotable()
+            && entry.index == self.log.last_conf_index()
+        {
+            self.hand_over_after_removal();
+        }
+    }
+
+    /// This leader is no longer a voter. It keeps leading (not counting itself) only
+    /// to bring the most up-to-date remaining voter level and hand it leadership; if
+    /// that does not happen within an election timeout it steps down. Stepping down at
+    /// once could leave the remaining voters unable to elect anyone: a voter that has
+    /// not learned that the removal is committed still needs this node's vote, which
+    /// its shorter log would not get.
+    fn hand_over_after_removal(&mut self) {
+        let target = self
+            .log
+            .conf_state()
+            .voters
+            .iter()
+            .map(|v| (self.progress.get(v).map_or(0, |p| p.matched), *v))
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+            .map(|(_, v)| v);
+        let Some(target) = target else {
+            self.become_follower(self.term, NODE_NONE);
+            return;
+        };
+        debug!(
+            id = self.id,
+            to = target,
+            "removed from the voters, handing over leadership"
+        );
         self.maybe_commit();
         self.broadcast_append();
-        self.collect_reads();
+        self.transferee = NODE_NONE;
+        if self.transfer_leader(target).is_err() {
+            self.become_follower(self.term, NODE_NONE);
+        }
     }
 
     /// Starts handing leadership to `to`.
@@ -431,7 +476,7 @@ impl Raft {
         if to == self.id || to == self.transferee {
             return Ok(());
         }
-        if !self.conf.voters.contains(&to) {
+        if !self.log.conf_state().voters.contains(&to) {
             return Err(RaftError::InvalidTransferee(to));
         }
         self.transferee = to;

@@ -7,7 +7,7 @@
 //! never overwriting a committed entry) with assertions, because a violation here is a
 //! bug in the core, not bad input.
 
-use super::types::{ConfState, Entry, Snapshot, SnapshotMeta};
+use super::types::{ConfChange, ConfState, Entry, EntryKind, Snapshot, SnapshotMeta};
 
 /// The log of one node.
 #[derive(Clone, Debug)]
@@ -24,6 +24,9 @@ pub struct RaftLog {
     committed: u64,
     /// Highest index the application has applied.
     applied: u64,
+    /// Membership changes in `entries`, oldest first: (index, membership from there on).
+    /// Membership takes effect when its entry is appended, not when it commits.
+    confs: Vec<(u64, ConfState)>,
 }
 
 impl RaftLog {
@@ -36,14 +39,58 @@ impl RaftLog {
         applied: u64,
     ) -> Self {
         let stable_to = snapshot.meta.index + entries.len() as u64;
-        RaftLog {
+        let mut log = RaftLog {
             snapshot,
             snapshot_unstable: false,
-            entries,
+            entries: Vec::new(),
             stable_to,
             committed,
             applied,
+            confs: Vec::new(),
+        };
+        for e in entries {
+            log.push(e);
         }
+        log
+    }
+
+    /// Appends one entry, tracking membership changes.
+    fn push(&mut self, e: Entry) {
+        if e.kind == EntryKind::ConfChange {
+            match postcard::from_bytes::<ConfChange>(&e.data) {
+                Ok(change) => {
+                    let next = self.conf_state().applied(&change);
+                    self.confs.push((e.index, next));
+                }
+                Err(err) => {
+                    tracing::error!(index = e.index, %err, "undecodable membership change ignored")
+                }
+            }
+        }
+        self.entries.push(e);
+    }
+
+    /// The membership in force: the latest change in the log, or the snapshot's.
+    pub fn conf_state(&self) -> &ConfState {
+        self.confs
+            .last()
+            .map_or(&self.snapshot.meta.conf_state, |(_, c)| c)
+    }
+
+    /// Index of the latest membership change (the snapshot's index if none follows it).
+    pub fn last_conf_index(&self) -> u64 {
+        self.confs
+            .last()
+            .map_or(self.snapshot.meta.index, |(i, _)| *i)
+    }
+
+    /// The membership in force right after `index`.
+    pub fn conf_state_at(&self, index: u64) -> &ConfState {
+        self.confs
+            .iter()
+            .rev()
+            .find(|(i, _)| *i <= index)
+            .map_or(&self.snapshot.meta.conf_state, |(_, c)| c)
     }
 
     /// An empty log holding `entries` from index 1 that are not yet persisted.
@@ -168,7 +215,7 @@ impl RaftLog {
                 e.term >= self.last_term(),
                 "leader append must not lower the term"
             );
-            self.entries.push(e);
+            self.push(e);
         }
     }
 
@@ -211,7 +258,7 @@ impl RaftLog {
             );
             self.truncate_after(first_new - 1);
             for e in entries.into_iter().skip(offset) {
-                self.entries.push(e);
+                self.push(e);
             }
         }
         self.commit_to(commit.min(last_new));
@@ -223,6 +270,7 @@ impl RaftLog {
         let keep = index.saturating_sub(self.snapshot.meta.index) as usize;
         self.entries.truncate(keep);
         self.stable_to = self.stable_to.min(index);
+        self.confs.retain(|(i, _)| *i <= index);
     }
 
     /// Raises the commit index; it never decreases and never passes the last entry.
@@ -299,16 +347,19 @@ impl RaftLog {
         self.committed = snapshot.meta.index;
         self.stable_to = snapshot.meta.index;
         self.entries.clear();
+        self.confs.clear();
         self.snapshot = snapshot;
         self.snapshot_unstable = true;
     }
 
     /// Compacts everything up to `index` into a snapshot the application took. The
     /// caller checked `snapshot index < index <= min(applied, stable_to)`.
-    pub(crate) fn compact(&mut self, index: u64, conf_state: ConfState, data: Vec<u8>) {
+    pub(crate) fn compact(&mut self, index: u64, data: Vec<u8>) {
         let term = self
             .term(index)
             .expect("compact index checked to be in the log");
+        let conf_state = self.conf_state_at(index).clone();
+        self.confs.retain(|(i, _)| *i > index);
         let drop = (index - self.snapshot.meta.index) as usize;
         self.entries.drain(..drop);
         self.snapshot = Snapshot {

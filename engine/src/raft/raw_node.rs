@@ -194,15 +194,6 @@ impl RawNode {
                 hard_state.term
             )));
         }
-        let mut conf = snapshot.meta.conf_state.clone();
-        for e in entries
-            .iter()
-            .filter(|e| e.index <= applied && e.kind == EntryKind::ConfChange)
-        {
-            if let Ok(change) = postcard::from_bytes::<ConfChange>(&e.data) {
-                conf = conf.applied(&change);
-            }
-        }
         #[allow(unused_mut)]
         let mut vote = hard_state.vote;
         #[cfg(any(test, madsim))]
@@ -210,7 +201,7 @@ impl RawNode {
             vote = super::types::NODE_NONE;
         }
         let log = RaftLog::new(snapshot, entries, commit, applied);
-        let raft = Raft::new(cfg, hard_state.term, vote, log, conf);
+        let raft = Raft::new(cfg, hard_state.term, vote, log);
         let prev_hard = HardState {
             term: hard_state.term,
             vote: hard_state.vote,
@@ -284,17 +275,7 @@ impl RawNode {
                 hi,
             });
         }
-        let mut conf = log.snapshot_meta().conf_state.clone();
-        for e in log
-            .entries()
-            .iter()
-            .filter(|e| e.index <= index && e.kind == EntryKind::ConfChange)
-        {
-            if let Ok(change) = postcard::from_bytes::<ConfChange>(&e.data) {
-                conf = conf.applied(&change);
-            }
-        }
-        self.raft.log.compact(index, conf, data);
+        self.raft.log.compact(index, data);
         Ok(())
     }
 
@@ -390,7 +371,7 @@ impl RawNode {
             applied: r.log.applied(),
             last_index: r.log.last_index(),
             snapshot_index: r.log.snapshot_meta().index,
-            conf_state: r.conf.clone(),
+            conf_state: r.log.conf_state().clone(),
             progress: r
                 .progress
                 .iter()

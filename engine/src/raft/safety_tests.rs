@@ -11,6 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use super::harness::Cluster;
 use super::{BugSwitches, ConfChange, ConfChangeKind, Config, NodeId};
 
+/// Steps per schedule (before the final heal-and-converge phase).
+const STEPS: usize = 800;
+
 /// Shape of one randomized run.
 #[derive(Clone, Copy, Debug)]
 struct Schedule {
@@ -49,6 +52,82 @@ fn run(s: Schedule) -> Result<(), String> {
     }
 }
 
+/// Coverage of one run, for tuning the schedule generator.
+#[derive(Debug, Default)]
+struct Coverage {
+    applied: u64,
+    terms_led: usize,
+    snapshots: u64,
+    timeout_now: u64,
+    reads: usize,
+    conf_changes: u64,
+}
+
+thread_local! {
+    static COVERAGE: std::cell::RefCell<Vec<Coverage>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn record_coverage(c: &Cluster) {
+    let conf_changes = c
+        .nodes
+        .values()
+        .filter_map(|n| n.raw.as_ref())
+        .map(|r| {
+            r.log()
+                .entries()
+                .iter()
+                .filter(|e| e.kind == super::EntryKind::ConfChange && e.term > 1)
+                .count() as u64
+        })
+        .max()
+        .unwrap_or(0);
+    let cov = Coverage {
+        applied: c.max_applied(),
+        terms_led: c.terms_led(),
+        snapshots: c.delivered.get("Snapshot").copied().unwrap_or(0),
+        timeout_now: c.delivered.get("TimeoutNow").copied().unwrap_or(0),
+        reads: c.reads.len(),
+        conf_changes,
+    };
+    COVERAGE.with(|v| v.borrow_mut().push(cov));
+}
+
+/// Swarm testing: each schedule draws its own mix of actions, so some runs are calm
+/// and others are storms of one fault kind.
+struct Weights([u32; ACTIONS]);
+
+/// Tick, deliver, propose, partition, crash/restart, compact, conf change, read,
+/// transfer, campaign.
+const ACTIONS: usize = 10;
+
+impl Weights {
+    fn swarm(rng: &mut ChaCha8Rng) -> Self {
+        let mut w = [0u32; ACTIONS];
+        w[0] = rng.random_range(20..50);
+        w[1] = rng.random_range(30..80);
+        for slot in w.iter_mut().skip(2) {
+            *slot = if rng.random_bool(0.25) {
+                0
+            } else {
+                rng.random_range(1..10)
+            };
+        }
+        Weights(w)
+    }
+
+    fn pick(&self, rng: &mut ChaCha8Rng) -> usize {
+        let total: u32 = self.0.iter().sum();
+        let mut roll = rng.random_range(0..total);
+        for (action, &w) in self.0.iter().enumerate() {
+            if roll < w {
+                return action;
+            }
+            roll -= w;
+        }
+        ACTIONS - 1
+    }
+}
+
 fn run_inner(s: Schedule) -> Result<(), String> {
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     let founders: Vec<NodeId> = (1..=s.voters).collect();
@@ -59,14 +138,15 @@ fn run_inner(s: Schedule) -> Result<(), String> {
     let all: Vec<NodeId> = (1..=spare).collect();
     let mut next_data = 0u64;
     let pick = |rng: &mut ChaCha8Rng| all[rng.random_range(0..all.len())];
+    let weights = Weights::swarm(&mut rng);
     for step in 0..s.steps {
-        let roll = rng.random_range(0..100);
+        let roll = weights.pick(&mut rng);
         match roll {
-            0..=39 => {
+            0 => {
                 let id = pick(&mut rng);
                 c.tick(id);
             }
-            40..=74 => {
+            1 => {
                 if !c.in_flight.is_empty() {
                     let pos = rng.random_range(0..c.in_flight.len());
                     match rng.random_range(0..20) {
@@ -83,13 +163,13 @@ fn run_inner(s: Schedule) -> Result<(), String> {
                     }
                 }
             }
-            75..=82 => {
+            2 => {
                 if let Some(leader) = c.leader() {
                     next_data += 1;
                     let _ = c.propose(leader, format!("v{next_data}").into_bytes());
                 }
             }
-            83..=85 => {
+            3 => {
                 if rng.random_bool(0.5) {
                     c.heal();
                 } else {
@@ -101,7 +181,7 @@ fn run_inner(s: Schedule) -> Result<(), String> {
                     c.partition(&[&side]);
                 }
             }
-            86..=88 => {
+            4 => {
                 let id = pick(&mut rng);
                 if c.raw(id).is_some() {
                     c.crash(id);
@@ -109,11 +189,11 @@ fn run_inner(s: Schedule) -> Result<(), String> {
                     c.restart(id).map_err(|e| format!("restart failed: {e}"))?;
                 }
             }
-            89..=90 => {
+            5 => {
                 let id = pick(&mut rng);
                 let _ = c.compact(id);
             }
-            91..=93 => {
+            6 => {
                 if let Some(leader) = c.leader() {
                     let node_id = pick(&mut rng);
                     let kind = match rng.random_range(0..3) {
@@ -137,7 +217,7 @@ fn run_inner(s: Schedule) -> Result<(), String> {
                     }
                 }
             }
-            94..=95 => {
+            7 => {
                 if let Some(leader) = c.leader()
                     && let Some(raw) = c.raw_mut(leader)
                 {
@@ -145,7 +225,7 @@ fn run_inner(s: Schedule) -> Result<(), String> {
                     c.settle(leader);
                 }
             }
-            96..=97 => {
+            8 => {
                 if let Some(leader) = c.leader() {
                     let to = pick(&mut rng);
                     if let Some(raw) = c.raw_mut(leader) {
@@ -163,25 +243,40 @@ fn run_inner(s: Schedule) -> Result<(), String> {
             }
         }
         c.check_log_matching();
-        if std::env::var("RAFT_TRACE").is_ok() {
-            let st: Vec<String> = all
-                .iter()
-                .filter_map(|id| c.raw(*id).map(|r| r.status()))
-                .map(|s| {
-                    format!(
-                        "{}:{:?}/t{}/c{}/a{}/l{}/s{}",
-                        s.id, s.role, s.term, s.commit, s.applied, s.last_index, s.snapshot_index
-                    )
-                })
-                .collect();
-            eprintln!("step {step} roll {roll}: {}", st.join(" "));
-        }
+        trace(&c, &format!("step {step} action {roll}"));
         if let Some(v) = c.violations.first() {
             return Err(format!("step {step}: {v}"));
         }
     }
     converge(&mut c)?;
+    record_coverage(&c);
     check_reads(&c)
+}
+
+fn trace(c: &Cluster, what: &str) {
+    if std::env::var("RAFT_TRACE").is_err() {
+        return;
+    }
+    let st: Vec<String> = c
+        .ids()
+        .iter()
+        .filter_map(|id| c.raw(*id).map(|r| r.status()))
+        .map(|s| {
+            format!(
+                "{}:{:?}/t{}/v{}/c{}/a{}/l{}/s{}/{:?}",
+                s.id,
+                s.role,
+                s.term,
+                s.vote,
+                s.commit,
+                s.applied,
+                s.last_index,
+                s.snapshot_index,
+                s.conf_state.voters
+            )
+        })
+        .collect();
+    eprintln!("{what}: {}", st.join(" "));
 }
 
 /// Heals everything and requires a leader that commits a fresh entry on every member.
@@ -196,6 +291,7 @@ fn converge(c: &mut Cluster) -> Result<(), String> {
             c.tick(id);
         }
         c.deliver_all(10_000);
+        trace(c, "converge");
         if let Some(v) = c.violations.first() {
             return Err(format!("while converging: {v}"));
         }
@@ -262,7 +358,7 @@ fn sweep(
 
 #[test]
 fn three_node_schedules_are_safe() {
-    let failures = sweep(3, 0..700, 300, BugSwitches::default());
+    let failures = sweep(3, 0..2000, STEPS, BugSwitches::default());
     assert!(
         failures.is_empty(),
         "failing seeds (3 nodes): {:?}",
@@ -272,7 +368,7 @@ fn three_node_schedules_are_safe() {
 
 #[test]
 fn five_node_schedules_are_safe() {
-    let failures = sweep(5, 10_000..10_500, 300, BugSwitches::default());
+    let failures = sweep(5, 10_000..11_000, STEPS, BugSwitches::default());
     assert!(
         failures.is_empty(),
         "failing seeds (5 nodes): {:?}",
@@ -286,7 +382,7 @@ fn known_bad_vote_twice_is_caught() {
         vote_twice_in_term: true,
         ..BugSwitches::default()
     };
-    let failures = sweep(5, 0..200, 300, bugs);
+    let failures = sweep(5, 0..200, STEPS, bugs);
     assert!(
         !failures.is_empty(),
         "voting twice in a term went unnoticed in 200 seeds"
@@ -299,7 +395,7 @@ fn known_bad_forget_vote_on_restart_is_caught() {
         forget_vote_on_restart: true,
         ..BugSwitches::default()
     };
-    let failures = sweep(3, 0..400, 300, bugs);
+    let failures = sweep(3, 0..400, STEPS, bugs);
     assert!(
         !failures.is_empty(),
         "forgetting the vote on restart went unnoticed in 400 seeds"
@@ -320,7 +416,7 @@ fn replay_one_seed() {
     let r = run(Schedule {
         seed,
         voters,
-        steps: 300,
+        steps: STEPS,
         bugs: BugSwitches::default(),
     });
     assert!(r.is_ok(), "{r:?}");
@@ -343,11 +439,36 @@ fn print_bug_findings() {
             ..BugSwitches::default()
         },
     ] {
-        let f = sweep(3, 0..400, 300, bugs);
+        let f = sweep(3, 0..400, STEPS, bugs);
         eprintln!(
             "{bugs:?}: {} failures; first: {:?}",
             f.len(),
             f.iter().take(3).collect::<Vec<_>>()
         );
+    }
+}
+
+#[test]
+#[ignore = "tuning aid: prints what the schedules exercise"]
+fn print_coverage() {
+    for voters in [3, 5] {
+        COVERAGE.with(|v| v.borrow_mut().clear());
+        let f = sweep(voters, 0..300, STEPS, BugSwitches::default());
+        COVERAGE.with(|v| {
+            let v = v.borrow();
+            let n = v.len().max(1) as f64;
+            let avg = |g: &dyn Fn(&Coverage) -> f64| v.iter().map(g).sum::<f64>() / n;
+            let frac = |g: &dyn Fn(&Coverage) -> bool| v.iter().filter(|c| g(c)).count() as f64 / n;
+            eprintln!(
+                "{voters} voters: {} failures; avg applied {:.1}, terms {:.1}; runs with snapshot {:.2}, transfer {:.2}, reads {:.2}, conf change {:.2}",
+                f.len(),
+                avg(&|c| c.applied as f64),
+                avg(&|c| c.terms_led as f64),
+                frac(&|c| c.snapshots > 0),
+                frac(&|c| c.timeout_now > 0),
+                frac(&|c| c.reads > 0),
+                frac(&|c| c.conf_changes > 0),
+            );
+        });
     }
 }
