@@ -8,6 +8,10 @@
 //! and reported, corruption anywhere else is an error naming file and offset.
 //! [`Wal::release_before`] drops whole segments a snapshot has made unnecessary.
 //!
+//! Opening makes everything it replays durable (after a process crash the page cache
+//! may still hold unsynced records and directory entries), so a caller may act on every
+//! replayed record as if it had been synced.
+//!
 //! After any I/O error while writing or syncing the log is *poisoned*: the state of the
 //! page cache is unknown (a failed fsync may have dropped dirty pages), so every further
 //! call fails and the owner must reopen it, which re-reads what is really on disk.
@@ -36,6 +40,12 @@ pub const RECORD_BYTES_MAX_DEFAULT: u32 = 16 * 1024 * 1024;
 const ZERO_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// How a new segment's space is reserved.
+///
+/// Measured on this project's ext4 VM disk (1 x 256-byte record + fdatasync, 2000
+/// samples): the three modes are within noise of each other (p50 about 4 ms, set by the
+/// device's flush latency), while creating a 64 MiB segment takes about 4 ms with
+/// `None`, 20 ms with `Allocate` and 240 ms with `ZeroFill`. Hence the default is
+/// `Allocate`; `ZeroFill` is there for disks where unwritten-extent conversion shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preallocation {
     /// Not at all: the file grows with each append (every fdatasync also flushes the
@@ -65,7 +75,7 @@ impl Default for WalOptions {
         Self {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
-            preallocation: Preallocation::ZeroFill,
+            preallocation: Preallocation::Allocate,
         }
     }
 }
@@ -255,8 +265,10 @@ impl<D: Disk> Wal<D> {
             write_zeros(&mut file, torn.offset, torn.offset + torn.bytes_dropped)
                 .await
                 .map_err(io_err("zero torn tail of", &path))?;
-            file.sync_data().await.map_err(io_err("sync", &path))?;
         }
+        // After a process crash the page cache may hold records that were never synced;
+        // the caller is about to act on them, so make them durable now.
+        file.sync_data().await.map_err(io_err("sync", &path))?;
         let wal = Self {
             disk,
             opts,
@@ -417,8 +429,8 @@ impl<D: Disk> Wal<D> {
     }
 }
 
-/// Lists finished segments in order, removing leftover temp files; ignores (with a
-/// warning) anything else.
+/// Lists finished segments in order, removing leftover temp files and making the
+/// listing durable; ignores (with a warning) anything else.
 async fn list_segments<D: Disk>(disk: &D) -> Result<Vec<SegmentId>, WalError> {
     if !disk
         .exists(WAL_DIR)
@@ -432,7 +444,6 @@ async fn list_segments<D: Disk>(disk: &D) -> Result<Vec<SegmentId>, WalError> {
         return Ok(Vec::new());
     }
     let mut ids = Vec::new();
-    let mut removed_temp = false;
     for name in disk
         .list_dir(WAL_DIR)
         .await
@@ -446,16 +457,17 @@ async fn list_segments<D: Disk>(disk: &D) -> Result<Vec<SegmentId>, WalError> {
             disk.remove_file(&path)
                 .await
                 .map_err(io_err("remove", &path))?;
-            removed_temp = true;
         } else {
             tracing::warn!(name, "wal: ignoring an unknown file in the wal directory");
         }
     }
-    if removed_temp {
-        disk.sync_dir(WAL_DIR)
-            .await
-            .map_err(io_err("sync dir", WAL_DIR))?;
-    }
+    // After a process crash, entries seen here (the wal directory itself, a segment
+    // renamed just before the crash) may not be durable yet; appends must not land in
+    // a file that a later power loss could unlink.
+    disk.sync_dir("").await.map_err(io_err("sync dir", "."))?;
+    disk.sync_dir(WAL_DIR)
+        .await
+        .map_err(io_err("sync dir", WAL_DIR))?;
     ids.sort();
     Ok(ids)
 }
