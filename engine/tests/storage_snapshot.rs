@@ -116,3 +116,36 @@ fn purge_keeps_the_newest_n() {
         assert_eq!(latest.data, payload(5, 0, 50));
     });
 }
+
+#[test]
+fn snapshot_loaded_after_a_crash_survives_a_later_power_loss() {
+    let disk = disk_with_one_snapshot();
+    let start = disk.ops();
+    block_on(async {
+        let store = SnapshotStore::open(disk.clone()).await.unwrap();
+        store.save(20, 2, &payload(20, 0, 5000)).await.unwrap();
+    });
+    let ops_per_save = disk.ops() - start;
+    for cut in 0..=ops_per_save {
+        let disk = disk_with_one_snapshot();
+        disk.set_ops_limit(Some(disk.ops() + cut));
+        block_on(async {
+            let store = SnapshotStore::open(disk.clone()).await.ok()?;
+            store.save(20, 2, &payload(20, 0, 5000)).await.ok()
+        });
+        disk.crash();
+        let load = || {
+            block_on(async {
+                let store = SnapshotStore::open(disk.clone()).await.unwrap();
+                store.load_latest().await.unwrap().snapshot.unwrap()
+            })
+        };
+        let after_crash = load();
+        disk.power_loss(&mut ChaCha8Rng::seed_from_u64(cut));
+        assert_eq!(
+            load(),
+            after_crash,
+            "cut {cut}: loaded snapshot did not survive"
+        );
+    }
+}

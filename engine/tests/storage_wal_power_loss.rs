@@ -78,12 +78,15 @@ fn crash_at_every_op_loses_nothing_written() {
             let last =
                 check_replay(&replay, &out, out.appended).unwrap_or_else(|e| panic!("{ctx}: {e}"));
             drop(wal);
+            // A power loss after the recovery: what the reopened log holds and appends
+            // must now be durable, even what the crash left only in the page cache.
+            let mut rng = ChaCha8Rng::seed_from_u64(cut);
             block_on(append_after_recovery(
                 &disk,
                 &w.opts,
                 &mut out,
                 last,
-                MemDisk::crash,
+                move |d: &MemDisk| d.power_loss(&mut rng),
             ))
             .unwrap_or_else(|e| panic!("{ctx}: {e}"));
         }

@@ -162,8 +162,8 @@ fn decode(meta: SnapshotMeta, mut bytes: Vec<u8>) -> Result<Snapshot, String> {
 }
 
 impl<D: Disk> SnapshotStore<D> {
-    /// Opens (creating if needed) the snapshot directory and removes temp files left by
-    /// a crash during a save.
+    /// Opens (creating if needed) the snapshot directory, removes temp files left by a
+    /// crash during a save, and makes the directory's entries durable.
     pub async fn open(disk: D) -> Result<Self, SnapshotError> {
         if !disk
             .exists(SNAP_DIR)
@@ -176,7 +176,6 @@ impl<D: Disk> SnapshotStore<D> {
             disk.sync_dir("").await.map_err(io_err("sync dir", "."))?;
         }
         let store = Self { disk };
-        let mut removed = false;
         for name in store.names().await? {
             if name.ends_with(TEMP_SUFFIX) {
                 let path = join(SNAP_DIR, &name);
@@ -186,12 +185,16 @@ impl<D: Disk> SnapshotStore<D> {
                     .remove_file(&path)
                     .await
                     .map_err(io_err("remove", &path))?;
-                removed = true;
             }
         }
-        if removed {
-            store.sync_dir().await?;
-        }
+        // After a process crash, a rename seen here may not be durable yet; a snapshot
+        // the caller loads must not vanish in a later power loss.
+        store
+            .disk
+            .sync_dir("")
+            .await
+            .map_err(io_err("sync dir", "."))?;
+        store.sync_dir().await?;
         Ok(store)
     }
 

@@ -6,13 +6,19 @@
 //! trailing run of zeros starts at or before the record's claimed end (its header's
 //! end if the header cannot be trusted). A torn write in a preallocated file or at the
 //! end of a file looks exactly like that; damage to a record followed by more data does
-//! not. Any bad record elsewhere is corruption.
+//! not. Because a device may also persist the sectors of unsynced writes out of order,
+//! a bad record in the last segment that overlaps a sector reading as zeros from the
+//! record on is a torn tail too (whatever follows it was written after it, so was not
+//! synced either). Any bad record elsewhere is corruption.
 //!
 //! Known ambiguity (inherent to the format, as in etcd): damage to the very last record
 //! of the log cannot be told from a torn write, so it is cut off and reported as a torn
 //! tail rather than raised as an error. This module does no I/O.
 
 use super::format::{BadRecord, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, decode_record};
+
+/// Granularity at which a device may persist unsynced writes out of order.
+pub const TORN_SECTOR_BYTES: usize = 512;
 
 /// The records of a segment and where its valid data ends.
 #[derive(Debug, Default)]
@@ -84,7 +90,7 @@ pub fn scan_segment(
             ),
         };
         let (end, why) = claimed_end;
-        if is_last && zeros_from <= end {
+        if is_last && (zeros_from <= end || lost_sector(bytes, off, end)) {
             scan.end_offset = off as u64;
             scan.torn_until = Some(zeros_from as u64);
             return Ok(scan);
@@ -96,6 +102,25 @@ pub fn scan_segment(
     }
     scan.end_offset = off as u64;
     Ok(scan)
+}
+
+/// Whether a sector-aligned region overlapping the record at `start..end` reads as
+/// zeros from the record's start (or the sector's start) to the sector's end: the mark
+/// of a sector whose write never reached the disk when the device persisted the
+/// unsynced sectors out of order. A bit flip cannot produce it (it would need a whole
+/// aligned zero run in a payload, the one case this heuristic misjudges).
+fn lost_sector(bytes: &[u8], start: usize, end: usize) -> bool {
+    let end = end.min(bytes.len());
+    let mut sector = start - start % TORN_SECTOR_BYTES;
+    while sector < end {
+        let from = sector.max(start);
+        let to = (sector + TORN_SECTOR_BYTES).min(bytes.len());
+        if from < to && bytes[from..to].iter().all(|b| *b == 0) {
+            return true;
+        }
+        sector += TORN_SECTOR_BYTES;
+    }
+    false
 }
 
 #[cfg(test)]
@@ -152,6 +177,35 @@ mod tests {
         let err = scan_segment(&bytes, 10, true, 64).unwrap_err();
         assert_eq!(err.offset, SEGMENT_HEADER_BYTES as u64);
         assert!(err.reason.contains("checksum"), "{}", err.reason);
+    }
+
+    #[test]
+    fn lost_sector_in_the_last_segment_is_a_torn_tail() {
+        let big = vec![0x77u8; 1500];
+        let bytes = segment(&[b"a", &big, b"after", b"more"], 0);
+        let second = SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES + 1;
+        // The first whole sector inside the big record never reached the disk, while the
+        // records after it did.
+        let sector = (second / TORN_SECTOR_BYTES + 1) * TORN_SECTOR_BYTES;
+        let mut torn = bytes.clone();
+        torn[sector..sector + TORN_SECTOR_BYTES].fill(0);
+        let scan = scan_segment(&torn, 10, true, 2048).unwrap();
+        assert_eq!(scan.records.len(), 1);
+        assert_eq!(scan.end_offset as usize, second);
+        assert_eq!(scan.torn_until, Some(bytes.len() as u64));
+        assert!(scan_segment(&torn, 10, false, 2048).is_err());
+        // Likewise when the sector holding the record's header was lost.
+        let mut torn = bytes.clone();
+        let head_sector_end = (second / TORN_SECTOR_BYTES + 1) * TORN_SECTOR_BYTES;
+        torn[second..head_sector_end].fill(0);
+        assert_eq!(
+            scan_segment(&torn, 10, true, 2048).unwrap().records.len(),
+            1
+        );
+        // A flipped bit in the same record is still corruption.
+        let mut flipped = bytes.clone();
+        flipped[sector + 7] ^= 4;
+        assert!(scan_segment(&flipped, 10, true, 2048).is_err());
     }
 
     #[test]

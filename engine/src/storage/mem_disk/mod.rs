@@ -16,13 +16,18 @@
 //! It deliberately models no latency (the simulator wraps it for that), no permissions,
 //! no hard links, and no directory renames.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod model;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::Rng;
 
 use super::disk::{Disk, DiskFile, join, split_parent, validate_path};
+use model::{DirEntries, Inode, Node, Pending, State, not_found};
 
 /// An in-memory disk; clones share the same contents (an `Arc` inside).
 #[derive(Clone, Default)]
@@ -39,162 +44,6 @@ pub struct MemFile {
     generation: u64,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Node {
-    File(u64),
-    Dir,
-}
-
-#[derive(Default)]
-struct DirEntries {
-    live: BTreeMap<String, Node>,
-    durable: BTreeMap<String, Node>,
-}
-
-enum Pending {
-    Write { offset: u64, bytes: Vec<u8> },
-    SetLen(u64),
-}
-
-#[derive(Default)]
-struct Inode {
-    cache: Vec<u8>,
-    durable: Vec<u8>,
-    pending: Vec<Pending>,
-}
-
-struct State {
-    inodes: BTreeMap<u64, Inode>,
-    inode_next: u64,
-    /// Directory path (`""` is the root) to its entries.
-    dirs: BTreeMap<String, DirEntries>,
-    generation: u64,
-    ops: u64,
-    ops_limit: Option<u64>,
-    syncs_to_fail: u32,
-    capacity_bytes: Option<u64>,
-}
-
-impl Default for State {
-    fn default() -> Self {
-        let mut dirs = BTreeMap::new();
-        dirs.insert(String::new(), DirEntries::default());
-        Self {
-            inodes: BTreeMap::new(),
-            inode_next: 0,
-            dirs,
-            generation: 0,
-            ops: 0,
-            ops_limit: None,
-            syncs_to_fail: 0,
-            capacity_bytes: None,
-        }
-    }
-}
-
-fn apply(buf: &mut Vec<u8>, op: &Pending) {
-    match op {
-        Pending::Write { offset, bytes } => {
-            let start = *offset as usize;
-            let end = start + bytes.len();
-            if buf.len() < end {
-                buf.resize(end, 0);
-            }
-            buf[start..end].copy_from_slice(bytes);
-        }
-        Pending::SetLen(len) => buf.resize(*len as usize, 0),
-    }
-}
-
-fn not_found(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{what}: not found"))
-}
-
-impl State {
-    fn count_op(&mut self) -> io::Result<()> {
-        if let Some(limit) = self.ops_limit
-            && self.ops >= limit
-        {
-            return Err(io::Error::other(
-                "disk cut off: operation budget exhausted (simulated power cut)",
-            ));
-        }
-        self.ops += 1;
-        Ok(())
-    }
-
-    fn lookup(&self, path: &str) -> Option<Node> {
-        if path.is_empty() {
-            return Some(Node::Dir);
-        }
-        let (parent, name) = split_parent(path);
-        self.dirs.get(parent)?.live.get(name).copied()
-    }
-
-    fn used_bytes(&self) -> u64 {
-        self.inodes.values().map(|i| i.cache.len() as u64).sum()
-    }
-
-    fn check_growth(&self, inode: u64, new_len: u64) -> io::Result<()> {
-        let Some(capacity) = self.capacity_bytes else {
-            return Ok(());
-        };
-        let old_len = self.inodes.get(&inode).map_or(0, |i| i.cache.len() as u64);
-        if new_len > old_len && self.used_bytes() + (new_len - old_len) > capacity {
-            return Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                "no space left on device (simulated ENOSPC)",
-            ));
-        }
-        Ok(())
-    }
-
-    fn take_sync_fault(&mut self) -> io::Result<()> {
-        if self.syncs_to_fail > 0 {
-            self.syncs_to_fail -= 1;
-            return Err(io::Error::other("fsync failed: EIO (injected)"));
-        }
-        Ok(())
-    }
-
-    fn push(&mut self, inode: u64, op: Pending) -> io::Result<()> {
-        let file = self
-            .inodes
-            .get_mut(&inode)
-            .ok_or_else(|| not_found("inode"))?;
-        apply(&mut file.cache, &op);
-        file.pending.push(op);
-        Ok(())
-    }
-
-    /// Drops directories unreachable from the root and inodes no entry refers to.
-    fn collect_garbage(&mut self) {
-        let mut reachable = BTreeSet::new();
-        let mut stack = vec![String::new()];
-        while let Some(dir) = stack.pop() {
-            if let Some(entries) = self.dirs.get(&dir) {
-                for (name, node) in &entries.live {
-                    if *node == Node::Dir {
-                        stack.push(join(&dir, name));
-                    }
-                }
-            }
-            reachable.insert(dir);
-        }
-        self.dirs.retain(|d, _| reachable.contains(d));
-        let used: BTreeSet<u64> = self
-            .dirs
-            .values()
-            .flat_map(|d| d.live.values().chain(d.durable.values()))
-            .filter_map(|n| match n {
-                Node::File(i) => Some(*i),
-                Node::Dir => None,
-            })
-            .collect();
-        self.inodes.retain(|i, _| used.contains(i));
-    }
-}
-
 impl MemDisk {
     /// An empty disk (only the root directory exists).
     pub fn new() -> Self {
@@ -209,41 +58,14 @@ impl MemDisk {
 
     /// Process crash: every open handle goes stale; the page cache survives.
     pub fn crash(&self) {
-        let mut s = self.lock();
-        s.generation += 1;
-        s.ops_limit = None;
-        s.collect_garbage();
+        self.lock().crash();
     }
 
     /// Power loss: every open handle goes stale; each file keeps its durable bytes plus
     /// a prefix (chosen with `rng`) of its unsynced writes, the last one possibly torn;
     /// directories revert to their last synced entries.
     pub fn power_loss(&self, rng: &mut impl Rng) {
-        let mut s = self.lock();
-        s.generation += 1;
-        s.ops_limit = None;
-        for file in s.inodes.values_mut() {
-            let pending = std::mem::take(&mut file.pending);
-            let kept = rng.random_range(0..=pending.len());
-            let mut image = std::mem::take(&mut file.durable);
-            for op in &pending[..kept] {
-                apply(&mut image, op);
-            }
-            if let Some(Pending::Write { offset, bytes }) = pending.get(kept) {
-                let torn = rng.random_range(0..=bytes.len());
-                let op = Pending::Write {
-                    offset: *offset,
-                    bytes: bytes[..torn].to_vec(),
-                };
-                apply(&mut image, &op);
-            }
-            file.cache = image.clone();
-            file.durable = image;
-        }
-        for dir in s.dirs.values_mut() {
-            dir.live = dir.durable.clone();
-        }
-        s.collect_garbage();
+        self.lock().power_loss(rng);
     }
 
     /// Makes the next `n` syncs (file or directory) fail with an EIO-like error.
@@ -500,14 +322,7 @@ impl DiskFile for MemFile {
         let mut s = self.state()?;
         s.count_op()?;
         s.take_sync_fault()?;
-        let file = s
-            .inodes
-            .get_mut(&self.inode)
-            .ok_or_else(|| not_found("inode"))?;
-        for op in std::mem::take(&mut file.pending) {
-            apply(&mut file.durable, &op);
-        }
-        Ok(())
+        s.sync_file(self.inode)
     }
 
     async fn set_len(&mut self, len: u64) -> io::Result<()> {
@@ -523,122 +338,5 @@ impl DiskFile for MemFile {
             self.set_len(len).await?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
-
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        pollster::block_on(f)
-    }
-
-    #[test]
-    fn synced_bytes_survive_power_loss_and_unsynced_entries_do_not() {
-        block_on(async {
-            let disk = MemDisk::new();
-            disk.create_dir_all("d").await.unwrap();
-            disk.sync_dir("").await.unwrap();
-            let mut f = disk.open("d/a", true).await.unwrap();
-            f.write_at(0, b"hello").await.unwrap();
-            f.sync_data().await.unwrap();
-            disk.sync_dir("d").await.unwrap();
-            let mut g = disk.open("d/b", true).await.unwrap();
-            g.write_at(0, b"lost").await.unwrap();
-            g.sync_data().await.unwrap();
-            f.write_at(5, b" world").await.unwrap();
-
-            disk.power_loss(&mut ChaCha8Rng::seed_from_u64(1));
-            assert!(f.len().await.is_err(), "handle must be stale");
-            assert!(
-                !disk.exists("d/b").await.unwrap(),
-                "unsynced entry survived"
-            );
-            let a = disk.read_all("d/a").await.unwrap();
-            assert!(a.starts_with(b"hello"));
-            assert!(b"hello world".starts_with(&a), "not a prefix: {a:?}");
-        });
-    }
-
-    #[test]
-    fn power_loss_keeps_a_prefix_and_some_seed_tears_a_write() {
-        let mut lengths = BTreeSet::new();
-        for seed in 0..64 {
-            block_on(async {
-                let disk = MemDisk::new();
-                let mut f = disk.open("f", true).await.unwrap();
-                disk.sync_dir("").await.unwrap();
-                f.write_at(0, &[1; 10]).await.unwrap();
-                f.write_at(10, &[2; 10]).await.unwrap();
-                disk.power_loss(&mut ChaCha8Rng::seed_from_u64(seed));
-                let data = disk.read_all("f").await.unwrap();
-                let mut full = vec![1; 10];
-                full.extend([2; 10]);
-                assert_eq!(data[..], full[..data.len()]);
-                lengths.insert(data.len());
-            });
-        }
-        assert!(
-            lengths.len() > 5,
-            "too few distinct cut points: {lengths:?}"
-        );
-    }
-
-    #[test]
-    fn crash_keeps_the_page_cache() {
-        block_on(async {
-            let disk = MemDisk::new();
-            let mut f = disk.open("f", true).await.unwrap();
-            disk.sync_dir("").await.unwrap();
-            f.write_at(0, b"abc").await.unwrap();
-            disk.crash();
-            assert_eq!(disk.read_all("f").await.unwrap(), b"abc");
-        });
-    }
-
-    #[test]
-    fn faults_fail_sync_fill_disk_and_cut_ops() {
-        block_on(async {
-            let disk = MemDisk::new();
-            let mut f = disk.open("f", true).await.unwrap();
-            disk.fail_next_syncs(1);
-            assert!(f.sync_data().await.is_err());
-            assert!(f.sync_data().await.is_ok());
-
-            disk.set_capacity_bytes(Some(8));
-            f.write_at(0, &[0; 8]).await.unwrap();
-            let err = f.write_at(8, &[0; 1]).await.unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::StorageFull);
-            disk.set_capacity_bytes(None);
-
-            disk.set_ops_limit(Some(disk.ops()));
-            assert!(f.write_at(0, b"x").await.is_err());
-            disk.set_ops_limit(None);
-            assert_eq!(disk.read_all("f").await.unwrap(), vec![0; 8]);
-
-            disk.flip_bit("f", 3, 0).unwrap();
-            assert_eq!(disk.read_all("f").await.unwrap()[3], 1);
-        });
-    }
-
-    #[test]
-    fn rename_is_reverted_by_power_loss_unless_dir_synced() {
-        block_on(async {
-            let disk = MemDisk::new();
-            let mut f = disk.open("tmp", true).await.unwrap();
-            f.write_at(0, b"v1").await.unwrap();
-            f.sync_data().await.unwrap();
-            disk.sync_dir("").await.unwrap();
-            disk.rename("tmp", "final").await.unwrap();
-            disk.power_loss(&mut ChaCha8Rng::seed_from_u64(0));
-            assert_eq!(disk.list_dir("").await.unwrap(), vec!["tmp".to_string()]);
-            disk.rename("tmp", "final").await.unwrap();
-            disk.sync_dir("").await.unwrap();
-            disk.power_loss(&mut ChaCha8Rng::seed_from_u64(0));
-            assert_eq!(disk.read_all("final").await.unwrap(), b"v1");
-        });
     }
 }
