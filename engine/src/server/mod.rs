@@ -4,4 +4,5 @@
 //! Nothing here decides what the store does; that is the engine modules' job.
 
 pub mod config;
+pub mod error;
 pub mod ids;
