@@ -21,6 +21,6 @@ pub mod wal;
 pub use disk::{Disk, DiskFile};
 #[cfg(all(unix, not(madsim)))]
 pub use fs_disk::{FsDisk, FsFile};
-pub use mem_disk::{MemDisk, MemFile};
+pub use mem_disk::{LossModel, MemDisk, MemFile};
 pub use snapshot::{LoadedSnapshot, Snapshot, SnapshotError, SnapshotMeta, SnapshotStore};
 pub use wal::{Preallocation, TornTail, Wal, WalError, WalOptions, WalRecord, WalReplay};
