@@ -1,7 +1,7 @@
 //! The write-ahead log: an append-only sequence of opaque records on a [`Disk`].
 //!
 //! Records get consecutive sequence numbers (starting at 1 in a new log) and live in
-//! segment files under `wal/` (format in [`format`]). Writing is group commit:
+//! segment files under `wal/` (format in [`mod@format`]). Writing is group commit:
 //! [`Wal::append`] writes a batch into the page cache, [`Wal::sync`] makes everything
 //! appended so far durable with one `fdatasync` (plus one more per segment rotation).
 //! [`Wal::open`] replays every retained record in order; a torn final record is cut off
