@@ -1,6 +1,7 @@
 //! The WAL and snapshot store on real files (FsDisk in a temp directory), plus an
 //! ignored measurement of fdatasync latency per preallocation mode:
-//! `cargo test -p detcd-engine --release --test storage_fs -- --ignored --nocapture`.
+//! `cargo test -p detcd-engine --test storage_fs -- --ignored --nocapture` (set
+//! `DETCD_BENCH_DIR` to measure another file system).
 
 #![cfg(all(unix, not(madsim)))]
 

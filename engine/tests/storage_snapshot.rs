@@ -4,7 +4,7 @@
 
 mod storage_util;
 
-use detcd_engine::storage::{Disk, MemDisk, SnapshotStore};
+use detcd_engine::storage::{Disk, LossModel, MemDisk, SnapshotStore};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use storage_util::{block_on, payload};
@@ -34,16 +34,17 @@ fn power_loss_during_save_keeps_old_or_new_never_broken() {
     assert!(ops_per_save >= 4, "save took {ops_per_save} ops");
     let mut saw_new = false;
     let mut saw_old = false;
+    let models = [LossModel::PrefixOfWrites, LossModel::SectorsOutOfOrder];
     for cut in 0..=ops_per_save {
-        for seed in 0..SEEDS_PER_CUT {
+        for (seed, model) in (0..SEEDS_PER_CUT).flat_map(|s| models.map(|m| (s, m))) {
             let disk = disk_with_one_snapshot();
             disk.set_ops_limit(Some(disk.ops() + cut));
             let saved = block_on(async {
                 let store = SnapshotStore::open(disk.clone()).await.ok()?;
                 store.save(20, 2, &payload(20, 0, 5000)).await.ok()
             });
-            disk.power_loss(&mut ChaCha8Rng::seed_from_u64(seed));
-            let ctx = format!("cut {cut}/{ops_per_save} seed {seed}");
+            disk.power_loss_with(model, &mut ChaCha8Rng::seed_from_u64(cut << 8 | seed));
+            let ctx = format!("{model:?} cut {cut}/{ops_per_save} seed {seed}");
             let (loaded, names) = block_on(async {
                 let store = SnapshotStore::open(disk.clone()).await.unwrap();
                 let loaded = store.load_latest().await.unwrap();

@@ -160,3 +160,31 @@ fn forged_length_past_more_data_is_an_error() {
         other => panic!("expected corruption, got {other:?}"),
     }
 }
+
+#[test]
+fn missing_middle_segment_is_an_error() {
+    let (disk, ends) = filled(Preallocation::None);
+    let middle = &ends[1].0;
+    block_on(disk.remove_file(middle)).unwrap();
+    match block_on(Wal::open(disk, opts(Preallocation::None))) {
+        Err(WalError::Corrupt { path, reason, .. }) => {
+            assert_eq!(path, ends[2].0);
+            assert!(reason.contains("not consecutive"), "{reason}");
+        }
+        other => panic!("expected corruption, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn half_made_segment_is_removed_on_open() {
+    let (disk, ends) = filled(Preallocation::None);
+    let temp = "wal/00000000000000ff-00000000000000ff.wal.tmp";
+    block_on(async {
+        let mut f = disk.open(temp, true).await.unwrap();
+        f.write_at(0, b"partial").await.unwrap();
+    });
+    let (_, replay) = block_on(Wal::open(disk.clone(), opts(Preallocation::None))).unwrap();
+    assert_eq!(replay.records.len() as u64, RECORDS);
+    assert!(!block_on(disk.exists(temp)).unwrap());
+    assert_eq!(block_on(disk.list_dir("wal")).unwrap().len(), ends.len());
+}

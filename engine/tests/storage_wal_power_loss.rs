@@ -3,7 +3,7 @@
 
 mod storage_util;
 
-use detcd_engine::storage::{MemDisk, Preallocation, Wal};
+use detcd_engine::storage::{LossModel, MemDisk, Preallocation, Wal};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use storage_util::{Workload, append_after_recovery, block_on, check_replay, run};
@@ -29,6 +29,15 @@ fn total_ops(w: &Workload) -> u64 {
 
 #[test]
 fn power_loss_at_every_op_keeps_every_acknowledged_record() {
+    power_loss_at_every_op(LossModel::PrefixOfWrites);
+}
+
+#[test]
+fn power_loss_with_sectors_out_of_order_at_every_op() {
+    power_loss_at_every_op(LossModel::SectorsOutOfOrder);
+}
+
+fn power_loss_at_every_op(model: LossModel) {
     for (m, mode) in MODES.into_iter().enumerate() {
         let w = Workload::seeded(100 + m as u64, 30, mode);
         let ops = total_ops(&w);
@@ -39,8 +48,8 @@ fn power_loss_at_every_op_keeps_every_acknowledged_record() {
                 let disk = MemDisk::new();
                 disk.set_ops_limit(Some(cut));
                 let mut out = block_on(run(&disk, &w));
-                disk.power_loss(&mut ChaCha8Rng::seed_from_u64(seed));
-                let ctx = format!("{mode:?} cut {cut}/{ops} seed {seed}");
+                disk.power_loss_with(model, &mut ChaCha8Rng::seed_from_u64(cut << 8 | seed));
+                let ctx = format!("{model:?} {mode:?} cut {cut}/{ops} seed {seed}");
                 let (wal, replay) = block_on(Wal::open(disk.clone(), w.opts.clone()))
                     .unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"));
                 torn_seen += usize::from(replay.torn_tail.is_some());
@@ -53,7 +62,7 @@ fn power_loss_at_every_op_keeps_every_acknowledged_record() {
                     &w.opts,
                     &mut out,
                     last,
-                    move |d: &MemDisk| d.power_loss(&mut rng),
+                    move |d: &MemDisk| d.power_loss_with(model, &mut rng),
                 ))
                 .unwrap_or_else(|e| panic!("{ctx}: {e}"));
             }

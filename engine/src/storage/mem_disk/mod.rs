@@ -28,6 +28,7 @@ use rand::Rng;
 
 use super::disk::{Disk, DiskFile, join, split_parent, validate_path};
 use model::{DirEntries, Inode, Node, Pending, State, not_found};
+pub use model::{LossModel, SECTOR_BYTES};
 
 /// An in-memory disk; clones share the same contents (an `Arc` inside).
 #[derive(Clone, Default)]
@@ -65,7 +66,13 @@ impl MemDisk {
     /// a prefix (chosen with `rng`) of its unsynced writes, the last one possibly torn;
     /// directories revert to their last synced entries.
     pub fn power_loss(&self, rng: &mut impl Rng) {
-        self.lock().power_loss(rng);
+        self.power_loss_with(LossModel::PrefixOfWrites, rng);
+    }
+
+    /// Power loss under a chosen model of which unsynced writes survive; directories
+    /// revert to their last synced entries either way.
+    pub fn power_loss_with(&self, model: LossModel, rng: &mut impl Rng) {
+        self.lock().power_loss(model, rng);
     }
 
     /// Makes the next `n` syncs (file or directory) fail with an EIO-like error.

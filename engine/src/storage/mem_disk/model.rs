@@ -85,6 +85,65 @@ fn apply(buf: &mut Vec<u8>, op: &Pending) {
     }
 }
 
+/// Which unsynced writes a power loss keeps; see [`super::MemDisk::power_loss_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossModel {
+    /// The durable image plus a prefix of the unsynced writes, in the order they were
+    /// made, the last kept one possibly torn at any byte.
+    PrefixOfWrites,
+    /// Each [`SECTOR_BYTES`] sector (and the file length) independently holds either
+    /// its durable or its page-cache content, as when a device persists sectors out of
+    /// order.
+    SectorsOutOfOrder,
+}
+
+/// Granularity of [`LossModel::SectorsOutOfOrder`].
+pub const SECTOR_BYTES: usize = 512;
+
+/// The durable image plus a seeded prefix of the pending writes, the next one torn.
+fn prefix_image(file: &Inode, rng: &mut impl Rng) -> Vec<u8> {
+    let kept = rng.random_range(0..=file.pending.len());
+    let mut image = file.durable.clone();
+    for op in &file.pending[..kept] {
+        apply(&mut image, op);
+    }
+    if let Some(Pending::Write { offset, bytes }) = file.pending.get(kept) {
+        let torn = rng.random_range(0..=bytes.len());
+        let op = Pending::Write {
+            offset: *offset,
+            bytes: bytes[..torn].to_vec(),
+        };
+        apply(&mut image, &op);
+    }
+    image
+}
+
+/// Per sector, a seeded choice between the durable and the page-cache content.
+fn sector_image(file: &Inode, rng: &mut impl Rng) -> Vec<u8> {
+    if file.pending.is_empty() {
+        return file.durable.clone();
+    }
+    let len = if rng.random_bool(0.5) {
+        file.cache.len()
+    } else {
+        file.durable.len()
+    };
+    let mut image = vec![0u8; len];
+    for (i, sector) in image.chunks_mut(SECTOR_BYTES).enumerate() {
+        let from = i * SECTOR_BYTES;
+        let source = if rng.random_bool(0.5) {
+            &file.cache
+        } else {
+            &file.durable
+        };
+        if let Some(content) = source.get(from..) {
+            let n = content.len().min(sector.len());
+            sector[..n].copy_from_slice(&content[..n]);
+        }
+    }
+    image
+}
+
 /// The error for a missing file, directory or inode.
 pub(super) fn not_found(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("{what}: not found"))
@@ -98,25 +157,16 @@ impl State {
         self.collect_garbage();
     }
 
-    /// See [`super::MemDisk::power_loss`].
-    pub(super) fn power_loss(&mut self, rng: &mut impl Rng) {
+    /// See [`super::MemDisk::power_loss_with`].
+    pub(super) fn power_loss(&mut self, model: LossModel, rng: &mut impl Rng) {
         self.generation += 1;
         self.ops_limit = None;
         for file in self.inodes.values_mut() {
-            let pending = std::mem::take(&mut file.pending);
-            let kept = rng.random_range(0..=pending.len());
-            let mut image = std::mem::take(&mut file.durable);
-            for op in &pending[..kept] {
-                apply(&mut image, op);
-            }
-            if let Some(Pending::Write { offset, bytes }) = pending.get(kept) {
-                let torn = rng.random_range(0..=bytes.len());
-                let op = Pending::Write {
-                    offset: *offset,
-                    bytes: bytes[..torn].to_vec(),
-                };
-                apply(&mut image, &op);
-            }
+            let image = match model {
+                LossModel::PrefixOfWrites => prefix_image(file, rng),
+                LossModel::SectorsOutOfOrder => sector_image(file, rng),
+            };
+            file.pending.clear();
             file.cache = image.clone();
             file.durable = image;
         }

@@ -27,7 +27,7 @@ pub enum WalError {
         /// What is wrong.
         reason: String,
     },
-    /// A payload is larger than [`WalOptions::record_bytes_max`].
+    /// A payload is larger than [`super::WalOptions::record_bytes_max`].
     #[error("wal: record of {payload_bytes} bytes exceeds the limit of {record_bytes_max}")]
     RecordTooLarge {
         /// The payload's size.

@@ -1,7 +1,7 @@
 //! The write-ahead log: an append-only sequence of opaque records on a [`Disk`].
 //!
 //! Records get consecutive sequence numbers (starting at 1 in a new log) and live in
-//! segment files under `wal/` (format in [`format`]). Writing is group commit:
+//! segment files under `wal/` (format in [`mod@format`]). Writing is group commit:
 //! [`Wal::append`] writes a batch into the page cache, [`Wal::sync`] makes everything
 //! appended so far durable with one `fdatasync` (plus one more per segment rotation).
 //! [`Wal::open`] replays every retained record in order; a torn final record is cut off
@@ -154,51 +154,7 @@ impl<D: Disk> Wal<D> {
             };
             return Ok((wal, WalReplay::default()));
         };
-        let mut replay = WalReplay::default();
-        let mut next_seq = ids[0].first_seq;
-        let mut end_offset = 0;
-        for (i, id) in ids.iter().enumerate() {
-            let path = segment_path(id);
-            let corrupt = |offset: u64, reason: String| WalError::Corrupt {
-                path: path.clone(),
-                offset,
-                reason,
-            };
-            if i > 0 && id.segment_no != ids[i - 1].segment_no + 1 {
-                return Err(corrupt(0, "segment numbers are not consecutive".into()));
-            }
-            if id.first_seq != next_seq {
-                return Err(corrupt(
-                    0,
-                    format!(
-                        "segment starts at seq {} but {next_seq} follows",
-                        id.first_seq
-                    ),
-                ));
-            }
-            let bytes = disk.read_all(&path).await.map_err(io_err("read", &path))?;
-            let header = SegmentId::decode_header(&bytes).map_err(|r| corrupt(0, r))?;
-            if header != *id {
-                return Err(corrupt(0, "segment header does not match its name".into()));
-            }
-            let is_last = i + 1 == ids.len();
-            let scan = scan::scan_segment(&bytes, id.first_seq, is_last, opts.record_bytes_max)
-                .map_err(|e| corrupt(e.offset, e.reason))?;
-            next_seq = id.first_seq + scan.records.len() as u64;
-            end_offset = scan.end_offset;
-            replay.records.extend(
-                scan.records
-                    .into_iter()
-                    .map(|(seq, payload)| WalRecord { seq, payload }),
-            );
-            if let Some(until) = scan.torn_until {
-                replay.torn_tail = Some(TornTail {
-                    path: path.clone(),
-                    offset: scan.end_offset,
-                    bytes_dropped: until - scan.end_offset,
-                });
-            }
-        }
+        let (replay, next_seq, end_offset) = replay_segments(&disk, &ids, &opts).await?;
         let path = segment_path(&last);
         let mut file = disk
             .open(&path, false)
@@ -293,6 +249,10 @@ impl<D: Disk> Wal<D> {
             return Ok(());
         }
         let path = self.current_path();
+        debug_assert!(
+            self.offset + buf.len() as u64 <= self.opts.segment_bytes,
+            "a batch must never overrun its segment"
+        );
         self.file
             .write_at(self.offset, buf)
             .await
@@ -376,4 +336,59 @@ impl<D: Disk> Wal<D> {
         }
         Ok(removed)
     }
+}
+
+/// Reads every segment in `ids` (sorted, non-empty) and checks that they chain up.
+/// Returns the replay, the next sequence number and where appends go in the last one.
+async fn replay_segments<D: Disk>(
+    disk: &D,
+    ids: &[SegmentId],
+    opts: &WalOptions,
+) -> Result<(WalReplay, u64, u64), WalError> {
+    let mut replay = WalReplay::default();
+    let mut next_seq = ids.first().map_or(1, |id| id.first_seq);
+    let mut end_offset = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let path = segment_path(id);
+        let corrupt = |offset: u64, reason: String| WalError::Corrupt {
+            path: path.clone(),
+            offset,
+            reason,
+        };
+        if i > 0 && id.segment_no != ids[i - 1].segment_no + 1 {
+            return Err(corrupt(0, "segment numbers are not consecutive".into()));
+        }
+        if id.first_seq != next_seq {
+            return Err(corrupt(
+                0,
+                format!(
+                    "segment starts at seq {} but {next_seq} follows",
+                    id.first_seq
+                ),
+            ));
+        }
+        let bytes = disk.read_all(&path).await.map_err(io_err("read", &path))?;
+        let header = SegmentId::decode_header(&bytes).map_err(|r| corrupt(0, r))?;
+        if header != *id {
+            return Err(corrupt(0, "segment header does not match its name".into()));
+        }
+        let is_last = i + 1 == ids.len();
+        let scan = scan::scan_segment(&bytes, id.first_seq, is_last, opts.record_bytes_max)
+            .map_err(|e| corrupt(e.offset, e.reason))?;
+        next_seq = id.first_seq + scan.records.len() as u64;
+        end_offset = scan.end_offset;
+        replay.records.extend(
+            scan.records
+                .into_iter()
+                .map(|(seq, payload)| WalRecord { seq, payload }),
+        );
+        if let Some(until) = scan.torn_until {
+            replay.torn_tail = Some(TornTail {
+                path: path.clone(),
+                offset: scan.end_offset,
+                bytes_dropped: until - scan.end_offset,
+            });
+        }
+    }
+    Ok((replay, next_seq, end_offset))
 }
