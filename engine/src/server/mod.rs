@@ -6,3 +6,5 @@
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod membership;
+pub mod node;
