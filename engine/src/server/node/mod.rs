@@ -35,7 +35,7 @@ use crate::pb::detcdpeerpb::{InternalRequest, internal_request};
 use crate::pb::etcdserverpb::{
     AlarmMember, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeResponse, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse, PutResponse, ResponseHeader, TxnResponse,
+    LeaseTimeToLiveResponse, PutResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use crate::persist::RaftStorage;
 use crate::raft::{ConfChange, ConfChangeKind, Message, NodeId};
@@ -381,6 +381,18 @@ impl NodeHandle {
     /// Runs `f` on the applied key space (serializable: this member's view).
     pub fn with_kv<R>(&self, f: impl FnOnce(&KvState) -> R) -> R {
         f(&lock(&self.shared.kv))
+    }
+
+    /// Evaluates a transaction that only reads (checked here) on the applied key space.
+    pub fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse, ServerError> {
+        if !crate::mvcc::is_read_only(req) {
+            return Err(ServerError::InvalidArgument(
+                "etcdserver: a transaction that writes must be replicated".to_owned(),
+            ));
+        }
+        let written = lock(&self.shared.kv).txn(req)?;
+        debug_assert!(written.events.is_empty(), "a read-only txn produced events");
+        Ok(written.response)
     }
 
     /// Runs `f` on the key space and the watch hub together (lock order kv, hub), then
