@@ -475,6 +475,17 @@ impl Cluster {
     }
 }
 
+/// An entry's payload for display: text for normal entries, the change for membership.
+pub fn describe_data(e: &Entry) -> String {
+    match e.kind {
+        super::EntryKind::Normal => String::from_utf8_lossy(&e.data).into_owned(),
+        super::EntryKind::ConfChange => match postcard::from_bytes::<super::ConfChange>(&e.data) {
+            Ok(cc) => format!("conf({:?} {})", cc.kind, cc.node_id),
+            Err(_) => "conf(undecodable)".to_string(),
+        },
+    }
+}
+
 /// A one-line rendering of a message for scripts and logs.
 pub fn describe(m: &Message) -> String {
     let mut s = format!("{}->{} {:?} term={}", m.from, m.to, m.kind, m.term);
@@ -491,14 +502,7 @@ pub fn describe(m: &Message) -> String {
                 let ents: Vec<String> = m
                     .entries
                     .iter()
-                    .map(|e| {
-                        format!(
-                            "{}/{}:{}",
-                            e.index,
-                            e.term,
-                            String::from_utf8_lossy(&e.data)
-                        )
-                    })
+                    .map(|e| format!("{}/{}:{}", e.index, e.term, describe_data(e)))
                     .collect();
                 s += &format!(" [{}]", ents.join(" "));
             }

@@ -50,8 +50,8 @@ pub enum RaftError {
     /// The leader refuses new work for now.
     #[error("proposal dropped: {0}")]
     ProposalDropped(&'static str),
-    /// A membership change is still waiting to be applied.
-    #[error("a membership change at index {pending_index} is not applied yet")]
+    /// A membership change (or the leader's first entry of its term) is not committed yet.
+    #[error("a membership change at index {pending_index} is not committed yet")]
     ConfChangePending {
         /// Index of the pending change.
         pending_index: u64,
