@@ -25,6 +25,34 @@ pub struct ModelDisk {
     pub entries: Vec<Entry>,
 }
 
+/// `ModelDisk::persist` writes a `Ready`'s snapshot, entries and hard state, in that
+/// order; a torn write keeps only the first few of these parts.
+pub const PERSIST_PARTS_ALL: usize = 3;
+
+impl ModelDisk {
+    /// Persists the first `parts` of (snapshot, entries, hard state) of `rd`.
+    pub fn persist(&mut self, rd: &super::Ready, parts: usize) {
+        if parts >= 1
+            && let Some(snap) = &rd.snapshot
+        {
+            self.snapshot = snap.clone();
+            self.entries.clear();
+        }
+        if parts >= 2
+            && let Some(first) = rd.entries.first()
+        {
+            let first = first.index;
+            self.entries.retain(|e| e.index < first);
+            self.entries.extend(rd.entries.iter().cloned());
+        }
+        if parts >= 3
+            && let Some(hs) = rd.hard_state
+        {
+            self.hard_state = hs;
+        }
+    }
+}
+
 /// The model state machine: how far it applied and a digest of everything applied.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModelState {
@@ -171,18 +199,7 @@ impl Cluster {
         let Some(raw) = node.raw.as_mut() else { return };
         let rd = raw.ready();
         // 1. Persist.
-        if let Some(snap) = &rd.snapshot {
-            node.disk.snapshot = snap.clone();
-            node.disk.entries.clear();
-        }
-        if let Some(first) = rd.entries.first() {
-            let first = first.index;
-            node.disk.entries.retain(|e| e.index < first);
-            node.disk.entries.extend(rd.entries.iter().cloned());
-        }
-        if let Some(hs) = rd.hard_state {
-            node.disk.hard_state = hs;
-        }
+        node.disk.persist(&rd, PERSIST_PARTS_ALL);
         // 2. Send.
         self.in_flight.extend(rd.messages.iter().cloned());
         // 3. Apply.
@@ -366,6 +383,32 @@ impl Cluster {
             n.state = ModelState::default();
         }
         self.in_flight.retain(|m| m.to != id);
+    }
+
+    /// Delivers the in-flight message at `position`, then crashes the receiver while it
+    /// persists the resulting `Ready`: only the first `parts` of it reach the disk and
+    /// none of its messages leave.
+    pub fn deliver_and_crash_torn(&mut self, position: usize, parts: usize) {
+        let Some(m) = (position < self.in_flight.len()).then(|| self.in_flight.remove(position))
+        else {
+            return;
+        };
+        let to = m.to;
+        if !self.connected(m.from, to) {
+            return;
+        }
+        let Some(node) = self.nodes.get_mut(&to) else {
+            return;
+        };
+        let Some(raw) = node.raw.as_mut() else { return };
+        if raw.step(m).is_err() {
+            return;
+        }
+        if raw.has_ready() {
+            let rd = raw.ready();
+            node.disk.persist(&rd, parts);
+        }
+        self.crash(to);
     }
 
     /// Restarts a crashed node from its model disk.

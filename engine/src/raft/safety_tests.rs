@@ -8,7 +8,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::harness::Cluster;
+use super::harness::{Cluster, PERSIST_PARTS_ALL};
 use super::{BugSwitches, ConfChange, ConfChangeKind, Config, NodeId};
 
 /// Steps per schedule (before the final heal-and-converge phase).
@@ -184,7 +184,13 @@ fn run_inner(s: Schedule) -> Result<(), String> {
             4 => {
                 let id = pick(&mut rng);
                 if c.raw(id).is_some() {
-                    c.crash(id);
+                    let torn = c.in_flight.iter().position(|m| m.to == id);
+                    match torn {
+                        Some(pos) if rng.random_bool(0.5) => {
+                            c.deliver_and_crash_torn(pos, rng.random_range(0..=PERSIST_PARTS_ALL))
+                        }
+                        _ => c.crash(id),
+                    }
                 } else {
                     c.restart(id).map_err(|e| format!("restart failed: {e}"))?;
                 }
@@ -301,7 +307,10 @@ fn converge(c: &mut Cluster) -> Result<(), String> {
         let index = match marker {
             Some((at, index)) if at == leader => index,
             _ => {
-                marker = c.propose(leader, b"final".to_vec()).ok().map(|i| (leader, i));
+                marker = c
+                    .propose(leader, b"final".to_vec())
+                    .ok()
+                    .map(|i| (leader, i));
                 continue;
             }
         };
@@ -546,8 +555,22 @@ fn benchmark_seam_commits_a_stream_of_proposals() {
 #[test]
 #[ignore = "long soak: RAFT_SEEDS=count RAFT_VOTERS=n RAFT_FIRST=seed"]
 fn soak() {
-    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|s| s.parse().ok()).unwrap_or(d);
-    let (first, count, voters) = (env("RAFT_FIRST", 100_000), env("RAFT_SEEDS", 20_000), env("RAFT_VOTERS", 3));
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
+    let (first, count, voters) = (
+        env("RAFT_FIRST", 100_000),
+        env("RAFT_SEEDS", 20_000),
+        env("RAFT_VOTERS", 3),
+    );
     let failures = sweep(voters, first..first + count, STEPS, BugSwitches::default());
-    assert!(failures.is_empty(), "{} failing seeds: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} failing seeds: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
 }
