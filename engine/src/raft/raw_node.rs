@@ -281,6 +281,15 @@ impl RawNode {
         }
     }
 
+    /// The transport could not reach `to`: stop streaming to it and probe instead.
+    pub fn report_unreachable(&mut self, to: NodeId) {
+        if let Some(pr) = self.raft.progress.get_mut(&to)
+            && pr.state == ProgressState::Replicate
+        {
+            pr.become_probe();
+        }
+    }
+
     /// The application took a snapshot at `index` (applied and persisted): drop the log
     /// up to it and keep `data` to send to followers that fall behind.
     pub fn compact(&mut self, index: u64, data: Vec<u8>) -> Result<(), RaftError> {

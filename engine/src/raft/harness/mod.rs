@@ -9,73 +9,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{
-    ConfState, Config, Entry, HardState, Message, MessageKind, NodeId, RaftError, RawNode,
-    RestartState, Role, Snapshot,
-};
+mod describe;
+mod model;
 
-/// What a node has made durable.
-#[derive(Clone, Debug, Default)]
-pub struct ModelDisk {
-    /// Last persisted hard state.
-    pub hard_state: HardState,
-    /// Last persisted snapshot.
-    pub snapshot: Snapshot,
-    /// Persisted entries (possibly some at or below the snapshot).
-    pub entries: Vec<Entry>,
-}
+use describe::kind_name;
+pub use describe::{describe, describe_data};
+pub use model::{ModelDisk, ModelState, PERSIST_PARTS_ALL};
+use model::{decode_state, entry_digest};
 
-/// `ModelDisk::persist` writes a `Ready`'s snapshot, entries and hard state, in that
-/// order; a torn write keeps only the first few of these parts.
-pub const PERSIST_PARTS_ALL: usize = 3;
-
-impl ModelDisk {
-    /// Persists the first `parts` of (snapshot, entries, hard state) of `rd`.
-    pub fn persist(&mut self, rd: &super::Ready, parts: usize) {
-        if parts >= 1
-            && let Some(snap) = &rd.snapshot
-        {
-            self.snapshot = snap.clone();
-            self.entries.clear();
-        }
-        if parts >= 2
-            && let Some(first) = rd.entries.first()
-        {
-            let first = first.index;
-            self.entries.retain(|e| e.index < first);
-            self.entries.extend(rd.entries.iter().cloned());
-        }
-        if parts >= 3
-            && let Some(hs) = rd.hard_state
-        {
-            self.hard_state = hs;
-        }
-    }
-}
-
-/// The model state machine: how far it applied and a digest of everything applied.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ModelState {
-    /// Last applied index.
-    pub applied: u64,
-    /// Chained hash of every applied entry.
-    pub digest: u64,
-}
-
-fn mix(mut h: u64, bytes: &[u8]) -> u64 {
-    // FNV-1a: a stable, dependency-free hash (the digest must not vary between runs).
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    h
-}
-
-fn entry_digest(prev: u64, e: &Entry) -> u64 {
-    let h = mix(prev ^ 0xcbf2_9ce4_8422_2325, &e.index.to_le_bytes());
-    let h = mix(h, &e.term.to_le_bytes());
-    mix(h, &e.data)
-}
+use super::{ConfState, Config, Message, NodeId, RaftError, RawNode, RestartState, Role};
 
 /// One member of the model cluster.
 #[derive(Debug)]
@@ -480,95 +422,9 @@ impl Cluster {
             .map(|(id, _)| *id)
             .collect()
     }
-}
 
-fn decode_state(data: &[u8], index: u64) -> ModelState {
-    if data.is_empty() {
-        return ModelState {
-            applied: index,
-            digest: 0,
-        };
-    }
-    postcard::from_bytes(data).unwrap_or(ModelState {
-        applied: index,
-        digest: u64::MAX,
-    })
-}
-
-fn kind_name(kind: MessageKind) -> &'static str {
-    match kind {
-        MessageKind::PreVote => "PreVote",
-        MessageKind::PreVoteResp => "PreVoteResp",
-        MessageKind::Vote => "Vote",
-        MessageKind::VoteResp => "VoteResp",
-        MessageKind::Append => "Append",
-        MessageKind::AppendResp => "AppendResp",
-        MessageKind::Heartbeat => "Heartbeat",
-        MessageKind::HeartbeatResp => "HeartbeatResp",
-        MessageKind::Snapshot => "Snapshot",
-        MessageKind::TimeoutNow => "TimeoutNow",
-    }
-}
-
-/// Number of leaders seen (one per term that had a leader).
-impl Cluster {
     /// How many terms had a leader so far.
     pub fn terms_led(&self) -> usize {
         self.leaders.len()
     }
-}
-
-/// An entry's payload for display: text for normal entries, the change for membership.
-pub fn describe_data(e: &Entry) -> String {
-    match e.kind {
-        super::EntryKind::Normal => String::from_utf8_lossy(&e.data).into_owned(),
-        super::EntryKind::ConfChange => match postcard::from_bytes::<super::ConfChange>(&e.data) {
-            Ok(cc) => format!("conf({:?} {})", cc.kind, cc.node_id),
-            Err(_) => "conf(undecodable)".to_string(),
-        },
-    }
-}
-
-/// A one-line rendering of a message for scripts and logs.
-pub fn describe(m: &Message) -> String {
-    let mut s = format!("{}->{} {:?} term={}", m.from, m.to, m.kind, m.term);
-    match m.kind {
-        MessageKind::PreVote | MessageKind::Vote => {
-            s += &format!(" last={}/{}", m.index, m.log_term);
-            if m.transfer {
-                s += " transfer";
-            }
-        }
-        MessageKind::Append => {
-            s += &format!(" prev={}/{} commit={}", m.index, m.log_term, m.commit);
-            if !m.entries.is_empty() {
-                let ents: Vec<String> = m
-                    .entries
-                    .iter()
-                    .map(|e| format!("{}/{}:{}", e.index, e.term, describe_data(e)))
-                    .collect();
-                s += &format!(" [{}]", ents.join(" "));
-            }
-        }
-        MessageKind::AppendResp => {
-            s += &format!(" index={}", m.index);
-            if m.reject {
-                s += &format!(" reject hint={}", m.reject_hint);
-            }
-        }
-        MessageKind::Heartbeat => s += &format!(" commit={} seq={}", m.commit, m.read_seq),
-        MessageKind::HeartbeatResp => s += &format!(" seq={}", m.read_seq),
-        MessageKind::Snapshot => {
-            if let Some(snap) = &m.snapshot {
-                s += &format!(" snap={}/{}", snap.meta.index, snap.meta.term);
-            }
-        }
-        MessageKind::PreVoteResp | MessageKind::VoteResp => {
-            if m.reject {
-                s += " reject";
-            }
-        }
-        MessageKind::TimeoutNow => {}
-    }
-    s
 }
