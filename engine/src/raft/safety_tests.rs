@@ -224,12 +224,10 @@ fn run_inner(s: Schedule) -> Result<(), String> {
                 }
             }
             7 => {
-                if let Some(leader) = c.leader()
-                    && let Some(raw) = c.raw_mut(leader)
-                {
-                    let _ = raw.read_index(step.to_le_bytes().to_vec());
-                    c.settle(leader);
-                }
+                // Ask any node, so stale leaders on the wrong side of a partition are
+                // asked too; followers refuse.
+                let id = pick(&mut rng);
+                let _ = c.read_index(id, step.to_le_bytes().to_vec());
             }
             8 => {
                 if let Some(leader) = c.leader() {
@@ -436,6 +434,19 @@ fn replay_one_seed() {
 }
 
 #[test]
+fn known_bad_read_without_quorum_check_is_caught() {
+    let bugs = BugSwitches {
+        read_without_quorum_check: true,
+        ..BugSwitches::default()
+    };
+    let failures = sweep(3, 0..400, STEPS, bugs);
+    assert!(
+        failures.iter().any(|(_, why)| why.contains("stale read")),
+        "unconfirmed reads went unnoticed in 400 seeds"
+    );
+}
+
+#[test]
 #[ignore = "debugging aid"]
 fn print_bug_findings() {
     for bugs in [
@@ -449,6 +460,10 @@ fn print_bug_findings() {
         },
         BugSwitches {
             commit_earlier_term_by_count: true,
+            ..BugSwitches::default()
+        },
+        BugSwitches {
+            read_without_quorum_check: true,
             ..BugSwitches::default()
         },
     ] {

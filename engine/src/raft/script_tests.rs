@@ -196,8 +196,7 @@ impl Interp {
                 let id = parse_id(args.first().ok_or("read-index <id> <ctx>")?)?;
                 let ctx = args.get(1).copied().unwrap_or("").as_bytes().to_vec();
                 let c = self.cluster()?;
-                let r = c.raw_mut(id).ok_or("node is down")?.read_index(ctx);
-                c.settle(id);
+                let r = c.read_index(id, ctx);
                 match r {
                     Ok(()) => out.push_str("ok"),
                     Err(e) => write!(out, "error: {e}").ok().map_or((), |_| ()),

@@ -49,6 +49,8 @@ pub struct Cluster {
     leaders: BTreeMap<u64, NodeId>,
     /// Read states handed out: (node, index, ctx).
     pub reads: Vec<(NodeId, u64, Vec<u8>)>,
+    /// Reads asked through `read_index`: the highest commit anywhere when asked.
+    read_floors: BTreeMap<(NodeId, Vec<u8>), u64>,
     /// Safety violations found so far.
     pub violations: Vec<String>,
     /// Messages delivered, by kind (coverage statistics for tests).
@@ -66,6 +68,7 @@ impl Cluster {
             digest_at: BTreeMap::new(),
             leaders: BTreeMap::new(),
             reads: Vec::new(),
+            read_floors: BTreeMap::new(),
             violations: Vec::new(),
             delivered: BTreeMap::new(),
         };
@@ -180,6 +183,14 @@ impl Cluster {
             }
         }
         for rs in &rd.read_states {
+            if let Some(floor) = self.read_floors.remove(&(id, rs.ctx.clone()))
+                && rs.index < floor
+            {
+                problems.push(format!(
+                    "stale read: node {id} confirmed a read at {} but {floor} was committed before it was asked",
+                    rs.index
+                ));
+            }
             self.reads.push((id, rs.index, rs.ctx.clone()));
         }
         if let Some(raw) = node.raw.as_mut() {
@@ -316,6 +327,30 @@ impl Cluster {
         let index = raw.propose(data)?;
         self.settle(id);
         Ok(index)
+    }
+
+    /// Asks `id` for a linearizable read. When its `ReadState` comes out, the cluster
+    /// checks that its index covers everything committed anywhere before the request.
+    pub fn read_index(&mut self, id: NodeId, ctx: Vec<u8>) -> Result<(), RaftError> {
+        let floor = self.max_committed();
+        let raw = self.raw_mut(id).ok_or(RaftError::NotLeader { leader: 0 })?;
+        raw.read_index(ctx.clone())?;
+        self.read_floors.insert((id, ctx), floor);
+        self.settle(id);
+        Ok(())
+    }
+
+    /// The highest commit index any node knows, running or persisted.
+    pub fn max_committed(&self) -> u64 {
+        self.nodes
+            .values()
+            .map(|n| {
+                let live = n.raw.as_ref().map_or(0, |r| r.log().committed());
+                live.max(n.disk.hard_state.commit)
+            })
+            .max()
+            .unwrap_or(0)
+            .max(self.max_applied())
     }
 
     /// Crashes `id`: memory and messages to it are lost, the model disk survives.
