@@ -428,6 +428,11 @@ impl RawNode {
         }
     }
 
+    /// The current term.
+    pub fn term(&self) -> u64 {
+        self.raft.term
+    }
+
     /// The in-memory log (for inspection by tests and tools).
     pub fn log(&self) -> &RaftLog {
         &self.raft.log

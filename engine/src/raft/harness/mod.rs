@@ -43,6 +43,9 @@ pub struct Cluster {
     group_of: BTreeMap<NodeId, u32>,
     /// Every entry applied anywhere: index -> (term, digest of the entry).
     applied: BTreeMap<u64, (u64, u64)>,
+    /// The lowest term in which any node saw each index committed (the leader that
+    /// committed it sees it first, so this is the term it was committed in).
+    commit_term: BTreeMap<u64, u64>,
     /// State machine digest at each applied index.
     digest_at: BTreeMap<u64, u64>,
     /// Leader seen in each term.
@@ -65,6 +68,7 @@ impl Cluster {
             in_flight: Vec::new(),
             group_of: BTreeMap::new(),
             applied: BTreeMap::new(),
+            commit_term: BTreeMap::new(),
             digest_at: BTreeMap::new(),
             leaders: BTreeMap::new(),
             reads: Vec::new(),
@@ -142,6 +146,7 @@ impl Cluster {
             return;
         };
         let Some(raw) = node.raw.as_mut() else { return };
+        let term_now = raw.term();
         let rd = raw.ready();
         // 1. Persist.
         node.disk.persist(&rd, PERSIST_PARTS_ALL);
@@ -169,6 +174,8 @@ impl Cluster {
                 ));
             }
             node.state.applied = e.index;
+            let seen = self.commit_term.entry(e.index).or_insert(term_now);
+            *seen = (*seen).min(term_now);
             node.state.digest = entry_digest(node.state.digest, e);
             let one = (e.term, entry_digest(0, e));
             match self.applied.get(&e.index) {
@@ -217,9 +224,11 @@ impl Cluster {
             }
             _ => {}
         }
+        // Leader completeness: every entry committed in an earlier term is in its log.
         let log = raw.log();
         for (&index, &(t, _)) in self.applied.range(log.first_index()..) {
-            if log.term(index) != Some(t) {
+            let committed_in = self.commit_term.get(&index).copied().unwrap_or(u64::MAX);
+            if committed_in < term && log.term(index) != Some(t) {
                 problems.push(format!(
                     "leader completeness: leader {id} of term {term} lacks committed entry {index} (term {t})"
                 ));
