@@ -23,12 +23,16 @@ struct Schedule {
     bugs: BugSwitches,
 }
 
+/// Per-schedule configuration: the protocol options and batching limits vary with the
+/// seed (the same for every node of a run), so every mix is exercised.
 fn config(id: NodeId, s: &Schedule) -> Config {
     Config {
         election_ticks: 6,
         heartbeat_ticks: 2,
-        append_entries_max: 3,
-        inflight_msgs_max: 3,
+        pre_vote: s.seed % 4 != 0,
+        check_quorum: s.seed % 3 != 0,
+        append_entries_max: 1 + (s.seed / 5 % 4) as usize,
+        inflight_msgs_max: 1 + (s.seed / 7 % 4) as usize,
         seed: s.seed.wrapping_mul(1_000_003).wrapping_add(id),
         bugs: s.bugs,
         ..Config::new(id)
