@@ -386,7 +386,8 @@ impl RawNode {
     }
 
     /// Acknowledges the last `Ready`: its state is persisted, its messages sent and its
-    /// committed entries applied. Membership changes take effect here.
+    /// committed entries applied. (Membership changes took effect when appended; a leader
+    /// that removed itself starts handing over here, once its removal is applied.)
     pub fn advance(&mut self) {
         let Some(handed) = self.handed.take() else {
             return;

@@ -29,8 +29,8 @@ fn config(id: NodeId, s: &Schedule) -> Config {
     Config {
         election_ticks: 6,
         heartbeat_ticks: 2,
-        pre_vote: s.seed % 4 != 0,
-        check_quorum: s.seed % 3 != 0,
+        pre_vote: !s.seed.is_multiple_of(4),
+        check_quorum: !s.seed.is_multiple_of(3),
         append_entries_max: 1 + (s.seed / 5 % 4) as usize,
         inflight_msgs_max: 1 + (s.seed / 7 % 4) as usize,
         seed: s.seed.wrapping_mul(1_000_003).wrapping_add(id),

@@ -21,7 +21,7 @@ pub const NODE_NONE: NodeId = 0;
 pub enum EntryKind {
     /// Application data, opaque to the core.
     Normal,
-    /// A postcard-encoded [`ConfChange`], interpreted by the core when applied.
+    /// A postcard-encoded [`ConfChange`], in force on each node from the moment it is in its log.
     ConfChange,
 }
 
