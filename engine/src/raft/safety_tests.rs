@@ -593,3 +593,33 @@ fn soak() {
         &failures[..failures.len().min(5)]
     );
 }
+
+#[test]
+#[ignore = "rough throughput figure for the benchmark seam"]
+fn measure_benchmark_seam() {
+    let s = Schedule {
+        seed: 1,
+        voters: 3,
+        steps: 0,
+        bugs: BugSwitches::default(),
+    };
+    let mut c = Cluster::new(&[1, 2, 3], |id| Config {
+        append_entries_max: 64,
+        inflight_msgs_max: 256,
+        ..config(id, &s)
+    })
+    .expect("valid config");
+    if let Some(raw) = c.raw_mut(1) {
+        raw.campaign();
+    }
+    c.settle(1);
+    c.deliver_all(usize::MAX);
+    let count = 50_000;
+    let started = std::time::Instant::now();
+    let commit = c.run_proposals(count, 128).expect("a leader");
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{count} proposals committed on 3 nodes in {secs:.2} s ({:.0}/s), commit {commit}",
+        count as f64 / secs
+    );
+}

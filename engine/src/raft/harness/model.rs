@@ -31,7 +31,8 @@ impl ModelDisk {
             && let Some(first) = rd.entries.first()
         {
             let first = first.index;
-            self.entries.retain(|e| e.index < first);
+            let keep = self.entries.partition_point(|e| e.index < first);
+            self.entries.truncate(keep);
             self.entries.extend(rd.entries.iter().cloned());
         }
         if parts >= 3
