@@ -83,7 +83,8 @@ pub(crate) struct WriteCtx<'a> {
     pub(crate) store: &'a mut Store,
     pub(crate) lessor: &'a mut dyn Lessor,
     pub(crate) main: i64,
-    pub(crate) events: Vec<Event>,
+    /// How many changes this write made so far (the next change's `sub`).
+    pub(crate) changes: i64,
 }
 
 impl<'a> WriteCtx<'a> {
@@ -93,20 +94,20 @@ impl<'a> WriteCtx<'a> {
             store,
             lessor,
             main,
-            events: Vec::new(),
+            changes: 0,
         }
     }
 
     fn next_revision(&self) -> Revision {
         Revision {
             main: self.main,
-            sub: self.events.len() as i64,
+            sub: self.changes,
         }
     }
 
     /// The revision reads inside this write see: the new one once something changed.
     pub(crate) fn visible_revision(&self) -> i64 {
-        if self.events.is_empty() {
+        if self.changes == 0 {
             self.main - 1
         } else {
             self.main
@@ -149,12 +150,8 @@ impl<'a> WriteCtx<'a> {
         if lease != 0 {
             self.lessor.attach(lease, &req.key);
         }
-        let (kv, prev) = self.store.keys.put(&req.key, value, lease, rev);
-        self.events.push(Event {
-            r#type: crate::pb::mvccpb::event::EventType::Put as i32,
-            kv: Some(kv),
-            prev_kv: prev.clone(),
-        });
+        let (_, prev) = self.store.keys.put(&req.key, value, lease, rev);
+        self.changes += 1;
         PutResponse {
             header: header(self.main),
             prev_kv: if req.prev_kv { prev } else { None },
@@ -170,16 +167,7 @@ impl<'a> WriteCtx<'a> {
                 if kv.lease != 0 {
                     self.lessor.detach(kv.lease, &kv.key);
                 }
-                let rec_event = crate::pb::mvccpb::Event {
-                    r#type: crate::pb::mvccpb::event::EventType::Delete as i32,
-                    kv: Some(crate::pb::mvccpb::KeyValue {
-                        key: kv.key.clone(),
-                        mod_revision: rev.main,
-                        ..Default::default()
-                    }),
-                    prev_kv: Some(kv.clone()),
-                };
-                self.events.push(rec_event);
+                self.changes += 1;
             }
         }
         live
@@ -195,12 +183,15 @@ impl<'a> WriteCtx<'a> {
         }
     }
 
-    /// Ends the write: the store's revision moves on iff something changed.
+    /// Ends the write: the store's revision moves on iff something changed. Returns
+    /// the changes as events, each `prev_kv` being the key's value before this write
+    /// (what a watcher reading at the previous revision sees).
     fn finish(self) -> Vec<Event> {
-        if !self.events.is_empty() {
-            self.store.current_revision = self.main;
+        if self.changes == 0 {
+            return Vec::new();
         }
-        self.events
+        self.store.current_revision = self.main;
+        self.store.keys.events_at(self.main)
     }
 }
 
