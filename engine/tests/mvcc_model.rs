@@ -383,7 +383,13 @@ impl Model {
         }
         for op in &ops {
             if let Request::RequestRange(r) = op {
-                self.read_rev(r.revision)?;
+                // Inside a txn a negative revision is checked against compaction.
+                if r.revision > self.cur() {
+                    return Err(MvccError::FutureRevision);
+                }
+                if r.revision != 0 && r.revision < self.compact {
+                    return Err(MvccError::Compacted);
+                }
             }
         }
         let mut work = base.clone();

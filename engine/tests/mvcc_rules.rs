@@ -247,6 +247,11 @@ fn revisions_errors_and_compaction() {
     assert_eq!(s.hash_kv(4).unwrap().compact_revision, 3);
     assert_eq!(s.events(b"a", b"", 2, 10), Err(MvccError::Compacted));
     assert_eq!(s.events(b"a", b"", 3, 10).unwrap().len(), 2);
+    // A negative revision means "current" in a Range, but inside a txn etcd checks it
+    // against the compact revision.
+    assert_eq!(s.range(&at(-1)).unwrap().kvs[0].value, b"3");
+    let in_txn = txn(vec![op(Request::RequestRange(at(-1)))]);
+    assert_eq!(s.txn(&in_txn).unwrap_err(), MvccError::Compacted);
     // Compacting at the current revision is allowed.
     assert!(s.compact(&compact(4)).is_ok());
 }

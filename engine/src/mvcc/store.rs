@@ -271,9 +271,19 @@ impl Store {
         Ok(())
     }
 
-    /// The state-dependent check of a range inside a txn: its revision is servable.
+    /// The state-dependent check of a range inside a txn, done before the txn writes.
+    /// As in etcd it differs from a plain Range in one corner: a negative revision is
+    /// compared with the compact revision instead of meaning "current".
     pub(crate) fn check_range(&self, req: &RangeRequest) -> Result<(), MvccError> {
-        self.read_revision(req.revision).map(|_| ())
+        if req.revision == 0 {
+            Ok(())
+        } else if req.revision > self.current_revision {
+            Err(MvccError::FutureRevision)
+        } else if req.revision < self.compact_revision {
+            Err(MvccError::Compacted)
+        } else {
+            Ok(())
+        }
     }
 
     /// Applies a DeleteRange request; deleting nothing leaves the revision alone.
