@@ -17,7 +17,7 @@ use crate::pb::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, HashKvResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
-use crate::pb::mvccpb::Event;
+use crate::pb::mvccpb::{Event, KeyValue};
 
 /// etcd's default for `--max-txn-ops`: compares, success ops and failure ops of one
 /// txn are each limited to this many.
@@ -80,11 +80,11 @@ pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {
 /// One write in progress: all its changes get revision `main` (= current + 1) with
 /// increasing `sub`.
 pub(crate) struct WriteCtx<'a> {
-    pub(crate) store: &'a mut Store,
-    pub(crate) lessor: &'a mut dyn Lessor,
-    pub(crate) main: i64,
+    store: &'a mut Store,
+    lessor: &'a mut dyn Lessor,
+    main: i64,
     /// How many changes this write made so far (the next change's `sub`).
-    pub(crate) changes: i64,
+    changes: i64,
 }
 
 impl<'a> WriteCtx<'a> {
@@ -159,7 +159,7 @@ impl<'a> WriteCtx<'a> {
     }
 
     /// Deletes the live keys of `range` in key order; returns the deleted values.
-    pub(crate) fn delete(&mut self, range: &KeyRange) -> Vec<crate::pb::mvccpb::KeyValue> {
+    pub(crate) fn delete(&mut self, range: &KeyRange) -> Vec<KeyValue> {
         let live = self.store.keys.range(range, self.main);
         for kv in &live {
             let rev = self.next_revision();
@@ -228,12 +228,12 @@ impl Store {
     }
 
     /// The value of one key at the current revision.
-    pub fn get(&self, key: &[u8]) -> Option<crate::pb::mvccpb::KeyValue> {
+    pub fn get(&self, key: &[u8]) -> Option<KeyValue> {
         self.keys.get(key, self.current_revision)
     }
 
     /// The live keys of `range` at the current revision.
-    pub(crate) fn range_now(&self, range: &KeyRange) -> Vec<crate::pb::mvccpb::KeyValue> {
+    pub(crate) fn range_now(&self, range: &KeyRange) -> Vec<KeyValue> {
         self.keys.range(range, self.current_revision)
     }
 
