@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/v3lock.proto",
     "proto/v3election.proto",
     "proto/health.proto",
+    "proto/peer.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

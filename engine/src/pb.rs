@@ -31,6 +31,11 @@ pub mod v3electionpb {
     tonic::include_proto!("v3electionpb");
 }
 
+/// detcd's peer protocol and Raft entry payloads (`detcdpeerpb`); not etcd's API.
+pub mod detcdpeerpb {
+    tonic::include_proto!("detcdpeerpb");
+}
+
 /// The standard gRPC health service (`grpc.health.v1`).
 pub mod health {
     tonic::include_proto!("grpc.health.v1");
