@@ -339,5 +339,15 @@ fn a_failing_txn_applies_nothing() {
         ..Default::default()
     }))]);
     assert_eq!(s.txn(&ignore_missing).unwrap_err(), MvccError::KeyNotFound);
+    // Missing key and missing lease: a txn reports the key, a plain put the lease.
+    let both_missing = PutRequest {
+        key: "zz".into(),
+        ignore_value: true,
+        lease: 9,
+        ..Default::default()
+    };
+    let in_txn = txn(vec![op(Request::RequestPut(both_missing.clone()))]);
+    assert_eq!(s.txn(&in_txn).unwrap_err(), MvccError::KeyNotFound);
+    assert_eq!(s.put(&both_missing).unwrap_err(), MvccError::LeaseNotFound);
     assert_eq!(s.snapshot(), before);
 }

@@ -251,7 +251,7 @@ impl Store {
         lessor: &mut dyn Lessor,
     ) -> Result<Written<PutResponse>, MvccError> {
         validate_put(req)?;
-        self.check_put(req, &*lessor)?;
+        self.check_put(req, &*lessor, false)?;
         let mut ctx = WriteCtx::new(self, lessor);
         let response = ctx.put(req);
         Ok(Written {
@@ -260,13 +260,30 @@ impl Store {
         })
     }
 
-    /// The state-dependent checks of a put: lease exists, key exists for ignore_*.
-    pub(crate) fn check_put(&self, req: &PutRequest, lessor: &dyn Lessor) -> Result<(), MvccError> {
-        if req.lease != 0 && !lessor.lease_exists(req.lease) {
-            return Err(MvccError::LeaseNotFound);
+    /// The state-dependent checks of a put: the lease exists, and the key exists when
+    /// `ignore_value`/`ignore_lease` is set. etcd checks the lease first for a plain
+    /// Put and last for a put inside a txn (`in_txn`); the order decides which error a
+    /// request that fails both gets.
+    pub(crate) fn check_put(
+        &self,
+        req: &PutRequest,
+        lessor: &dyn Lessor,
+        in_txn: bool,
+    ) -> Result<(), MvccError> {
+        let lease = || {
+            if req.lease != 0 && !lessor.lease_exists(req.lease) {
+                return Err(MvccError::LeaseNotFound);
+            }
+            Ok(())
+        };
+        if !in_txn {
+            lease()?;
         }
         if (req.ignore_value || req.ignore_lease) && self.get(&req.key).is_none() {
             return Err(MvccError::KeyNotFound);
+        }
+        if in_txn {
+            lease()?;
         }
         Ok(())
     }

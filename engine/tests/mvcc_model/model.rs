@@ -168,14 +168,17 @@ impl Model {
         Ok(self.range_map(&self.revs[r as usize], req, self.cur()))
     }
 
-    fn check_put(&self, map: &Map, req: &PutRequest) -> Result<(), MvccError> {
-        if req.lease != 0 && !self.leases.contains_key(&req.lease) {
-            return Err(MvccError::LeaseNotFound);
+    /// Lease and key-existence checks of a put; a plain Put checks the lease first, a
+    /// put inside a txn last.
+    fn check_put(&self, map: &Map, req: &PutRequest, in_txn: bool) -> Result<(), MvccError> {
+        let lease_missing = req.lease != 0 && !self.leases.contains_key(&req.lease);
+        let key_missing = (req.ignore_value || req.ignore_lease) && !map.contains_key(&req.key);
+        match (lease_missing, key_missing) {
+            (true, true) if in_txn => Err(MvccError::KeyNotFound),
+            (true, _) => Err(MvccError::LeaseNotFound),
+            (_, true) => Err(MvccError::KeyNotFound),
+            _ => Ok(()),
         }
-        if (req.ignore_value || req.ignore_lease) && !map.contains_key(&req.key) {
-            return Err(MvccError::KeyNotFound);
-        }
-        Ok(())
     }
 
     fn put_into(
@@ -240,7 +243,7 @@ impl Model {
 
     pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse, MvccError> {
         validate_put(req)?;
-        self.check_put(self.latest(), req)?;
+        self.check_put(self.latest(), req, false)?;
         let mut map = self.latest().clone();
         let mut log = vec![];
         let resp = self.put_into(&mut map, &mut log, req, self.cur() + 1);
@@ -368,7 +371,7 @@ impl Model {
         if !Self::only_ranges(req) {
             for op in &ops {
                 if let Request::RequestPut(p) = op {
-                    self.check_put(&base, p)?;
+                    self.check_put(&base, p, true)?;
                 }
             }
         }
