@@ -5,4 +5,7 @@
 
 pub mod config;
 pub mod error;
+pub mod grpc;
 pub mod ids;
+pub mod membership;
+pub mod node;
