@@ -1,1 +1,5 @@
 //! detcd-checker (to be written).
+
+pub mod models;
+pub mod report;
+pub mod wgl;

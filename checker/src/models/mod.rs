@@ -1,0 +1,38 @@
+//! Sequential models for the generic search: register, cas-register and a per-key kv.
+//!
+//! These are the models Knossos and Porcupine users check Jepsen histories against.
+//! Every operation names a key ([`Keyed`]); a history of a single register simply uses
+//! one key. The state maps keys to values, so checking a multi-key history without
+//! partitioning is still correct, only slower; each model implements
+//! [`crate::wgl::Partition`] because its keys are independent. The etcd KV model
+//! (revisions, Txn, leases) is not here.
+
+mod kv;
+mod register;
+
+pub mod generate;
+
+pub use kv::{Kv, KvOp, KvOutput};
+pub use register::{CasRegister, Register, RegisterOp, RegisterOutput};
+
+/// A value held by a register or appended to a kv list.
+pub type Value = i64;
+
+/// An operation on one key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Keyed<Op> {
+    /// The key (empty for a single-register history).
+    pub key: Vec<u8>,
+    /// What is done to it.
+    pub op: Op,
+}
+
+impl<Op> Keyed<Op> {
+    /// `op` on the single, unnamed register.
+    pub fn single(op: Op) -> Self {
+        Keyed {
+            key: Vec::new(),
+            op,
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The search's memo: configurations (linearized set, model state) already explored.
+//!
+//! The linearized set is stored compactly. Operations of known outcome are numbered in
+//! call order and are mostly linearized in that order, so the set is kept as a prefix
+//! length (every operation below it is linearized) plus the few linearized operations
+//! above it. Linearized operations of unknown outcome are listed by number. This keeps a
+//! memo entry at a few dozen bytes even for histories of many thousands of operations.
+//! The memo does not decide what to explore; it only answers "seen before?".
+
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, DefaultHasher, Hash};
+
+/// One explored configuration.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Key<S> {
+    /// Every known operation numbered below this is linearized.
+    prefix: u32,
+    /// Linearized known operations above the prefix, then linearized unknown ones
+    /// (each group ascending); `split` says where the second group starts.
+    ids: Box<[u32]>,
+    split: u32,
+    state: S,
+}
+
+/// What [`Memo::insert`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Insert {
+    /// A new configuration, now remembered.
+    New,
+    /// Explored before.
+    Seen,
+    /// The memo is full; the configuration was not remembered.
+    Full,
+}
+
+/// The set of explored configurations, with a cap on its size.
+pub(super) struct Memo<S> {
+    seen: HashSet<Key<S>, BuildHasherDefault<DefaultHasher>>,
+    entries_max: usize,
+}
+
+impl<S: Eq + Hash> Memo<S> {
+    /// An empty memo that holds at most `entries_max` configurations.
+    pub(super) fn new(entries_max: usize) -> Self {
+        Memo {
+            seen: HashSet::default(),
+            entries_max,
+        }
+    }
+
+    /// Remembers the configuration given by the linearized sets and `state`.
+    pub(super) fn insert(&mut self, known: &KnownSet, unknown: &[u32], state: S) -> Insert {
+        let mut ids = Vec::with_capacity(known.extra_count() + unknown.len());
+        known.push_extras(&mut ids);
+        let split = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+        ids.extend_from_slice(unknown);
+        let key = Key {
+            prefix: known.prefix,
+            ids: ids.into_boxed_slice(),
+            split,
+            state,
+        };
+        if self.seen.contains(&key) {
+            return Insert::Seen;
+        }
+        if self.seen.len() >= self.entries_max {
+            return Insert::Full;
+        }
+        self.seen.insert(key);
+        Insert::New
+    }
+
+    /// How many configurations are remembered.
+    pub(super) fn len(&self) -> usize {
+        self.seen.len()
+    }
+}
+
+/// The set of linearized operations of known outcome, as a bitset with a tracked prefix.
+pub(super) struct KnownSet {
+    words: Vec<u64>,
+    /// Every number below this is in the set, and this one is not.
+    prefix: u32,
+    /// How many numbers are in the set.
+    count: u32,
+}
+
+impl KnownSet {
+    /// An empty set over numbers `0..len`.
+    pub(super) fn new(len: usize) -> Self {
+        KnownSet {
+            words: vec![0; len.div_ceil(64)],
+            prefix: 0,
+            count: 0,
+        }
+    }
+
+    /// How many numbers are in the set.
+    pub(super) fn count(&self) -> u32 {
+        self.count
+    }
+
+    fn contains(&self, n: u32) -> bool {
+        let n = n as usize;
+        self.words
+            .get(n / 64)
+            .is_some_and(|w| w & (1u64 << (n % 64)) != 0)
+    }
+
+    /// Adds `n` (which must not be in the set).
+    pub(super) fn insert(&mut self, n: u32) {
+        let i = n as usize;
+        if let Some(w) = self.words.get_mut(i / 64) {
+            *w |= 1u64 << (i % 64);
+            self.count += 1;
+        }
+        while self.contains(self.prefix) {
+            self.prefix += 1;
+        }
+    }
+
+    /// Removes `n` (which must be in the set).
+    pub(super) fn remove(&mut self, n: u32) {
+        let i = n as usize;
+        if let Some(w) = self.words.get_mut(i / 64) {
+            *w &= !(1u64 << (i % 64));
+            self.count -= 1;
+        }
+        self.prefix = self.prefix.min(n);
+    }
+
+    fn extra_count(&self) -> usize {
+        (self.count - self.prefix) as usize
+    }
+
+    /// Appends the members above the prefix, ascending.
+    fn push_extras(&self, out: &mut Vec<u32>) {
+        let mut left = self.extra_count();
+        let mut word_index = self.prefix as usize / 64;
+        while left > 0 && word_index < self.words.len() {
+            let mut w = self.words[word_index];
+            while w != 0 {
+                let bit = w.trailing_zeros() as usize;
+                w &= w - 1;
+                let n = (word_index * 64 + bit) as u32;
+                if n > self.prefix {
+                    out.push(n);
+                    left -= 1;
+                }
+            }
+            word_index += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_set_tracks_prefix_and_extras() {
+        let mut s = KnownSet::new(200);
+        for n in [0, 1, 2, 70, 130] {
+            s.insert(n);
+        }
+        assert_eq!(s.prefix, 3);
+        let mut extras = Vec::new();
+        s.push_extras(&mut extras);
+        assert_eq!(extras, vec![70, 130]);
+        s.remove(1);
+        assert_eq!(s.prefix, 1);
+        extras.clear();
+        s.push_extras(&mut extras);
+        assert_eq!(extras, vec![2, 70, 130]);
+    }
+
+    #[test]
+    fn memo_distinguishes_sets_and_states_and_caps() {
+        let mut known = KnownSet::new(10);
+        let mut memo = Memo::new(3);
+        assert_eq!(memo.insert(&known, &[], 1u8), Insert::New);
+        assert_eq!(memo.insert(&known, &[], 1u8), Insert::Seen);
+        assert_eq!(memo.insert(&known, &[], 2u8), Insert::New);
+        known.insert(4);
+        assert_eq!(memo.insert(&known, &[], 1u8), Insert::New);
+        assert_eq!(memo.insert(&known, &[7], 1u8), Insert::Full);
+        assert_eq!(memo.len(), 3);
+    }
+}

@@ -1,0 +1,474 @@
+//! The backtracking search itself.
+//!
+//! Known-outcome operations become a call event and a return event in one time-ordered,
+//! doubly linked list. At each configuration the candidates are the calls that come
+//! before the first return still in the list (an operation whose return comes first
+//! must be placed before anything called after it). Placing an operation unlinks its
+//! two events; backtracking links them back in reverse order. Unknown-outcome
+//! operations are not in the list: they are candidates whenever they were called before
+//! that first return, are tried after the known ones, and only when they change the
+//! state. The search succeeds once every known operation is placed (unknown ones that
+//! were not placed take effect after everything, or never).
+//!
+//! This file does not decide verdict wording for users beyond the [`Outcome`] values.
+
+use std::collections::BTreeSet;
+
+use super::memo::{Insert, KnownSet, Memo};
+use super::{Model, Operation, Outcome};
+
+/// Default cap on remembered configurations (each a few dozen bytes plus the state).
+pub const MEMO_ENTRIES_MAX_DEFAULT: usize = 4_000_000;
+
+/// Bounds on one search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Model steps (attempted state transitions) allowed before giving up.
+    pub step_budget: u64,
+    /// Configurations the memo may hold before giving up.
+    pub memo_entries_max: usize,
+}
+
+/// The result of [`check_with`]: the verdict plus what the search spent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The verdict.
+    pub outcome: Outcome,
+    /// Model steps taken.
+    pub steps: u64,
+    /// Configurations remembered at the end.
+    pub memo_entries: usize,
+}
+
+/// Sentinel list positions: the head and the tail of the event list.
+const NIL: u32 = u32::MAX;
+
+/// One call or return event of a known-outcome operation.
+struct Event {
+    /// Number of the operation among known ones (call order).
+    known: u32,
+    is_call: bool,
+    time: u64,
+}
+
+/// Which operation a stack frame placed.
+#[derive(Clone, Copy)]
+enum Placed {
+    Known(u32),
+    Unknown(u32),
+}
+
+struct Frame<S> {
+    placed: Placed,
+    state_before: S,
+    /// Time of the first return event at the configuration where `placed` was chosen.
+    first_return_time: u64,
+}
+
+/// Where the scan of the current configuration's candidates stands.
+enum Cursor {
+    /// Scanning the event list; the value is the next event position to look at.
+    Known(u32),
+    /// Trying unknown operations numbered above `after` called by `first_return_time`.
+    Unknown {
+        after: Option<u32>,
+        first_return_time: u64,
+    },
+}
+
+/// The doubly linked event list (dancing links: removed nodes keep their pointers).
+struct EventList {
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    head: u32,
+}
+
+impl EventList {
+    fn new(len: usize) -> Self {
+        let n = len as u32;
+        let next = (0..n)
+            .map(|i| if i + 1 < n { i + 1 } else { NIL })
+            .collect();
+        let prev = (0..n).map(|i| if i == 0 { NIL } else { i - 1 }).collect();
+        EventList {
+            next,
+            prev,
+            head: if n == 0 { NIL } else { 0 },
+        }
+    }
+
+    fn unlink(&mut self, e: u32) {
+        let (p, n) = (self.prev[e as usize], self.next[e as usize]);
+        if p == NIL {
+            self.head = n;
+        } else {
+            self.next[p as usize] = n;
+        }
+        if n != NIL {
+            self.prev[n as usize] = p;
+        }
+    }
+
+    fn relink(&mut self, e: u32) {
+        let (p, n) = (self.prev[e as usize], self.next[e as usize]);
+        if p == NIL {
+            self.head = e;
+        } else {
+            self.next[p as usize] = e;
+        }
+        if n != NIL {
+            self.prev[n as usize] = e;
+        }
+    }
+}
+
+/// Checks `ops` against `model` within `limits`, and says what the search spent.
+pub fn check_with<M: Model>(
+    model: &M,
+    ops: &[Operation<M::Input, M::Output>],
+    limits: &Limits,
+) -> Report {
+    let mut search = match Search::new(model, ops, limits) {
+        Ok(s) => s,
+        Err(reason) => {
+            return Report {
+                outcome: Outcome::Unknown { reason },
+                steps: 0,
+                memo_entries: 0,
+            };
+        }
+    };
+    let outcome = search.run();
+    Report {
+        outcome,
+        steps: search.steps,
+        memo_entries: search.memo.len(),
+    }
+}
+
+struct Search<'a, M: Model> {
+    model: &'a M,
+    ops: &'a [Operation<M::Input, M::Output>],
+    limits: Limits,
+    /// Original index of each known operation, in call order.
+    known_ops: Vec<usize>,
+    /// Event positions (call, return) of each known operation.
+    known_events: Vec<(u32, u32)>,
+    events: Vec<Event>,
+    list: EventList,
+    /// Original index and call time of each unknown operation, in call order.
+    unknown_ops: Vec<(usize, u64)>,
+    /// Unknown operations not placed yet.
+    unknown_pending: BTreeSet<u32>,
+    /// Unknown operations placed, ascending.
+    unknown_placed: Vec<u32>,
+    placed: KnownSet,
+    memo: Memo<M::State>,
+    stack: Vec<Frame<M::State>>,
+    steps: u64,
+    /// Deepest dead end seen: (placed operations in order, operations that failed there).
+    deepest: Option<(Vec<usize>, Vec<usize>)>,
+}
+
+impl<'a, M: Model> Search<'a, M> {
+    fn new(
+        model: &'a M,
+        ops: &'a [Operation<M::Input, M::Output>],
+        limits: &Limits,
+    ) -> Result<Self, String> {
+        if ops.len() >= (NIL / 2) as usize {
+            return Err(format!("history too large: {} operations", ops.len()));
+        }
+        let mut order: Vec<usize> = (0..ops.len()).collect();
+        order.sort_by_key(|&i| (ops[i].call, i));
+        let mut known_ops = Vec::new();
+        let mut unknown_ops = Vec::new();
+        for &i in &order {
+            let op = &ops[i];
+            match (op.ret, &op.output) {
+                (Some(ret), Some(_)) => {
+                    if ret < op.call {
+                        let line = op.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+                        return Err(format!(
+                            "operation {i}{line} returns at {ret} before its call at {}",
+                            op.call
+                        ));
+                    }
+                    known_ops.push(i);
+                }
+                _ => unknown_ops.push((i, op.call)),
+            }
+        }
+        let mut events: Vec<Event> = Vec::with_capacity(known_ops.len() * 2);
+        for (k, &i) in known_ops.iter().enumerate() {
+            let op = &ops[i];
+            let k = k as u32;
+            events.push(Event {
+                known: k,
+                is_call: true,
+                time: op.call,
+            });
+            events.push(Event {
+                known: k,
+                is_call: false,
+                time: op.ret.unwrap_or(u64::MAX),
+            });
+        }
+        // Calls before returns at equal times: such operations count as concurrent.
+        events.sort_by_key(|e| (e.time, !e.is_call, e.known));
+        let mut known_events = vec![(0u32, 0u32); known_ops.len()];
+        for (pos, e) in events.iter().enumerate() {
+            let slot = &mut known_events[e.known as usize];
+            if e.is_call {
+                slot.0 = pos as u32;
+            } else {
+                slot.1 = pos as u32;
+            }
+        }
+        Ok(Search {
+            model,
+            ops,
+            limits: *limits,
+            list: EventList::new(events.len()),
+            placed: KnownSet::new(known_ops.len()),
+            known_events,
+            events,
+            unknown_pending: (0..unknown_ops.len() as u32).collect(),
+            unknown_ops,
+            known_ops,
+            unknown_placed: Vec::new(),
+            memo: Memo::new(limits.memo_entries_max),
+            stack: Vec::new(),
+            steps: 0,
+            deepest: None,
+        })
+    }
+
+    fn run(&mut self) -> Outcome {
+        let mut state = self.model.init();
+        let mut cursor = Cursor::Known(self.list.head);
+        loop {
+            if self.placed.count() as usize == self.known_ops.len() {
+                return Outcome::Ok;
+            }
+            match cursor {
+                Cursor::Known(e) => {
+                    let Some(event) = self.events.get(e as usize) else {
+                        cursor = Cursor::Unknown {
+                            after: None,
+                            first_return_time: u64::MAX,
+                        };
+                        continue;
+                    };
+                    if !event.is_call {
+                        cursor = Cursor::Unknown {
+                            after: None,
+                            first_return_time: event.time,
+                        };
+                        continue;
+                    }
+                    let k = event.known;
+                    let first_return_time = self.first_return_time();
+                    match self.try_place(&state, Placed::Known(k), first_return_time) {
+                        Err(outcome) => return outcome,
+                        Ok(Some(next)) => {
+                            state = next;
+                            cursor = Cursor::Known(self.list.head);
+                        }
+                        Ok(None) => cursor = Cursor::Known(self.list.next[e as usize]),
+                    }
+                }
+                Cursor::Unknown {
+                    after,
+                    first_return_time,
+                } => {
+                    let start = after.map_or(0, |a| a + 1);
+                    let candidate = self
+                        .unknown_pending
+                        .range(start..)
+                        .next()
+                        .copied()
+                        .filter(|&u| self.unknown_ops[u as usize].1 <= first_return_time);
+                    if let Some(u) = candidate {
+                        match self.try_place(&state, Placed::Unknown(u), first_return_time) {
+                            Err(outcome) => return outcome,
+                            Ok(Some(next)) => {
+                                state = next;
+                                cursor = Cursor::Known(self.list.head);
+                            }
+                            Ok(None) => {
+                                cursor = Cursor::Unknown {
+                                    after: Some(u),
+                                    first_return_time,
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    self.note_dead_end();
+                    let Some(frame) = self.stack.pop() else {
+                        let (longest_prefix, failing) = self.deepest.take().unwrap_or_default();
+                        return Outcome::Illegal {
+                            longest_prefix,
+                            failing,
+                        };
+                    };
+                    state = frame.state_before;
+                    cursor = match frame.placed {
+                        Placed::Known(k) => {
+                            let (call, ret) = self.known_events[k as usize];
+                            self.list.relink(ret);
+                            self.list.relink(call);
+                            self.placed.remove(k);
+                            Cursor::Known(self.list.next[call as usize])
+                        }
+                        Placed::Unknown(u) => {
+                            if let Ok(i) = self.unknown_placed.binary_search(&u) {
+                                self.unknown_placed.remove(i);
+                            }
+                            self.unknown_pending.insert(u);
+                            Cursor::Unknown {
+                                after: Some(u),
+                                first_return_time: frame.first_return_time,
+                            }
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// Time of the first return event still in the list (there is one while some known
+    /// operation is unplaced, because each call precedes its own return).
+    fn first_return_time(&self) -> u64 {
+        let mut e = self.list.head;
+        while e != NIL {
+            let event = &self.events[e as usize];
+            if !event.is_call {
+                return event.time;
+            }
+            e = self.list.next[e as usize];
+        }
+        u64::MAX
+    }
+
+    /// Tries to place `what` in `state`. Ok(Some(new state)) if it was placed (and the
+    /// configuration is new), Ok(None) if not, Err(verdict) if a limit was hit.
+    fn try_place(
+        &mut self,
+        state: &M::State,
+        what: Placed,
+        first_return_time: u64,
+    ) -> Result<Option<M::State>, Outcome> {
+        if self.steps >= self.limits.step_budget {
+            return Err(Outcome::Unknown {
+                reason: format!(
+                    "step budget of {} exhausted with {} of {} operations of known outcome \
+                     placed",
+                    self.limits.step_budget,
+                    self.placed.count(),
+                    self.known_ops.len()
+                ),
+            });
+        }
+        self.steps += 1;
+        let index = match what {
+            Placed::Known(k) => self.known_ops[k as usize],
+            Placed::Unknown(u) => self.unknown_ops[u as usize].0,
+        };
+        let op = &self.ops[index];
+        let Some(next) = self.model.step(state, &op.input, op.output.as_ref()) else {
+            return Ok(None);
+        };
+        match what {
+            Placed::Known(k) => self.placed.insert(k),
+            Placed::Unknown(u) => {
+                // Placing an unknown operation that changes nothing never helps.
+                if next == *state {
+                    return Ok(None);
+                }
+                self.unknown_pending.remove(&u);
+                let at = self.unknown_placed.partition_point(|&x| x < u);
+                self.unknown_placed.insert(at, u);
+            }
+        }
+        match self
+            .memo
+            .insert(&self.placed, &self.unknown_placed, next.clone())
+        {
+            Insert::New => {
+                if let Placed::Known(k) = what {
+                    let (call, ret) = self.known_events[k as usize];
+                    self.list.unlink(call);
+                    self.list.unlink(ret);
+                }
+                self.stack.push(Frame {
+                    placed: what,
+                    state_before: state.clone(),
+                    first_return_time,
+                });
+                Ok(Some(next))
+            }
+            verdict => {
+                match what {
+                    Placed::Known(k) => self.placed.remove(k),
+                    Placed::Unknown(u) => {
+                        if let Ok(i) = self.unknown_placed.binary_search(&u) {
+                            self.unknown_placed.remove(i);
+                        }
+                        self.unknown_pending.insert(u);
+                    }
+                }
+                if verdict == Insert::Full {
+                    return Err(Outcome::Unknown {
+                        reason: format!(
+                            "memo cap of {} configurations reached",
+                            self.limits.memo_entries_max
+                        ),
+                    });
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records the current configuration if it is the deepest dead end so far.
+    fn note_dead_end(&mut self) {
+        let depth = self.stack.len();
+        if self
+            .deepest
+            .as_ref()
+            .is_some_and(|(prefix, _)| prefix.len() >= depth)
+        {
+            return;
+        }
+        let prefix = self
+            .stack
+            .iter()
+            .map(|f| match f.placed {
+                Placed::Known(k) => self.known_ops[k as usize],
+                Placed::Unknown(u) => self.unknown_ops[u as usize].0,
+            })
+            .collect();
+        // The blocking operation (first return) first, then the other known candidates.
+        let mut failing = Vec::new();
+        let mut blocker = None;
+        let mut e = self.list.head;
+        while e != NIL {
+            let event = &self.events[e as usize];
+            let index = self.known_ops[event.known as usize];
+            if event.is_call {
+                failing.push(index);
+            } else {
+                blocker = Some(index);
+                break;
+            }
+            e = self.list.next[e as usize];
+        }
+        if let Some(b) = blocker {
+            failing.retain(|&i| i != b);
+            failing.insert(0, b);
+        }
+        self.deepest = Some((prefix, failing));
+    }
+}
