@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Keyed, Value};
+use super::{Keyed, Value, token};
 use crate::wgl::{Model, Partition};
 
 /// What a kv operation asks for.
@@ -70,6 +70,21 @@ impl Model for Kv {
                 Some(next)
             }
             _ => None,
+        }
+    }
+
+    fn effects(&self, input: &Keyed<KvOp>) -> Option<Vec<u64>> {
+        match input.op {
+            KvOp::Get => Some(Vec::new()),
+            KvOp::Put(v) | KvOp::Append(v) => Some(vec![token(&input.key, v)]),
+        }
+    }
+
+    /// A get sees the elements of its list. An unseen append or put changed no read.
+    fn observed(&self, input: &Keyed<KvOp>, output: Option<&KvOutput>) -> Option<Vec<u64>> {
+        match output {
+            Some(KvOutput::Get(list)) => Some(list.iter().map(|v| token(&input.key, *v)).collect()),
+            _ => Some(Vec::new()),
         }
     }
 }

@@ -36,3 +36,12 @@ impl<Op> Keyed<Op> {
         }
     }
 }
+
+/// The pruning token of `value` written to `key` (see [`crate::wgl::Model::effects`]).
+pub(crate) fn token(key: &[u8], value: Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    value.hash(&mut h);
+    h.finish()
+}

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Keyed, Value};
+use super::{Keyed, Value, token};
 use crate::wgl::{Model, Partition};
 
 /// What a register operation asks for.
@@ -82,6 +82,30 @@ fn step_register(
     }
 }
 
+/// The value a write or cas may leave behind.
+fn effects_register(input: &Keyed<RegisterOp>) -> Option<Vec<u64>> {
+    match input.op {
+        RegisterOp::Read => Some(Vec::new()),
+        RegisterOp::Write(v) | RegisterOp::Cas { to: v, .. } => Some(vec![token(&input.key, v)]),
+    }
+}
+
+/// The value a read returned or a cas expected. A cas known to have failed saw some
+/// value other than its expected one, which any effect could explain: None.
+fn observed_register(
+    input: &Keyed<RegisterOp>,
+    output: Option<&RegisterOutput>,
+) -> Option<Vec<u64>> {
+    match (&input.op, output) {
+        (RegisterOp::Cas { .. }, Some(RegisterOutput::Cas(false))) => None,
+        (RegisterOp::Cas { from, .. }, _) => Some(vec![token(&input.key, *from)]),
+        (RegisterOp::Read, Some(RegisterOutput::Read(Some(v)))) => {
+            Some(vec![token(&input.key, *v)])
+        }
+        _ => Some(Vec::new()),
+    }
+}
+
 impl Model for Register {
     type State = RegisterState;
     type Input = Keyed<RegisterOp>;
@@ -98,6 +122,14 @@ impl Model for Register {
         output: Option<&RegisterOutput>,
     ) -> Option<RegisterState> {
         step_register(state, input, output, false)
+    }
+
+    fn effects(&self, input: &Self::Input) -> Option<Vec<u64>> {
+        effects_register(input)
+    }
+
+    fn observed(&self, input: &Self::Input, output: Option<&RegisterOutput>) -> Option<Vec<u64>> {
+        observed_register(input, output)
     }
 }
 
@@ -123,6 +155,14 @@ impl Model for CasRegister {
         output: Option<&RegisterOutput>,
     ) -> Option<RegisterState> {
         step_register(state, input, output, true)
+    }
+
+    fn effects(&self, input: &Self::Input) -> Option<Vec<u64>> {
+        effects_register(input)
+    }
+
+    fn observed(&self, input: &Self::Input, output: Option<&RegisterOutput>) -> Option<Vec<u64>> {
+        observed_register(input, output)
     }
 }
 

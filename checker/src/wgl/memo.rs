@@ -3,22 +3,21 @@
 //! The linearized set is stored compactly. Operations of known outcome are numbered in
 //! call order and are mostly linearized in that order, so the set is kept as a prefix
 //! length (every operation below it is linearized) plus the few linearized operations
-//! above it. Linearized operations of unknown outcome are listed by number. This keeps a
+//! above it. Linearized operations of unknown outcome are listed by number, grouped
+//! under the known part and the state so that dominated configurations are found. This keeps a
 //! memo entry at a few dozen bytes even for histories of many thousands of operations.
 //! The memo does not decide what to explore; it only answers "seen before?".
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher, Hash};
 
-/// One explored configuration.
+/// The known part of an explored configuration: known operations placed, and state.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Key<S> {
     /// Every known operation numbered below this is linearized.
     prefix: u32,
-    /// Linearized known operations above the prefix, then linearized unknown ones
-    /// (each group ascending); `split` says where the second group starts.
-    ids: Box<[u32]>,
-    split: u32,
+    /// Linearized known operations above the prefix, ascending.
+    extras: Box<[u32]>,
     state: S,
 }
 
@@ -27,15 +26,21 @@ struct Key<S> {
 pub(super) enum Insert {
     /// A new configuration, now remembered.
     New,
-    /// Explored before.
+    /// Explored before, or dominated by a configuration explored before.
     Seen,
     /// The memo is full; the configuration was not remembered.
     Full,
 }
 
 /// The set of explored configurations, with a cap on its size.
+///
+/// Besides exact repeats it recognises dominated configurations: with the same known
+/// operations placed and the same state, placing fewer unknown operations leaves more
+/// options (unknown operations are optional), so a configuration whose placed unknown
+/// operations are a superset of an explored one's cannot succeed where that one failed.
 pub(super) struct Memo<S> {
-    seen: HashSet<Key<S>, BuildHasherDefault<DefaultHasher>>,
+    seen: HashMap<Key<S>, Vec<Box<[u32]>>, BuildHasherDefault<DefaultHasher>>,
+    entries: usize,
     entries_max: usize,
 }
 
@@ -43,37 +48,57 @@ impl<S: Eq + Hash> Memo<S> {
     /// An empty memo that holds at most `entries_max` configurations.
     pub(super) fn new(entries_max: usize) -> Self {
         Memo {
-            seen: HashSet::default(),
+            seen: HashMap::default(),
+            entries: 0,
             entries_max,
         }
     }
 
-    /// Remembers the configuration given by the linearized sets and `state`.
+    /// Remembers the configuration given by the linearized sets and `state`; `unknown`
+    /// is ascending.
     pub(super) fn insert(&mut self, known: &KnownSet, unknown: &[u32], state: S) -> Insert {
-        let mut ids = Vec::with_capacity(known.extra_count() + unknown.len());
-        known.push_extras(&mut ids);
-        let split = u32::try_from(ids.len()).unwrap_or(u32::MAX);
-        ids.extend_from_slice(unknown);
+        let mut extras = Vec::with_capacity(known.extra_count());
+        known.push_extras(&mut extras);
         let key = Key {
             prefix: known.prefix,
-            ids: ids.into_boxed_slice(),
-            split,
+            extras: extras.into_boxed_slice(),
             state,
         };
-        if self.seen.contains(&key) {
-            return Insert::Seen;
+        let full = self.entries >= self.entries_max;
+        match self.seen.get_mut(&key) {
+            Some(sets) => {
+                if sets.iter().any(|s| is_subset(s, unknown)) {
+                    return Insert::Seen;
+                }
+                if full {
+                    return Insert::Full;
+                }
+                sets.push(unknown.into());
+            }
+            None => {
+                if full {
+                    return Insert::Full;
+                }
+                self.seen.insert(key, vec![unknown.into()]);
+            }
         }
-        if self.seen.len() >= self.entries_max {
-            return Insert::Full;
-        }
-        self.seen.insert(key);
+        self.entries += 1;
         Insert::New
     }
 
     /// How many configurations are remembered.
     pub(super) fn len(&self) -> usize {
-        self.seen.len()
+        self.entries
     }
+}
+
+/// Whether ascending `small` is a subset of ascending `big`.
+fn is_subset(small: &[u32], big: &[u32]) -> bool {
+    if small.len() > big.len() {
+        return false;
+    }
+    let mut rest = big.iter();
+    small.iter().all(|x| rest.any(|y| y == x))
 }
 
 /// The set of linearized operations of known outcome, as a bitset with a tracked prefix.
@@ -183,7 +208,14 @@ mod tests {
         assert_eq!(memo.insert(&known, &[], 2u8), Insert::New);
         known.insert(4);
         assert_eq!(memo.insert(&known, &[], 1u8), Insert::New);
-        assert_eq!(memo.insert(&known, &[7], 1u8), Insert::Full);
+        // Placing more unknown operations in a seen configuration is dominated.
+        assert_eq!(memo.insert(&known, &[7], 1u8), Insert::Seen);
+        assert_eq!(memo.insert(&known, &[7], 3u8), Insert::Full);
         assert_eq!(memo.len(), 3);
+        let mut memo = Memo::new(10);
+        assert_eq!(memo.insert(&known, &[2, 5], 1u8), Insert::New);
+        assert_eq!(memo.insert(&known, &[2, 4, 5], 1u8), Insert::Seen);
+        assert_eq!(memo.insert(&known, &[2, 4], 1u8), Insert::New);
+        assert_eq!(memo.insert(&known, &[5], 1u8), Insert::New);
     }
 }

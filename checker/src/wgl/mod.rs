@@ -47,6 +47,25 @@ pub trait Model {
         input: &Self::Input,
         output: Option<&Self::Output>,
     ) -> Option<Self::State>;
+
+    /// Optional pruning hint: tokens through which the effect of `input` could be seen
+    /// (for a register, a hash of key and written value). None (the default): unknown,
+    /// so an operation of unknown outcome is always kept in the search.
+    ///
+    /// An operation of unknown outcome whose every effect token is observed by no
+    /// operation (see [`Model::observed`]) is dropped before the search: it may not have
+    /// happened, and nothing can tell.
+    fn effects(&self, _input: &Self::Input) -> Option<Vec<u64>> {
+        None
+    }
+
+    /// Optional pruning hint: tokens an operation with this input and output (None:
+    /// unknown) observes. Must include every token whose effect could change whether
+    /// the operation steps, and must return None if the operation could observe any
+    /// effect at all (the default). Hash collisions only weaken the pruning.
+    fn observed(&self, _input: &Self::Input, _output: Option<&Self::Output>) -> Option<Vec<u64>> {
+        None
+    }
 }
 
 /// Per-key partitioning for models where it is sound: operations on different keys

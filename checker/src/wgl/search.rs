@@ -146,6 +146,18 @@ pub fn check_with<M: Model>(
     }
 }
 
+/// Every token some operation observes; None if some operation may observe anything.
+fn observed_tokens<M: Model>(
+    model: &M,
+    ops: &[Operation<M::Input, M::Output>],
+) -> Option<BTreeSet<u64>> {
+    let mut tokens = BTreeSet::new();
+    for op in ops {
+        tokens.extend(model.observed(&op.input, op.output.as_ref())?);
+    }
+    Some(tokens)
+}
+
 struct Search<'a, M: Model> {
     model: &'a M,
     ops: &'a [Operation<M::Input, M::Output>],
@@ -181,6 +193,7 @@ impl<'a, M: Model> Search<'a, M> {
         }
         let mut order: Vec<usize> = (0..ops.len()).collect();
         order.sort_by_key(|&i| (ops[i].call, i));
+        let observed = observed_tokens(model, ops);
         let mut known_ops = Vec::new();
         let mut unknown_ops = Vec::new();
         for &i in &order {
@@ -196,7 +209,16 @@ impl<'a, M: Model> Search<'a, M> {
                     }
                     known_ops.push(i);
                 }
-                _ => unknown_ops.push((i, op.call)),
+                _ => {
+                    let seen = |effects: Vec<u64>| match &observed {
+                        None => true,
+                        Some(tokens) => effects.iter().any(|t| tokens.contains(t)),
+                    };
+                    // Nothing can observe it: it may as well not have happened.
+                    if model.effects(&op.input).is_none_or(seen) {
+                        unknown_ops.push((i, op.call));
+                    }
+                }
             }
         }
         let mut events: Vec<Event> = Vec::with_capacity(known_ops.len() * 2);
