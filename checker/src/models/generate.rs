@@ -28,6 +28,32 @@ pub struct GenConfig {
     pub keys: u32,
     /// Operations out of 1000 that end with an unknown outcome.
     pub unknown_per_mille: u32,
+    /// Written values are drawn from `0..values_max` (as Jepsen's `rand-int`) when set;
+    /// None: every written value is unique (a counter).
+    pub values_max: Option<Value>,
+}
+
+impl GenConfig {
+    /// `ops` operations from `clients` clients on one key, unique values.
+    pub fn new(seed: u64, ops: usize, clients: u64, unknown_per_mille: u32) -> Self {
+        GenConfig {
+            seed,
+            ops,
+            clients,
+            keys: 1,
+            unknown_per_mille,
+            values_max: None,
+        }
+    }
+}
+
+/// The next written value: a fresh one, or a random one below `values_max`.
+fn next_value(cfg: &GenConfig, counter: &mut Value, rng: &mut ChaCha8Rng) -> Value {
+    *counter += 1;
+    match cfg.values_max {
+        Some(max) if max > 0 => rng.random_range(0..max),
+        _ => *counter,
+    }
 }
 
 /// Register operations of one generated history.
@@ -58,13 +84,15 @@ pub fn register_history(cfg: &GenConfig, with_cas: bool) -> RegisterHistory {
             let op = if roll < 45 {
                 RegisterOp::Read
             } else if !with_cas || roll < 75 {
-                values += 1;
-                RegisterOp::Write(values)
+                RegisterOp::Write(next_value(cfg, &mut values, rng))
             } else {
-                values += 1;
+                let to = next_value(cfg, &mut values, rng);
                 // Usually expect a recent value so that many cas operations succeed.
-                let from = (values - rng.random_range(1..4)).max(0);
-                RegisterOp::Cas { from, to: values }
+                let from = match cfg.values_max {
+                    Some(max) if max > 0 => rng.random_range(0..max),
+                    _ => (to - rng.random_range(1..4)).max(0),
+                };
+                RegisterOp::Cas { from, to }
             };
             Keyed { key, op }
         },
@@ -99,13 +127,13 @@ pub fn kv_history(cfg: &GenConfig, with_put: bool) -> KvHistory {
         |rng| {
             let key = key_of(cfg, rng);
             let roll = rng.random_range(0..100u32);
-            values += 1;
+            let v = next_value(cfg, &mut values, rng);
             let op = if roll < 45 {
                 KvOp::Get
             } else if with_put && roll < 55 {
-                KvOp::Put(values)
+                KvOp::Put(v)
             } else {
-                KvOp::Append(values)
+                KvOp::Append(v)
             };
             Keyed { key, op }
         },

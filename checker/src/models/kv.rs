@@ -80,6 +80,10 @@ impl Model for Kv {
         }
     }
 
+    fn interchangeable(&self, a: &Keyed<KvOp>, b: &Keyed<KvOp>) -> bool {
+        a == b
+    }
+
     /// A get sees the elements of its list. An unseen append or put changed no read.
     fn observed(&self, input: &Keyed<KvOp>, output: Option<&KvOutput>) -> Option<Vec<u64>> {
         match output {

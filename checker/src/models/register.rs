@@ -131,6 +131,10 @@ impl Model for Register {
     fn observed(&self, input: &Self::Input, output: Option<&RegisterOutput>) -> Option<Vec<u64>> {
         observed_register(input, output)
     }
+
+    fn interchangeable(&self, a: &Self::Input, b: &Self::Input) -> bool {
+        a == b
+    }
 }
 
 impl Partition for Register {
@@ -163,6 +167,10 @@ impl Model for CasRegister {
 
     fn observed(&self, input: &Self::Input, output: Option<&RegisterOutput>) -> Option<Vec<u64>> {
         observed_register(input, output)
+    }
+
+    fn interchangeable(&self, a: &Self::Input, b: &Self::Input) -> bool {
+        a == b
     }
 }
 

@@ -66,6 +66,14 @@ pub trait Model {
     fn observed(&self, _input: &Self::Input, _output: Option<&Self::Output>) -> Option<Vec<u64>> {
         None
     }
+
+    /// Optional symmetry hint: whether two operations with these inputs have the same
+    /// effect in every state (for instance, equal inputs). The search then tries only
+    /// the earliest-called pending one of a group of interchangeable unknown-outcome
+    /// operations. Default: false (no grouping).
+    fn interchangeable(&self, _a: &Self::Input, _b: &Self::Input) -> bool {
+        false
+    }
 }
 
 /// Per-key partitioning for models where it is sound: operations on different keys

@@ -40,6 +40,10 @@ pub struct Report {
     pub memo_entries: usize,
 }
 
+/// Groups of interchangeable unknown-outcome operations are formed by comparing each
+/// with at most this many group representatives (bounds the setup cost).
+const GROUP_REPRESENTATIVES_MAX: usize = 1024;
+
 /// Sentinel list positions: the head and the tail of the event list.
 const NIL: u32 = u32::MAX;
 
@@ -158,6 +162,37 @@ fn observed_tokens<M: Model>(
     Some(tokens)
 }
 
+/// Groups interchangeable unknown operations: each operation's group, and each group's
+/// members in call order with none placed.
+fn group_unknown<M: Model>(
+    model: &M,
+    ops: &[Operation<M::Input, M::Output>],
+    unknown_ops: &[(usize, u64)],
+) -> (Vec<u32>, Vec<(Vec<u32>, u32)>) {
+    let mut group_of = Vec::with_capacity(unknown_ops.len());
+    let mut groups: Vec<(Vec<u32>, u32)> = Vec::new();
+    for (u, &(i, _)) in unknown_ops.iter().enumerate() {
+        let input = &ops[i].input;
+        let found = groups
+            .iter()
+            .take(GROUP_REPRESENTATIVES_MAX)
+            .position(|(members, _)| {
+                let rep = unknown_ops[members[0] as usize].0;
+                model.interchangeable(&ops[rep].input, input)
+            });
+        let g = match found {
+            Some(g) => g,
+            None => {
+                groups.push((Vec::new(), 0));
+                groups.len() - 1
+            }
+        };
+        groups[g].0.push(u as u32);
+        group_of.push(g as u32);
+    }
+    (group_of, groups)
+}
+
 struct Search<'a, M: Model> {
     model: &'a M,
     ops: &'a [Operation<M::Input, M::Output>],
@@ -172,6 +207,11 @@ struct Search<'a, M: Model> {
     unknown_ops: Vec<(usize, u64)>,
     /// Unknown operations not placed yet.
     unknown_pending: BTreeSet<u32>,
+    /// Group of each unknown operation (interchangeable operations share one).
+    unknown_group: Vec<u32>,
+    /// Members of each group in call order, and how many of them are placed (always the
+    /// first ones: only the earliest pending member of a group is ever tried).
+    groups: Vec<(Vec<u32>, u32)>,
     /// Unknown operations placed, ascending.
     unknown_placed: Vec<u32>,
     placed: KnownSet,
@@ -247,7 +287,10 @@ impl<'a, M: Model> Search<'a, M> {
                 slot.1 = pos as u32;
             }
         }
+        let (unknown_group, groups) = group_unknown(model, ops, &unknown_ops);
         Ok(Search {
+            unknown_group,
+            groups,
             model,
             ops,
             limits: *limits,
@@ -308,9 +351,9 @@ impl<'a, M: Model> Search<'a, M> {
                     let candidate = self
                         .unknown_pending
                         .range(start..)
-                        .next()
                         .copied()
-                        .filter(|&u| self.unknown_ops[u as usize].1 <= first_return_time);
+                        .take_while(|&u| self.unknown_ops[u as usize].1 <= first_return_time)
+                        .find(|&u| self.is_group_head(u));
                     if let Some(u) = candidate {
                         match self.try_place(&state, Placed::Unknown(u), first_return_time) {
                             Err(outcome) => return outcome,
@@ -345,10 +388,7 @@ impl<'a, M: Model> Search<'a, M> {
                             Cursor::Known(self.list.next[call as usize])
                         }
                         Placed::Unknown(u) => {
-                            if let Ok(i) = self.unknown_placed.binary_search(&u) {
-                                self.unknown_placed.remove(i);
-                            }
-                            self.unknown_pending.insert(u);
+                            self.unplace_unknown(u);
                             Cursor::Unknown {
                                 after: Some(u),
                                 first_return_time: frame.first_return_time,
@@ -358,6 +398,22 @@ impl<'a, M: Model> Search<'a, M> {
                 }
             }
         }
+    }
+
+    /// Whether `u` is the earliest pending member of its group.
+    fn is_group_head(&self, u: u32) -> bool {
+        let (members, placed) = &self.groups[self.unknown_group[u as usize] as usize];
+        members.get(*placed as usize) == Some(&u)
+    }
+
+    /// Undoes the placement of unknown operation `u`.
+    fn unplace_unknown(&mut self, u: u32) {
+        if let Ok(i) = self.unknown_placed.binary_search(&u) {
+            self.unknown_placed.remove(i);
+        }
+        self.unknown_pending.insert(u);
+        let placed = &mut self.groups[self.unknown_group[u as usize] as usize].1;
+        *placed = placed.saturating_sub(1);
     }
 
     /// Time of the first return event still in the list (there is one while some known
@@ -412,6 +468,7 @@ impl<'a, M: Model> Search<'a, M> {
                 self.unknown_pending.remove(&u);
                 let at = self.unknown_placed.partition_point(|&x| x < u);
                 self.unknown_placed.insert(at, u);
+                self.groups[self.unknown_group[u as usize] as usize].1 += 1;
             }
         }
         match self
@@ -435,10 +492,7 @@ impl<'a, M: Model> Search<'a, M> {
                 match what {
                     Placed::Known(k) => self.placed.remove(k),
                     Placed::Unknown(u) => {
-                        if let Ok(i) = self.unknown_placed.binary_search(&u) {
-                            self.unknown_placed.remove(i);
-                        }
-                        self.unknown_pending.insert(u);
+                        self.unplace_unknown(u);
                     }
                 }
                 if verdict == Insert::Full {

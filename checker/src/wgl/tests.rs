@@ -167,16 +167,7 @@ fn unknown_write_may_or_may_not_take_effect() {
 
 #[test]
 fn budget_exhaustion_is_unknown() {
-    let h = register_history(
-        &GenConfig {
-            seed: 7,
-            ops: 200,
-            clients: 5,
-            keys: 1,
-            unknown_per_mille: 20,
-        },
-        true,
-    );
+    let h = register_history(&GenConfig::new(7, 200, 5, 20), true);
     assert!(matches!(
         check(&CasRegister, &h, 10),
         Outcome::Unknown { .. }
@@ -190,16 +181,7 @@ fn budget_exhaustion_is_unknown() {
 
 #[test]
 fn memo_cap_is_unknown() {
-    let h = register_history(
-        &GenConfig {
-            seed: 8,
-            ops: 200,
-            clients: 5,
-            keys: 1,
-            unknown_per_mille: 0,
-        },
-        false,
-    );
+    let h = register_history(&GenConfig::new(8, 200, 5, 0), false);
     let report = check_with(
         &Register,
         &h,
@@ -285,11 +267,8 @@ fn make_stale_read(h: &mut [ROp]) -> bool {
 
 fn gen_cfg(seed: u64, ops: usize, keys: u32) -> GenConfig {
     GenConfig {
-        seed,
-        ops,
-        clients: 4,
         keys,
-        unknown_per_mille: 30,
+        ..GenConfig::new(seed, ops, 4, 30)
     }
 }
 
@@ -300,6 +279,15 @@ proptest! {
     fn generated_register_histories_are_ok(seed in any::<u64>(), with_cas in any::<bool>()) {
         let h = register_history(&gen_cfg(seed, 120, 1), with_cas);
         prop_assert_eq!(check(&CasRegister, &h, BUDGET), Outcome::Ok);
+    }
+
+    #[test]
+    fn generated_histories_with_few_values_are_ok(seed in any::<u64>(), values_max in 1..6i64) {
+        let cfg = GenConfig { values_max: Some(values_max), ..gen_cfg(seed, 120, 1) };
+        let h = register_history(&cfg, true);
+        prop_assert_eq!(check(&CasRegister, &h, BUDGET), Outcome::Ok);
+        let h = kv_history(&GenConfig { keys: 2, ..cfg }, true);
+        prop_assert_eq!(check_partitioned(&Kv, &h, BUDGET), Outcome::Ok);
     }
 
     #[test]
