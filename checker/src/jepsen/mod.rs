@@ -9,6 +9,9 @@
 
 pub mod edn;
 mod import;
+mod write;
+
+pub use write::write_register;
 
 use crate::models::{Keyed, KvOp, KvOutput, RegisterOp, RegisterOutput};
 use crate::wgl::Operation;

@@ -227,3 +227,27 @@ fn import_errors_name_the_line() {
         import_kv("{:process 0 :type :invoke :f :get :value nil}\n{:process 0").expect_err("eof");
     assert_eq!(err.line, 2, "{err}");
 }
+
+#[test]
+fn written_histories_import_back_to_the_same_operations() {
+    use crate::models::generate::{GenConfig, register_history};
+    for keys in [1, 3] {
+        let cfg = GenConfig {
+            keys,
+            ..GenConfig::new(11, 300, 4, 30)
+        };
+        let ops = register_history(&cfg, true);
+        let text = write_register(&ops);
+        let back = import_register(&text, true).expect("imports its own output");
+        assert_eq!(back.len(), ops.len());
+        let strip = |o: &crate::wgl::Operation<Keyed<RegisterOp>, RegisterOutput>| {
+            (o.client, o.call, o.ret, o.input.clone(), o.output.clone())
+        };
+        let mut a: Vec<_> = ops.iter().map(strip).collect();
+        let mut b: Vec<_> = back.iter().map(strip).collect();
+        a.sort_by_key(|x| (x.1, x.0));
+        b.sort_by_key(|x| (x.1, x.0));
+        assert_eq!(a, b);
+        assert_eq!(check_partitioned(&CasRegister, &back, BUDGET), Outcome::Ok);
+    }
+}

@@ -20,7 +20,8 @@ use crate::wgl::Operation;
 pub struct GenConfig {
     /// Seed of the generator; the same seed gives the same history.
     pub seed: u64,
-    /// Number of operations.
+    /// Number of operations invoked. A cas-register history holds fewer: a cas known to
+    /// have failed is left out, as Jepsen's `:fail` (about a fifth of all operations).
     pub ops: usize,
     /// Number of concurrent clients.
     pub clients: u64,
