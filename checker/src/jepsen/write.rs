@@ -59,7 +59,7 @@ pub fn write_register(ops: &[Operation<Keyed<RegisterOp>, RegisterOutput>]) -> S
             _ => events.push((last + 1, true, i, line("info", &invoke_value, last + 1))),
         }
     }
-    events.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    events.sort_by_key(|a| (a.0, a.1, a.2));
     let mut out = String::new();
     for (_, _, _, text) in events {
         let _ = writeln!(out, "{text}");
