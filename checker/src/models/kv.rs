@@ -31,6 +31,25 @@ pub enum KvOutput {
     Done,
 }
 
+impl std::fmt::Display for KvOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KvOp::Get => write!(f, "get"),
+            KvOp::Put(v) => write!(f, "put {v}"),
+            KvOp::Append(v) => write!(f, "append {v}"),
+        }
+    }
+}
+
+impl std::fmt::Display for KvOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KvOutput::Get(list) => write!(f, "{list:?}"),
+            KvOutput::Done => write!(f, "ok"),
+        }
+    }
+}
+
 /// A list per key with get/put/append.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Kv;

@@ -27,6 +27,26 @@ pub struct Keyed<Op> {
     pub op: Op,
 }
 
+impl<Op: std::fmt::Display> std::fmt::Display for Keyed<Op> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.op)
+        } else {
+            write!(f, "{} {}", String::from_utf8_lossy(&self.key), self.op)
+        }
+    }
+}
+
+/// A short label for an operation of these models: `write 3 -> ok`, `read -> ?`.
+pub fn label<I: std::fmt::Display, O: std::fmt::Display>(
+    op: &crate::wgl::Operation<I, O>,
+) -> String {
+    match &op.output {
+        Some(out) => format!("{} -> {out}", op.input),
+        None => format!("{} -> ?", op.input),
+    }
+}
+
 impl<Op> Keyed<Op> {
     /// `op` on the single, unnamed register.
     pub fn single(op: Op) -> Self {

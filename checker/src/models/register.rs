@@ -37,6 +37,27 @@ pub enum RegisterOutput {
     Cas(bool),
 }
 
+impl std::fmt::Display for RegisterOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegisterOp::Read => write!(f, "read"),
+            RegisterOp::Write(v) => write!(f, "write {v}"),
+            RegisterOp::Cas { from, to } => write!(f, "cas {from}->{to}"),
+        }
+    }
+}
+
+impl std::fmt::Display for RegisterOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegisterOutput::Read(None) => write!(f, "nil"),
+            RegisterOutput::Read(Some(v)) => write!(f, "{v}"),
+            RegisterOutput::Write => write!(f, "ok"),
+            RegisterOutput::Cas(applied) => write!(f, "{}", if *applied { "ok" } else { "failed" }),
+        }
+    }
+}
+
 /// A read/write register per key. A cas operation is impossible in this model.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Register;

@@ -9,6 +9,10 @@
 //! from the network; every piece of text is HTML-escaped. This module does not decide
 //! what is highlighted or which states to show: the caller fills in a [`Timeline`].
 
+mod wgl;
+
+pub use wgl::wgl_timeline;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
