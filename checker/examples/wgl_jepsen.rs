@@ -11,7 +11,7 @@ use std::time::Instant;
 use detcd_checker::jepsen::{import_register, write_register};
 use detcd_checker::models::CasRegister;
 use detcd_checker::models::generate::{GenConfig, register_history};
-use detcd_checker::wgl::{Limits, MEMO_ENTRIES_MAX_DEFAULT, Partition, check_with};
+use detcd_checker::wgl::{Limits, Partition, check_with};
 
 /// Operations to invoke for a cas-register history of about 10,000 operations after
 /// failed cas operations are left out (10,091 with seed 1).
@@ -42,14 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys: std::collections::BTreeSet<_> =
         ops.iter().map(|o| CasRegister.key(&o.input)).collect();
     let start = Instant::now();
-    let report = check_with(
-        &CasRegister,
-        &ops,
-        &Limits {
-            step_budget: STEP_BUDGET,
-            memo_entries_max: MEMO_ENTRIES_MAX_DEFAULT,
-        },
-    );
+    let report = check_with(&CasRegister, &ops, &Limits::with_step_budget(STEP_BUDGET));
     let checked = start.elapsed();
     println!(
         "{} operations ({unknown} unknown outcome, {} keys): import {imported:?}, check \

@@ -42,21 +42,27 @@ pub(super) struct Memo<S> {
     seen: HashMap<Key<S>, Vec<Box<[u32]>>, BuildHasherDefault<DefaultHasher>>,
     entries: usize,
     entries_max: usize,
+    /// Estimated bytes held (keys, extras and group counts; not the states' heap).
+    bytes: usize,
+    bytes_max: usize,
 }
 
 impl<S: Eq + Hash> Memo<S> {
-    /// An empty memo that holds at most `entries_max` configurations.
-    pub(super) fn new(entries_max: usize) -> Self {
+    /// An empty memo that holds at most `entries_max` configurations and about
+    /// `bytes_max` bytes.
+    pub(super) fn new(entries_max: usize, bytes_max: usize) -> Self {
         Memo {
             seen: HashMap::default(),
             entries: 0,
             entries_max,
+            bytes: 0,
+            bytes_max,
         }
     }
 
-    /// Remembers the configuration given by the linearized sets and `state`; `unknown`
-    /// is ascending.
-    pub(super) fn insert(&mut self, known: &KnownSet, unknown: &[u32], state: S) -> Insert {
+    /// Remembers the configuration given by the placed known operations, the placed
+    /// unknown ones as flattened (group, count) pairs ascending by group, and `state`.
+    pub(super) fn insert(&mut self, known: &KnownSet, unknown: Vec<u32>, state: S) -> Insert {
         let mut extras = Vec::with_capacity(known.extra_count());
         known.push_extras(&mut extras);
         let key = Key {
@@ -64,26 +70,36 @@ impl<S: Eq + Hash> Memo<S> {
             extras: extras.into_boxed_slice(),
             state,
         };
-        let full = self.entries >= self.entries_max;
+        let full = self.entries >= self.entries_max || self.bytes >= self.bytes_max;
+        let unknown_bytes = std::mem::size_of::<Box<[u32]>>() + 4 * unknown.len();
         match self.seen.get_mut(&key) {
             Some(sets) => {
-                if sets.iter().any(|s| is_subset(s, unknown)) {
+                if sets.iter().any(|s| dominates(s, &unknown)) {
                     return Insert::Seen;
                 }
                 if full {
                     return Insert::Full;
                 }
-                sets.push(unknown.into());
+                sets.push(unknown.into_boxed_slice());
+                self.bytes += unknown_bytes;
             }
             None => {
                 if full {
                     return Insert::Full;
                 }
-                self.seen.insert(key, vec![unknown.into()]);
+                self.bytes += std::mem::size_of::<(Key<S>, Vec<Box<[u32]>>)>()
+                    + 4 * key.extras.len()
+                    + unknown_bytes;
+                self.seen.insert(key, vec![unknown.into_boxed_slice()]);
             }
         }
         self.entries += 1;
         Insert::New
+    }
+
+    /// Estimated bytes held.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// How many configurations are remembered.
@@ -92,13 +108,18 @@ impl<S: Eq + Hash> Memo<S> {
     }
 }
 
-/// Whether ascending `small` is a subset of ascending `big`.
-fn is_subset(small: &[u32], big: &[u32]) -> bool {
-    if small.len() > big.len() {
+/// Whether the placed-unknown counts `seen` are everywhere at most `now` (both
+/// flattened (group, count) pairs ascending by group): then `now` placed a superset.
+fn dominates(seen: &[u32], now: &[u32]) -> bool {
+    if seen.len() > now.len() {
         return false;
     }
-    let mut rest = big.iter();
-    small.iter().all(|x| rest.any(|y| y == x))
+    let mut rest = now.chunks_exact(2);
+    seen.chunks_exact(2).all(|pair| {
+        rest.by_ref()
+            .find(|other| other[0] >= pair[0])
+            .is_some_and(|other| other[0] == pair[0] && other[1] >= pair[1])
+    })
 }
 
 /// The set of linearized operations of known outcome, as a bitset with a tracked prefix.
@@ -202,20 +223,30 @@ mod tests {
     #[test]
     fn memo_distinguishes_sets_and_states_and_caps() {
         let mut known = KnownSet::new(10);
-        let mut memo = Memo::new(3);
-        assert_eq!(memo.insert(&known, &[], 1u8), Insert::New);
-        assert_eq!(memo.insert(&known, &[], 1u8), Insert::Seen);
-        assert_eq!(memo.insert(&known, &[], 2u8), Insert::New);
+        let mut memo = Memo::new(3, usize::MAX);
+        assert_eq!(memo.insert(&known, vec![], 1u8), Insert::New);
+        assert_eq!(memo.insert(&known, vec![], 1u8), Insert::Seen);
+        assert_eq!(memo.insert(&known, vec![], 2u8), Insert::New);
         known.insert(4);
-        assert_eq!(memo.insert(&known, &[], 1u8), Insert::New);
+        assert_eq!(memo.insert(&known, vec![], 1u8), Insert::New);
         // Placing more unknown operations in a seen configuration is dominated.
-        assert_eq!(memo.insert(&known, &[7], 1u8), Insert::Seen);
-        assert_eq!(memo.insert(&known, &[7], 3u8), Insert::Full);
+        assert_eq!(memo.insert(&known, vec![7, 1], 1u8), Insert::Seen);
+        assert_eq!(memo.insert(&known, vec![7, 1], 3u8), Insert::Full);
         assert_eq!(memo.len(), 3);
-        let mut memo = Memo::new(10);
-        assert_eq!(memo.insert(&known, &[2, 5], 1u8), Insert::New);
-        assert_eq!(memo.insert(&known, &[2, 4, 5], 1u8), Insert::Seen);
-        assert_eq!(memo.insert(&known, &[2, 4], 1u8), Insert::New);
-        assert_eq!(memo.insert(&known, &[5], 1u8), Insert::New);
+        // (group, count) pairs: more of a group, or more groups, is dominated.
+        let mut memo = Memo::new(10, usize::MAX);
+        assert_eq!(memo.insert(&known, vec![2, 1, 5, 2], 1u8), Insert::New);
+        assert_eq!(
+            memo.insert(&known, vec![2, 1, 4, 1, 5, 2], 1u8),
+            Insert::Seen
+        );
+        assert_eq!(memo.insert(&known, vec![2, 3, 5, 2], 1u8), Insert::Seen);
+        assert_eq!(memo.insert(&known, vec![2, 1, 5, 1], 1u8), Insert::New);
+        assert_eq!(memo.insert(&known, vec![2, 1, 4, 1], 1u8), Insert::New);
+        assert_eq!(memo.insert(&known, vec![5, 2], 1u8), Insert::New);
+        // The byte cap counts too.
+        let mut memo = Memo::new(10, 1);
+        assert_eq!(memo.insert(&known, vec![], 1u8), Insert::New);
+        assert_eq!(memo.insert(&known, vec![], 2u8), Insert::Full);
     }
 }

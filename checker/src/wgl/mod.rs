@@ -22,7 +22,7 @@
 mod memo;
 mod search;
 
-pub use search::{Limits, MEMO_ENTRIES_MAX_DEFAULT, check_with};
+pub use search::{Limits, MEMO_BYTES_MAX_DEFAULT, MEMO_ENTRIES_MAX_DEFAULT, Report, check_with};
 
 use std::collections::BTreeMap;
 
@@ -140,15 +140,7 @@ pub fn check<M: Model>(
     ops: &[Operation<M::Input, M::Output>],
     step_budget: u64,
 ) -> Outcome {
-    check_with(
-        model,
-        ops,
-        &Limits {
-            step_budget,
-            memo_entries_max: MEMO_ENTRIES_MAX_DEFAULT,
-        },
-    )
-    .outcome
+    check_with(model, ops, &Limits::with_step_budget(step_budget)).outcome
 }
 
 /// Checks each key's sub-history on its own (sound only for per-key models).
@@ -173,14 +165,7 @@ where
     let mut unknown: Option<String> = None;
     for (key, indices) in &by_key {
         let sub: Vec<_> = indices.iter().map(|&i| ops[i].clone()).collect();
-        let report = check_with(
-            model,
-            &sub,
-            &Limits {
-                step_budget: steps_left,
-                memo_entries_max: MEMO_ENTRIES_MAX_DEFAULT,
-            },
-        );
+        let report = check_with(model, &sub, &Limits::with_step_budget(steps_left));
         steps_left = steps_left.saturating_sub(report.steps);
         match report.outcome {
             Outcome::Ok => {}

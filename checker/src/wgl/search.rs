@@ -17,8 +17,12 @@ use std::collections::BTreeSet;
 use super::memo::{Insert, KnownSet, Memo};
 use super::{Model, Operation, Outcome};
 
-/// Default cap on remembered configurations (each a few dozen bytes plus the state).
+/// Default cap on remembered configurations.
 pub const MEMO_ENTRIES_MAX_DEFAULT: usize = 4_000_000;
+
+/// Default cap on the memo's estimated size in bytes (the states' own heap memory is
+/// not counted).
+pub const MEMO_BYTES_MAX_DEFAULT: usize = 1 << 30;
 
 /// Bounds on one search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +31,19 @@ pub struct Limits {
     pub step_budget: u64,
     /// Configurations the memo may hold before giving up.
     pub memo_entries_max: usize,
+    /// Estimated memo bytes allowed before giving up.
+    pub memo_bytes_max: usize,
+}
+
+impl Limits {
+    /// `step_budget` with the default memo caps.
+    pub fn with_step_budget(step_budget: u64) -> Self {
+        Limits {
+            step_budget,
+            memo_entries_max: MEMO_ENTRIES_MAX_DEFAULT,
+            memo_bytes_max: MEMO_BYTES_MAX_DEFAULT,
+        }
+    }
 }
 
 /// The result of [`check_with`]: the verdict plus what the search spent.
@@ -212,8 +229,8 @@ struct Search<'a, M: Model> {
     /// Members of each group in call order, and how many of them are placed (always the
     /// first ones: only the earliest pending member of a group is ever tried).
     groups: Vec<(Vec<u32>, u32)>,
-    /// Unknown operations placed, ascending.
-    unknown_placed: Vec<u32>,
+    /// Groups with at least one placed member, ascending.
+    placed_groups: Vec<u32>,
     placed: KnownSet,
     memo: Memo<M::State>,
     stack: Vec<Frame<M::State>>,
@@ -301,8 +318,8 @@ impl<'a, M: Model> Search<'a, M> {
             unknown_pending: (0..unknown_ops.len() as u32).collect(),
             unknown_ops,
             known_ops,
-            unknown_placed: Vec::new(),
-            memo: Memo::new(limits.memo_entries_max),
+            placed_groups: Vec::new(),
+            memo: Memo::new(limits.memo_entries_max, limits.memo_bytes_max),
             stack: Vec::new(),
             steps: 0,
             deepest: None,
@@ -408,12 +425,35 @@ impl<'a, M: Model> Search<'a, M> {
 
     /// Undoes the placement of unknown operation `u`.
     fn unplace_unknown(&mut self, u: u32) {
-        if let Ok(i) = self.unknown_placed.binary_search(&u) {
-            self.unknown_placed.remove(i);
-        }
         self.unknown_pending.insert(u);
-        let placed = &mut self.groups[self.unknown_group[u as usize] as usize].1;
+        let g = self.unknown_group[u as usize];
+        let placed = &mut self.groups[g as usize].1;
         *placed = placed.saturating_sub(1);
+        if *placed == 0
+            && let Ok(i) = self.placed_groups.binary_search(&g)
+        {
+            self.placed_groups.remove(i);
+        }
+    }
+
+    /// Places unknown operation `u` (the earliest pending member of its group).
+    fn place_unknown(&mut self, u: u32) {
+        self.unknown_pending.remove(&u);
+        let g = self.unknown_group[u as usize];
+        let placed = &mut self.groups[g as usize].1;
+        *placed += 1;
+        if *placed == 1 {
+            let at = self.placed_groups.partition_point(|&x| x < g);
+            self.placed_groups.insert(at, g);
+        }
+    }
+
+    /// The placed unknown operations as (group, count) pairs, flattened, by group.
+    fn placed_group_counts(&self) -> Vec<u32> {
+        self.placed_groups
+            .iter()
+            .flat_map(|&g| [g, self.groups[g as usize].1])
+            .collect()
     }
 
     /// Time of the first return event still in the list (there is one while some known
@@ -465,16 +505,11 @@ impl<'a, M: Model> Search<'a, M> {
                 if next == *state {
                     return Ok(None);
                 }
-                self.unknown_pending.remove(&u);
-                let at = self.unknown_placed.partition_point(|&x| x < u);
-                self.unknown_placed.insert(at, u);
-                self.groups[self.unknown_group[u as usize] as usize].1 += 1;
+                self.place_unknown(u);
             }
         }
-        match self
-            .memo
-            .insert(&self.placed, &self.unknown_placed, next.clone())
-        {
+        let counts = self.placed_group_counts();
+        match self.memo.insert(&self.placed, counts, next.clone()) {
             Insert::New => {
                 if let Placed::Known(k) = what {
                     let (call, ret) = self.known_events[k as usize];
@@ -498,8 +533,12 @@ impl<'a, M: Model> Search<'a, M> {
                 if verdict == Insert::Full {
                     return Err(Outcome::Unknown {
                         reason: format!(
-                            "memo cap of {} configurations reached",
-                            self.limits.memo_entries_max
+                            "memo cap reached ({} configurations, about {} MiB; caps {} and \
+                             {} MiB)",
+                            self.memo.len(),
+                            self.memo.bytes() >> 20,
+                            self.limits.memo_entries_max,
+                            self.limits.memo_bytes_max >> 20
                         ),
                     });
                 }

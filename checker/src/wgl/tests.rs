@@ -188,6 +188,7 @@ fn memo_cap_is_unknown() {
         &Limits {
             step_budget: BUDGET,
             memo_entries_max: 5,
+            memo_bytes_max: usize::MAX,
         },
     );
     assert!(
