@@ -346,3 +346,136 @@ proptest! {
         prop_assert_eq!(outcome.verdict(), "Illegal", "{:?}", outcome);
     }
 }
+
+/// Whether some order of `ops` respecting real time is a legal execution of `model`,
+/// with unknown-outcome operations optional, by trying every order.
+fn brute_force<M: Model>(
+    model: &M,
+    ops: &[Operation<M::Input, M::Output>],
+    state: &M::State,
+    placed: &mut Vec<bool>,
+) -> bool {
+    let remaining: Vec<usize> = (0..ops.len()).filter(|&i| !placed[i]).collect();
+    if remaining
+        .iter()
+        .all(|&i| ops[i].output.is_none() || ops[i].ret.is_none())
+    {
+        return true;
+    }
+    for &x in &remaining {
+        // x can go next unless some other remaining operation returned before x's call.
+        let blocked = remaining.iter().any(|&y| {
+            y != x && ops[y].output.is_some() && ops[y].ret.is_some_and(|r| r < ops[x].call)
+        });
+        if blocked {
+            continue;
+        }
+        let output = if ops[x].ret.is_some() {
+            ops[x].output.as_ref()
+        } else {
+            None
+        };
+        if let Some(next) = model.step(state, &ops[x].input, output) {
+            placed[x] = true;
+            let ok = brute_force(model, ops, &next, placed);
+            placed[x] = false;
+            if ok {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn small_history() -> impl Strategy<Value = Vec<ROp>> {
+    let op = (
+        0..12u64,
+        0..8u64,
+        0..3u8,
+        0..3i64,
+        0..3i64,
+        prop::option::of(0..3i64),
+        0..5u8,
+    )
+        .prop_map(|(call, len, kind, a, b, read, unknown)| {
+            let (input, output) = match kind {
+                0 => (RegisterOp::Read, RegisterOutput::Read(read)),
+                1 => (RegisterOp::Write(a), RegisterOutput::Write),
+                _ => (
+                    RegisterOp::Cas { from: a, to: b },
+                    RegisterOutput::Cas(true),
+                ),
+            };
+            let known = unknown != 0;
+            op(
+                0,
+                call,
+                known.then_some(call + len),
+                input,
+                known.then_some(output),
+            )
+        });
+    prop::collection::vec(op, 0..8).prop_map(|mut ops| {
+        for (i, o) in ops.iter_mut().enumerate() {
+            o.client = i as u64;
+        }
+        ops
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// The search with all its pruning agrees with trying every order.
+    #[test]
+    fn search_agrees_with_brute_force(h in small_history()) {
+        let expected = brute_force(&CasRegister, &h, &CasRegister.init(), &mut vec![false; h.len()]);
+        let outcome = check(&CasRegister, &h, BUDGET);
+        prop_assert_eq!(outcome == Outcome::Ok, expected, "{:?}", outcome);
+        prop_assert_ne!(outcome.verdict(), "Unknown");
+    }
+}
+
+type KOp = Operation<Keyed<KvOp>, KvOutput>;
+
+fn small_kv_history() -> impl Strategy<Value = Vec<KOp>> {
+    let op = (
+        0..12u64,
+        0..8u64,
+        0..3u8,
+        0..2u8,
+        0..3i64,
+        prop::collection::vec(0..3i64, 0..3),
+        0..5u8,
+    )
+        .prop_map(|(call, len, kind, key, v, list, unknown)| {
+            let (op, output) = match kind {
+                0 => (KvOp::Get, KvOutput::Get(list)),
+                1 => (KvOp::Put(v), KvOutput::Done),
+                _ => (KvOp::Append(v), KvOutput::Done),
+            };
+            let known = unknown != 0;
+            Operation {
+                client: 0,
+                call,
+                ret: known.then_some(call + len),
+                input: Keyed { key: vec![key], op },
+                output: known.then_some(output),
+                line: None,
+            }
+        });
+    prop::collection::vec(op, 0..8)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// Partitioned search on the kv model agrees with trying every order of the whole.
+    #[test]
+    fn kv_search_agrees_with_brute_force(h in small_kv_history()) {
+        let expected = brute_force(&Kv, &h, &Kv.init(), &mut vec![false; h.len()]);
+        let outcome = check_partitioned(&Kv, &h, BUDGET);
+        prop_assert_eq!(outcome == Outcome::Ok, expected, "{:?}", outcome);
+        prop_assert_eq!(check(&Kv, &h, BUDGET).verdict(), outcome.verdict());
+    }
+}
