@@ -251,3 +251,32 @@ fn written_histories_import_back_to_the_same_operations() {
         assert_eq!(check_partitioned(&CasRegister, &back, BUDGET), Outcome::Ok);
     }
 }
+
+const RECORD_SAMPLE: &str = include_str!("testdata/etcd-register.edn");
+
+#[test]
+fn jepsen_record_syntax_sample_imports_and_checks() {
+    let ops = import_register(RECORD_SAMPLE, true).expect("imports");
+    // 8 client operations, of which the failed cas is dropped.
+    assert_eq!(ops.len(), 7);
+    let timed_out = ops
+        .iter()
+        .find(|o| o.output.is_none())
+        .expect("the :info cas");
+    assert_eq!(timed_out.input.op, RegisterOp::Cas { from: 3, to: 4 });
+    assert_eq!(timed_out.line, Some(8));
+    assert_eq!(ops[0].call, 11_700_000);
+    // The read of 4 needs the timed-out cas to have happened.
+    assert_eq!(check_partitioned(&CasRegister, &ops, BUDGET), Outcome::Ok);
+    // A final read of 4 after the write of 5 returned is stale.
+    let stale = RECORD_SAMPLE.replace(
+        ":index 16, :time 5400300000, :type :ok, :process 7, :f :read, :value [7 5]",
+        ":index 16, :time 5400300000, :type :ok, :process 7, :f :read, :value [7 4]",
+    );
+    assert_ne!(stale, RECORD_SAMPLE);
+    let ops = import_register(&stale, true).expect("imports");
+    let Outcome::Illegal { failing, .. } = check_partitioned(&CasRegister, &ops, BUDGET) else {
+        panic!("stale read accepted");
+    };
+    assert_eq!(ops[failing[0]].line, Some(18));
+}

@@ -274,7 +274,7 @@ fn gen_cfg(seed: u64, ops: usize, keys: u32) -> GenConfig {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn generated_register_histories_are_ok(seed in any::<u64>(), with_cas in any::<bool>()) {
