@@ -7,10 +7,12 @@
 //! [`ImportError`] naming the line. This module does not check anything: pass the
 //! result to [`crate::wgl::check_partitioned`] with the matching model.
 
+mod check;
 pub mod edn;
 mod import;
 mod write;
 
+pub use check::{JepsenModel, JepsenVerdict, check_jepsen};
 pub use write::write_register;
 
 use crate::models::{Keyed, KvOp, KvOutput, RegisterOp, RegisterOutput};

@@ -280,3 +280,30 @@ fn jepsen_record_syntax_sample_imports_and_checks() {
     };
     assert_eq!(ops[failing[0]].line, Some(18));
 }
+
+#[test]
+fn check_jepsen_gives_verdict_lines_and_timeline() {
+    assert_eq!("cas-register".parse(), Ok(JepsenModel::CasRegister));
+    assert!("queue".parse::<JepsenModel>().is_err());
+    let ok = check_jepsen("sample", RECORD_SAMPLE, JepsenModel::CasRegister, BUDGET).expect("ok");
+    assert_eq!((ok.outcome.verdict(), ok.operations), ("OK", 7));
+    assert!(ok.failing_lines.is_empty());
+    let stale = RECORD_SAMPLE.replace(
+        ":index 16, :time 5400300000, :type :ok, :process 7, :f :read, :value [7 5]",
+        ":index 16, :time 5400300000, :type :ok, :process 7, :f :read, :value [7 4]",
+    );
+    let bad = check_jepsen("sample", &stale, JepsenModel::CasRegister, BUDGET).expect("ok");
+    assert_eq!(bad.outcome.verdict(), "Illegal");
+    assert_eq!(bad.failing_lines.first(), Some(&18));
+    let hot = bad
+        .timeline
+        .ops
+        .iter()
+        .find(|o| o.highlighted)
+        .expect("highlighted");
+    assert_eq!(hot.label, "7 read -> 4");
+    assert_eq!(hot.state_before.as_deref(), Some("7 = 5"));
+    // A cas in a plain register history is bad input, with its line.
+    let err = check_jepsen("s", RECORD_SAMPLE, JepsenModel::Register, BUDGET).expect_err("cas");
+    assert_eq!(err.line, 8);
+}

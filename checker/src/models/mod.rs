@@ -12,8 +12,8 @@ mod register;
 
 pub mod generate;
 
-pub use kv::{Kv, KvOp, KvOutput};
-pub use register::{CasRegister, Register, RegisterOp, RegisterOutput};
+pub use kv::{Kv, KvOp, KvOutput, KvState};
+pub use register::{CasRegister, Register, RegisterOp, RegisterOutput, RegisterState};
 
 /// A value held by a register or appended to a kv list.
 pub type Value = i64;
