@@ -90,7 +90,10 @@ pub struct Operation<I, O> {
     pub client: u64,
     /// When it was called (any monotonic unit; only the order matters).
     pub call: u64,
-    /// When it returned; None: unknown outcome (returns at +infinity).
+    /// When it returned; None: no return seen (returns at +infinity).
+    ///
+    /// An operation with neither a return nor an output has an unknown outcome: it may
+    /// or may not have happened. One with either happened and must be linearized.
     pub ret: Option<u64>,
     /// What was asked.
     pub input: I,

@@ -255,18 +255,18 @@ impl<'a, M: Model> Search<'a, M> {
         let mut unknown_ops = Vec::new();
         for &i in &order {
             let op = &ops[i];
+            // An operation that returned, or whose output is known, happened: it must be
+            // placed (before its return, if any). Only one with neither is optional.
             match (op.ret, &op.output) {
-                (Some(ret), Some(_)) => {
-                    if ret < op.call {
-                        let line = op.line.map(|l| format!(" (line {l})")).unwrap_or_default();
-                        return Err(format!(
-                            "operation {i}{line} returns at {ret} before its call at {}",
-                            op.call
-                        ));
-                    }
-                    known_ops.push(i);
+                (Some(ret), _) if ret < op.call => {
+                    let line = op.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+                    return Err(format!(
+                        "operation {i}{line} returns at {ret} before its call at {}",
+                        op.call
+                    ));
                 }
-                _ => {
+                (Some(_), _) | (None, Some(_)) => known_ops.push(i),
+                (None, None) => {
                     let seen = |effects: Vec<u64>| match &observed {
                         None => true,
                         Some(tokens) => effects.iter().any(|t| tokens.contains(t)),

@@ -166,6 +166,25 @@ fn unknown_write_may_or_may_not_take_effect() {
 }
 
 #[test]
+fn returned_operation_with_unknown_output_must_take_effect() {
+    let returned = |call, ret, v| op(0, call, Some(ret), RegisterOp::Write(v), None);
+    let h = vec![returned(0, 10, 1), read(1, 20, 30, None)];
+    assert!(matches!(
+        check(&Register, &h, BUDGET),
+        Outcome::Illegal { .. }
+    ));
+    let h = vec![returned(0, 10, 1), read(1, 20, 30, Some(1))];
+    assert_eq!(check(&Register, &h, BUDGET), Outcome::Ok);
+    // A read that returned with an unknown value constrains nothing else.
+    let h = vec![
+        write(0, 0, 10, 1),
+        op(1, 20, Some(30), RegisterOp::Read, None),
+        read(2, 40, 50, Some(1)),
+    ];
+    assert_eq!(check(&Register, &h, BUDGET), Outcome::Ok);
+}
+
+#[test]
 fn budget_exhaustion_is_unknown() {
     let h = register_history(&GenConfig::new(7, 200, 5, 20), true);
     assert!(matches!(
@@ -358,24 +377,19 @@ fn brute_force<M: Model>(
     let remaining: Vec<usize> = (0..ops.len()).filter(|&i| !placed[i]).collect();
     if remaining
         .iter()
-        .all(|&i| ops[i].output.is_none() || ops[i].ret.is_none())
+        .all(|&i| ops[i].output.is_none() && ops[i].ret.is_none())
     {
         return true;
     }
     for &x in &remaining {
         // x can go next unless some other remaining operation returned before x's call.
-        let blocked = remaining.iter().any(|&y| {
-            y != x && ops[y].output.is_some() && ops[y].ret.is_some_and(|r| r < ops[x].call)
-        });
+        let blocked = remaining
+            .iter()
+            .any(|&y| y != x && ops[y].ret.is_some_and(|r| r < ops[x].call));
         if blocked {
             continue;
         }
-        let output = if ops[x].ret.is_some() {
-            ops[x].output.as_ref()
-        } else {
-            None
-        };
-        if let Some(next) = model.step(state, &ops[x].input, output) {
+        if let Some(next) = model.step(state, &ops[x].input, ops[x].output.as_ref()) {
             placed[x] = true;
             let ok = brute_force(model, ops, &next, placed);
             placed[x] = false;
@@ -406,13 +420,13 @@ fn small_history() -> impl Strategy<Value = Vec<ROp>> {
                     RegisterOutput::Cas(true),
                 ),
             };
-            let known = unknown != 0;
+            // 0: no return and no output (optional); 1: returned, output unknown.
             op(
                 0,
                 call,
-                known.then_some(call + len),
+                (unknown != 0).then_some(call + len),
                 input,
-                known.then_some(output),
+                (unknown > 1).then_some(output),
             )
         });
     prop::collection::vec(op, 0..8).prop_map(|mut ops| {
