@@ -346,3 +346,67 @@ impl<'a> Batcher<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{Entry, EntryKind, MessageKind};
+    use proptest::prelude::*;
+
+    /// An Append carrying one entry of `data_bytes` bytes, numbered by `index`.
+    fn message(index: u64, data_bytes: usize) -> Message {
+        let mut message = Message::new(MessageKind::Append, 1, 2, 1);
+        message.index = index;
+        message.entries.push(Entry {
+            term: 1,
+            index: index + 1,
+            kind: EntryKind::Normal,
+            data: vec![7; data_bytes],
+        });
+        message
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Batching keeps every message once, in order, and no batch of two or more
+        /// messages exceeds the byte limit.
+        #[test]
+        fn batches_keep_order_and_respect_the_byte_limit(
+            sizes in prop::collection::vec(0usize..RAFT_BATCH_BYTES_MAX / 3, 1..24),
+            oversize_at in prop::option::of(0usize..24),
+        ) {
+            let shared = Shared::new(1, 9);
+            let (sender, mut queue) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
+            let mut sent = Vec::new();
+            for (i, size) in sizes.iter().enumerate() {
+                let size = if oversize_at == Some(i) { RAFT_BATCH_BYTES_MAX + 1 } else { *size };
+                let m = message(i as u64, size);
+                sent.push(m.clone());
+                sender.try_send(m).expect("room in queue");
+            }
+            let mut batcher = Batcher::new(&shared, 2);
+            let mut received = Vec::new();
+            loop {
+                let first = if batcher.has_carry() { None } else { queue.try_recv().ok() };
+                if first.is_none() && !batcher.has_carry() {
+                    break;
+                }
+                let batch = batcher.fill(first, &mut queue);
+                prop_assert_eq!((batch.cluster_id, batch.from, batch.to), (9, 1, 2));
+                let bytes: usize = batch.messages.iter().map(Vec::len).sum();
+                prop_assert!(batch.messages.len() == 1 || bytes <= RAFT_BATCH_BYTES_MAX);
+                for encoded in &batch.messages {
+                    received.push(decode_message(encoded).expect("decodes"));
+                }
+            }
+            prop_assert_eq!(received, sent);
+        }
+    }
+
+    #[test]
+    fn garbage_does_not_decode() {
+        assert!(decode_message(&[0xff, 0xff, 0xff]).is_err());
+        assert!(decode_message(&[]).is_err());
+    }
+}

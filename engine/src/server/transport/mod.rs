@@ -111,6 +111,18 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    pub(crate) fn new(member_id: u64, cluster_id: u64) -> Self {
+        Shared {
+            member_id,
+            cluster_id,
+            failures: Mutex::new(BTreeSet::new()),
+            dropped_queue_full: AtomicU64::new(0),
+            dropped_unreachable: AtomicU64::new(0),
+            dropped_unknown_peer: AtomicU64::new(0),
+            dropped_inbound_invalid: AtomicU64::new(0),
+        }
+    }
+
     pub(crate) fn report(&self, failure: PeerFailure) {
         lock(&self.failures).insert(failure);
     }
@@ -129,15 +141,7 @@ impl Transport {
     pub fn new(member_id: u64, cluster_id: u64) -> Self {
         Transport {
             inner: Arc::new(Inner {
-                shared: Arc::new(Shared {
-                    member_id,
-                    cluster_id,
-                    failures: Mutex::new(BTreeSet::new()),
-                    dropped_queue_full: AtomicU64::new(0),
-                    dropped_unreachable: AtomicU64::new(0),
-                    dropped_unknown_peer: AtomicU64::new(0),
-                    dropped_inbound_invalid: AtomicU64::new(0),
-                }),
+                shared: Arc::new(Shared::new(member_id, cluster_id)),
                 peers: Mutex::new(BTreeMap::new()),
                 forward_timeout_ms: AtomicU64::new(FORWARD_TIMEOUT_MS_DEFAULT),
             }),
