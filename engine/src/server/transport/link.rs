@@ -13,9 +13,9 @@ use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{
-    CONNECT_TIMEOUT_MS, PEER_GRPC_MESSAGE_BYTES_MAX, PEER_QUEUE_MESSAGES_MAX, PeerFailure,
-    RAFT_BATCH_BYTES_MAX, RECONNECT_BACKOFF_MS_MAX, RECONNECT_BACKOFF_MS_MIN,
-    SNAPSHOT_SEND_TIMEOUT_MS, SNAPSHOTS_IN_FLIGHT_PER_PEER_MAX, Shared,
+    CONNECT_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, PEER_GRPC_MESSAGE_BYTES_MAX,
+    PEER_QUEUE_MESSAGES_MAX, PeerFailure, RAFT_BATCH_BYTES_MAX, RECONNECT_BACKOFF_MS_MAX,
+    RECONNECT_BACKOFF_MS_MIN, SNAPSHOT_SEND_TIMEOUT_MS, SNAPSHOTS_IN_FLIGHT_PER_PEER_MAX, Shared,
 };
 use crate::pb::detcdpeerpb::RaftBatch;
 use crate::pb::detcdpeerpb::peer_client::PeerClient;
@@ -66,7 +66,10 @@ impl LinkHandle {
         for url in &urls {
             let endpoint = Endpoint::from_shared(url.clone())
                 .map_err(|e| format!("bad peer URL {url:?}: {e}"))?
-                .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS));
+                .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+                .http2_keep_alive_interval(Duration::from_millis(KEEPALIVE_INTERVAL_MS))
+                .keep_alive_timeout(Duration::from_millis(KEEPALIVE_TIMEOUT_MS))
+                .keep_alive_while_idle(true);
             endpoints.push(endpoint);
         }
         let Some(first) = endpoints.first() else {

@@ -56,6 +56,11 @@ pub const RECONNECT_BACKOFF_MS_MIN: u64 = 50;
 pub const RECONNECT_BACKOFF_MS_MAX: u64 = 1_000;
 /// How long opening a connection to a peer may take.
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// How often an open peer connection is pinged (HTTP/2), so a peer that vanished
+/// without closing its connections is noticed.
+pub const KEEPALIVE_INTERVAL_MS: u64 = 1_000;
+/// How long a ping may go unanswered before the connection counts as broken.
+pub const KEEPALIVE_TIMEOUT_MS: u64 = 3_000;
 /// How long delivering one snapshot may take before it counts as failed.
 pub const SNAPSHOT_SEND_TIMEOUT_MS: u64 = 60_000;
 /// Snapshots being delivered to one peer at once; more are reported failed at once.
