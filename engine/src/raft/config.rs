@@ -49,6 +49,8 @@ pub struct BugSwitches {
     pub forget_vote_on_restart: bool,
     /// Commit an entry from an earlier term once a quorum holds it.
     pub commit_earlier_term_by_count: bool,
+    /// Answer ReadIndex at once, without confirming leadership with a quorum.
+    pub read_without_quorum_check: bool,
 }
 
 impl Config {

@@ -266,10 +266,11 @@ impl Raft {
                 _ => self.become_follower(m.term, NODE_NONE),
             }
         } else if m.term < self.term {
-            if (self.cfg.check_quorum || self.cfg.pre_vote)
-                && matches!(m.kind, MessageKind::Append | MessageKind::Heartbeat)
-            {
-                // Tell a stale leader about the newer term so it steps down.
+            if matches!(m.kind, MessageKind::Append | MessageKind::Heartbeat) {
+                // Tell a stale leader about the newer term so it steps down. Always, not
+                // only with PreVote/CheckQuorum: a node whose membership is out of date
+                // may send its vote requests to nodes other than the leader, and would
+                // otherwise never be heard.
                 let to = m.from;
                 self.send(Message::new(
                     MessageKind::AppendResp,

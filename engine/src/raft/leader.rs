@@ -24,26 +24,12 @@ impl Raft {
             "only a candidate becomes leader"
         );
         let term = self.term;
-        // Keep the vote: reset only clears leader-only state when the term is unchanged.
-        let vote = self.vote;
+        // Same term: this clears per-role state but keeps the vote.
         self.become_follower(term, NODE_NONE);
-        self.vote = vote;
-        self.role = super::types::Role::Leader;
+        self.role = Role::Leader;
         self.leader = self.id;
         let next = self.log.last_index() + 1;
-        let members: Vec<NodeId> = self
-            .log
-            .conf_state()
-            .voters
-            .iter()
-            .chain(self.log.conf_state().learners.iter())
-            .copied()
-            .collect();
-        for id in members {
-            let mut pr = Progress::new(next);
-            pr.recent_active = true;
-            self.progress.insert(id, pr);
-        }
+        self.sync_progress();
         if let Some(me) = self.progress.get_mut(&self.id) {
             me.matched = next - 1;
             me.become_replicate();
@@ -510,6 +496,13 @@ impl Raft {
         }
         if self.log.term(self.log.committed()) != Some(self.term) {
             self.reads.wait(ctx);
+            return Ok(());
+        }
+        #[cfg(any(test, madsim))]
+        if self.cfg.bugs.read_without_quorum_check {
+            let index = self.log.committed();
+            self.read_states_out
+                .push(super::types::ReadState { index, ctx });
             return Ok(());
         }
         self.reads.register(ctx, self.log.committed());

@@ -8,6 +8,33 @@
 //! to apply and which reads are safe. It deliberately does no I/O, reads no clock, spawns
 //! nothing, and draws randomness only from a generator seeded by [`Config::seed`].
 //! [`harness`] is an in-memory cluster that drives it with no I/O at all.
+//!
+//! A driver loop, for a single-voter cluster (persisting and sending left out):
+//!
+//! ```
+//! use detcd_engine::raft::{Config, ConfState, RawNode, Role};
+//!
+//! let mut node = RawNode::new(Config::new(1), ConfState::with_voters([1])).unwrap();
+//! node.campaign();
+//! let index = loop {
+//!     if node.has_ready() {
+//!         let rd = node.ready();
+//!         // persist rd.snapshot, rd.entries, rd.hard_state; then send rd.messages;
+//!         // then apply rd.committed_entries and serve rd.read_states.
+//!         node.advance();
+//!         continue;
+//!     }
+//!     if node.status().role == Role::Leader {
+//!         break node.propose(b"hello".to_vec()).unwrap();
+//!     }
+//!     node.tick();
+//! };
+//! let rd = node.ready();
+//! assert_eq!(rd.committed_entries.last().map(|e| e.index), Some(index));
+//! node.advance();
+//! ```
+
+#![warn(missing_docs)]
 
 mod config;
 mod core;
@@ -50,8 +77,8 @@ pub enum RaftError {
     /// The leader refuses new work for now.
     #[error("proposal dropped: {0}")]
     ProposalDropped(&'static str),
-    /// A membership change is still waiting to be applied.
-    #[error("a membership change at index {pending_index} is not applied yet")]
+    /// A membership change (or the leader's first entry of its term) is not committed yet.
+    #[error("a membership change at index {pending_index} is not committed yet")]
     ConfChangePending {
         /// Index of the pending change.
         pending_index: u64,

@@ -18,11 +18,13 @@ use super::config::Config;
 use super::core::Raft;
 use super::log::RaftLog;
 use super::progress::ProgressState;
+use super::types::NODE_NONE;
 use super::types::{
     ConfChange, ConfChangeKind, ConfState, Entry, EntryKind, HardState, Message, NodeId, ReadState,
     Role, Snapshot, SoftState,
 };
 use std::collections::BTreeMap;
+use tracing::warn;
 
 /// One batch of work for the driver (see the module documentation for the order).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -44,6 +46,11 @@ pub struct Ready {
 }
 
 /// What a restarting node reads back from its durable storage.
+///
+/// Gaps in the entries or an applied index outside `[snapshot, commit]` are errors. A
+/// hard state out of step with the entries (a torn last batch) is repaired: a commit
+/// beyond the last entry is lowered, a term below the last entry's is raised (with no
+/// vote).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RestartState {
     /// The last persisted hard state.
@@ -176,11 +183,29 @@ impl RawNode {
             last_term = e.term;
         }
         let last_index = expected - 1;
+        // A batch torn by a crash can leave the hard state and the entries of one
+        // `Ready` out of step. Nothing of that `Ready` was sent (messages wait for the
+        // sync), so the node may forget it: commit is relearned from the leader, and a
+        // term that only the entries reached carries no vote.
+        let mut hard_state = hard_state;
         if hard_state.commit > last_index {
-            return Err(RaftError::Corrupt(format!(
-                "commit {} beyond last index {last_index}",
-                hard_state.commit
-            )));
+            warn!(
+                id = cfg.id,
+                commit = hard_state.commit,
+                last_index,
+                "commit beyond the log, lowered"
+            );
+            hard_state.commit = last_index;
+        }
+        if hard_state.term < last_term {
+            warn!(
+                id = cfg.id,
+                term = hard_state.term,
+                last_term,
+                "term below the log's, raised"
+            );
+            hard_state.term = last_term;
+            hard_state.vote = NODE_NONE;
         }
         let commit = hard_state.commit.max(snap_index);
         if applied < snap_index || applied > commit {
@@ -188,23 +213,17 @@ impl RawNode {
                 "applied {applied} outside [{snap_index}, {commit}]"
             )));
         }
-        if hard_state.term < last_term {
-            return Err(RaftError::Corrupt(format!(
-                "term {} below last entry term {last_term}",
-                hard_state.term
-            )));
-        }
         #[allow(unused_mut)]
         let mut vote = hard_state.vote;
         #[cfg(any(test, madsim))]
         if cfg.bugs.forget_vote_on_restart {
-            vote = super::types::NODE_NONE;
+            vote = NODE_NONE;
         }
         let log = RaftLog::new(snapshot, entries, commit, applied);
         let raft = Raft::new(cfg, hard_state.term, vote, log);
         let prev_hard = HardState {
             term: hard_state.term,
-            vote: hard_state.vote,
+            vote,
             commit,
         };
         Ok(RawNode {
@@ -262,6 +281,15 @@ impl RawNode {
         }
     }
 
+    /// The transport could not reach `to`: stop streaming to it and probe instead.
+    pub fn report_unreachable(&mut self, to: NodeId) {
+        if let Some(pr) = self.raft.progress.get_mut(&to)
+            && pr.state == ProgressState::Replicate
+        {
+            pr.become_probe();
+        }
+    }
+
     /// The application took a snapshot at `index` (applied and persisted): drop the log
     /// up to it and keep `data` to send to followers that fall behind.
     pub fn compact(&mut self, index: u64, data: Vec<u8>) -> Result<(), RaftError> {
@@ -314,6 +342,26 @@ impl RawNode {
         );
         let soft = self.soft_state();
         let hard = self.hard_state();
+        let prev = self.prev_hard;
+        assert!(
+            hard.term >= prev.term,
+            "term went back from {} to {}",
+            prev.term,
+            hard.term
+        );
+        assert!(
+            hard.commit >= prev.commit,
+            "commit went back from {} to {}",
+            prev.commit,
+            hard.commit
+        );
+        assert!(
+            hard.term != prev.term || prev.vote == NODE_NONE || hard.vote == prev.vote,
+            "vote changed from {} to {} within term {}",
+            prev.vote,
+            hard.vote,
+            hard.term
+        );
         let log = &self.raft.log;
         let entries = log.unstable_entries().to_vec();
         let snapshot = log.unstable_snapshot().cloned();
@@ -338,7 +386,8 @@ impl RawNode {
     }
 
     /// Acknowledges the last `Ready`: its state is persisted, its messages sent and its
-    /// committed entries applied. Membership changes take effect here.
+    /// committed entries applied. (Membership changes took effect when appended; a leader
+    /// that removed itself starts handing over here, once its removal is applied.)
     pub fn advance(&mut self) {
         let Some(handed) = self.handed.take() else {
             return;
@@ -380,8 +429,91 @@ impl RawNode {
         }
     }
 
+    /// The current term.
+    pub fn term(&self) -> u64 {
+        self.raft.term
+    }
+
     /// The in-memory log (for inspection by tests and tools).
     pub fn log(&self) -> &RaftLog {
         &self.raft.log
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ent(index: u64, term: u64) -> Entry {
+        Entry {
+            term,
+            index,
+            kind: EntryKind::Normal,
+            data: Vec::new(),
+        }
+    }
+
+    fn state(term: u64, commit: u64, entries: Vec<Entry>, applied: u64) -> RestartState {
+        RestartState {
+            hard_state: HardState {
+                term,
+                vote: 2,
+                commit,
+            },
+            snapshot: Snapshot::default(),
+            entries,
+            applied,
+        }
+    }
+
+    #[test]
+    fn restart_refuses_gaps_and_impossible_applied_index() {
+        let gap = state(2, 1, vec![ent(1, 1), ent(3, 1)], 0);
+        assert!(matches!(
+            RawNode::restart(Config::new(1), gap),
+            Err(RaftError::Corrupt(_))
+        ));
+        let falling = state(2, 1, vec![ent(1, 2), ent(2, 1)], 0);
+        assert!(matches!(
+            RawNode::restart(Config::new(1), falling),
+            Err(RaftError::Corrupt(_))
+        ));
+        let applied_ahead = state(2, 1, vec![ent(1, 1), ent(2, 1)], 2);
+        assert!(matches!(
+            RawNode::restart(Config::new(1), applied_ahead),
+            Err(RaftError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn restart_repairs_a_torn_last_batch() {
+        let node = RawNode::restart(Config::new(1), state(1, 5, vec![ent(1, 1), ent(2, 3)], 0))
+            .expect("repairable");
+        let s = node.status();
+        assert_eq!((s.term, s.vote, s.commit), (3, NODE_NONE, 2));
+        let node = RawNode::restart(Config::new(1), state(4, 1, vec![ent(1, 1), ent(2, 3)], 1))
+            .expect("consistent");
+        let s = node.status();
+        assert_eq!((s.term, s.vote, s.commit, s.applied), (4, 2, 1, 1));
+    }
+
+    #[test]
+    fn a_single_voter_elects_itself_and_commits_without_messages() {
+        let mut node = RawNode::new(Config::new(7), ConfState::with_voters([7])).expect("valid");
+        let rd = node.ready();
+        assert_eq!(
+            rd.committed_entries.len(),
+            1,
+            "bootstrap membership is applied first"
+        );
+        node.advance();
+        node.campaign();
+        let index = node.propose(b"x".to_vec()).expect("leader");
+        let rd = node.ready();
+        assert!(rd.messages.is_empty());
+        assert_eq!(rd.soft_state.map(|s| s.role), Some(Role::Leader));
+        assert_eq!(rd.committed_entries.last().map(|e| e.index), Some(index));
+        node.advance();
+        assert!(!node.has_ready());
     }
 }

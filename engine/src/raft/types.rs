@@ -21,7 +21,7 @@ pub const NODE_NONE: NodeId = 0;
 pub enum EntryKind {
     /// Application data, opaque to the core.
     Normal,
-    /// A postcard-encoded [`ConfChange`], interpreted by the core when applied.
+    /// A postcard-encoded [`ConfChange`], in force on each node from the moment it is in its log.
     ConfChange,
 }
 
@@ -259,4 +259,69 @@ pub struct ReadState {
     pub index: u64,
     /// The caller's request context, returned unchanged.
     pub ctx: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn messages_round_trip_through_postcard() {
+        let mut m = Message::new(MessageKind::Snapshot, 1, 2, 7);
+        m.entries = vec![Entry {
+            term: 7,
+            index: 9,
+            kind: EntryKind::ConfChange,
+            data: vec![1, 2],
+        }];
+        m.snapshot = Some(Snapshot {
+            meta: SnapshotMeta {
+                index: 8,
+                term: 6,
+                conf_state: ConfState::with_voters([1, 2, 3]),
+            },
+            data: b"image".to_vec(),
+        });
+        m.read_seq = 3;
+        let bytes = postcard::to_allocvec(&m).expect("encodes");
+        let back: Message = postcard::from_bytes(&bytes).expect("decodes");
+        assert_eq!(back, m);
+        let hs = HardState {
+            term: 3,
+            vote: 2,
+            commit: 10,
+        };
+        let back: HardState =
+            postcard::from_bytes(&postcard::to_allocvec(&hs).expect("encodes")).expect("decodes");
+        assert_eq!(back, hs);
+        assert!(
+            postcard::from_bytes::<Message>(&bytes[..bytes.len() / 2]).is_err(),
+            "truncated input is an error"
+        );
+    }
+
+    proptest! {
+        /// Whatever changes are applied, no node is both voter and learner, and the last
+        /// change decides the node's place.
+        #[test]
+        fn membership_changes_keep_roles_disjoint(changes in prop::collection::vec((0u8..3, 1u64..6), 0..40)) {
+            let mut conf = ConfState::with_voters([1, 2, 3]);
+            for (kind, node_id) in changes {
+                let kind = match kind {
+                    0 => ConfChangeKind::AddVoter,
+                    1 => ConfChangeKind::AddLearner,
+                    _ => ConfChangeKind::RemoveNode,
+                };
+                conf = conf.applied(&ConfChange { kind, node_id, context: Vec::new() });
+                prop_assert!(conf.voters.is_disjoint(&conf.learners));
+                let placed = match kind {
+                    ConfChangeKind::AddVoter => conf.voters.contains(&node_id),
+                    ConfChangeKind::AddLearner => conf.learners.contains(&node_id),
+                    ConfChangeKind::RemoveNode => !conf.contains(node_id),
+                };
+                prop_assert!(placed);
+            }
+        }
+    }
 }

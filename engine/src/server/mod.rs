@@ -5,5 +5,8 @@
 
 pub mod config;
 pub mod error;
+pub mod grpc;
 pub mod ids;
+pub mod membership;
+pub mod node;
 pub mod transport;

@@ -23,6 +23,7 @@
 
 mod errors;
 mod link;
+mod network;
 mod service;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -9,45 +9,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{
-    ConfState, Config, Entry, HardState, Message, MessageKind, NodeId, RaftError, RawNode,
-    RestartState, Role, Snapshot,
-};
+mod describe;
+mod model;
 
-/// What a node has made durable.
-#[derive(Clone, Debug, Default)]
-pub struct ModelDisk {
-    /// Last persisted hard state.
-    pub hard_state: HardState,
-    /// Last persisted snapshot.
-    pub snapshot: Snapshot,
-    /// Persisted entries (possibly some at or below the snapshot).
-    pub entries: Vec<Entry>,
-}
+use describe::kind_name;
+pub use describe::{describe, describe_data};
+pub use model::{ModelDisk, ModelState, PERSIST_PARTS_ALL};
+use model::{decode_state, entry_digest};
 
-/// The model state machine: how far it applied and a digest of everything applied.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ModelState {
-    /// Last applied index.
-    pub applied: u64,
-    /// Chained hash of every applied entry.
-    pub digest: u64,
-}
-
-fn mix(mut h: u64, bytes: &[u8]) -> u64 {
-    // FNV-1a: a stable, dependency-free hash (the digest must not vary between runs).
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    h
-}
-
-fn entry_digest(prev: u64, e: &Entry) -> u64 {
-    let h = mix(prev ^ 0xcbf2_9ce4_8422_2325, &e.index.to_le_bytes());
-    let h = mix(h, &e.term.to_le_bytes());
-    mix(h, &e.data)
-}
+use super::{ConfState, Config, Message, NodeId, RaftError, RawNode, RestartState, Role};
 
 /// One member of the model cluster.
 #[derive(Debug)]
@@ -73,12 +43,17 @@ pub struct Cluster {
     group_of: BTreeMap<NodeId, u32>,
     /// Every entry applied anywhere: index -> (term, digest of the entry).
     applied: BTreeMap<u64, (u64, u64)>,
+    /// The lowest term in which any node saw each index committed (the leader that
+    /// committed it sees it first, so this is the term it was committed in).
+    commit_term: BTreeMap<u64, u64>,
     /// State machine digest at each applied index.
     digest_at: BTreeMap<u64, u64>,
     /// Leader seen in each term.
     leaders: BTreeMap<u64, NodeId>,
     /// Read states handed out: (node, index, ctx).
     pub reads: Vec<(NodeId, u64, Vec<u8>)>,
+    /// Reads asked through `read_index`: the highest commit anywhere when asked.
+    read_floors: BTreeMap<(NodeId, Vec<u8>), u64>,
     /// Safety violations found so far.
     pub violations: Vec<String>,
     /// Messages delivered, by kind (coverage statistics for tests).
@@ -93,9 +68,11 @@ impl Cluster {
             in_flight: Vec::new(),
             group_of: BTreeMap::new(),
             applied: BTreeMap::new(),
+            commit_term: BTreeMap::new(),
             digest_at: BTreeMap::new(),
             leaders: BTreeMap::new(),
             reads: Vec::new(),
+            read_floors: BTreeMap::new(),
             violations: Vec::new(),
             delivered: BTreeMap::new(),
         };
@@ -169,20 +146,10 @@ impl Cluster {
             return;
         };
         let Some(raw) = node.raw.as_mut() else { return };
+        let term_now = raw.term();
         let rd = raw.ready();
         // 1. Persist.
-        if let Some(snap) = &rd.snapshot {
-            node.disk.snapshot = snap.clone();
-            node.disk.entries.clear();
-        }
-        if let Some(first) = rd.entries.first() {
-            let first = first.index;
-            node.disk.entries.retain(|e| e.index < first);
-            node.disk.entries.extend(rd.entries.iter().cloned());
-        }
-        if let Some(hs) = rd.hard_state {
-            node.disk.hard_state = hs;
-        }
+        node.disk.persist(&rd, PERSIST_PARTS_ALL);
         // 2. Send.
         self.in_flight.extend(rd.messages.iter().cloned());
         // 3. Apply.
@@ -207,6 +174,8 @@ impl Cluster {
                 ));
             }
             node.state.applied = e.index;
+            let seen = self.commit_term.entry(e.index).or_insert(term_now);
+            *seen = (*seen).min(term_now);
             node.state.digest = entry_digest(node.state.digest, e);
             let one = (e.term, entry_digest(0, e));
             match self.applied.get(&e.index) {
@@ -221,6 +190,14 @@ impl Cluster {
             }
         }
         for rs in &rd.read_states {
+            if let Some(floor) = self.read_floors.remove(&(id, rs.ctx.clone()))
+                && rs.index < floor
+            {
+                problems.push(format!(
+                    "stale read: node {id} confirmed a read at {} but {floor} was committed before it was asked",
+                    rs.index
+                ));
+            }
             self.reads.push((id, rs.index, rs.ctx.clone()));
         }
         if let Some(raw) = node.raw.as_mut() {
@@ -247,9 +224,11 @@ impl Cluster {
             }
             _ => {}
         }
+        // Leader completeness: every entry committed in an earlier term is in its log.
         let log = raw.log();
         for (&index, &(t, _)) in self.applied.range(log.first_index()..) {
-            if log.term(index) != Some(t) {
+            let committed_in = self.commit_term.get(&index).copied().unwrap_or(u64::MAX);
+            if committed_in < term && log.term(index) != Some(t) {
                 problems.push(format!(
                     "leader completeness: leader {id} of term {term} lacks committed entry {index} (term {t})"
                 ));
@@ -359,6 +338,30 @@ impl Cluster {
         Ok(index)
     }
 
+    /// Asks `id` for a linearizable read. When its `ReadState` comes out, the cluster
+    /// checks that its index covers everything committed anywhere before the request.
+    pub fn read_index(&mut self, id: NodeId, ctx: Vec<u8>) -> Result<(), RaftError> {
+        let floor = self.max_committed();
+        let raw = self.raw_mut(id).ok_or(RaftError::NotLeader { leader: 0 })?;
+        raw.read_index(ctx.clone())?;
+        self.read_floors.insert((id, ctx), floor);
+        self.settle(id);
+        Ok(())
+    }
+
+    /// The highest commit index any node knows, running or persisted.
+    pub fn max_committed(&self) -> u64 {
+        self.nodes
+            .values()
+            .map(|n| {
+                let live = n.raw.as_ref().map_or(0, |r| r.log().committed());
+                live.max(n.disk.hard_state.commit)
+            })
+            .max()
+            .unwrap_or(0)
+            .max(self.max_applied())
+    }
+
     /// Crashes `id`: memory and messages to it are lost, the model disk survives.
     pub fn crash(&mut self, id: NodeId) {
         if let Some(n) = self.nodes.get_mut(&id) {
@@ -366,6 +369,32 @@ impl Cluster {
             n.state = ModelState::default();
         }
         self.in_flight.retain(|m| m.to != id);
+    }
+
+    /// Delivers the in-flight message at `position`, then crashes the receiver while it
+    /// persists the resulting `Ready`: only the first `parts` of it reach the disk and
+    /// none of its messages leave.
+    pub fn deliver_and_crash_torn(&mut self, position: usize, parts: usize) {
+        let Some(m) = (position < self.in_flight.len()).then(|| self.in_flight.remove(position))
+        else {
+            return;
+        };
+        let to = m.to;
+        if !self.connected(m.from, to) {
+            return;
+        }
+        let Some(node) = self.nodes.get_mut(&to) else {
+            return;
+        };
+        let Some(raw) = node.raw.as_mut() else { return };
+        if raw.step(m).is_err() {
+            return;
+        }
+        if raw.has_ready() {
+            let rd = raw.ready();
+            node.disk.persist(&rd, parts);
+        }
+        self.crash(to);
     }
 
     /// Restarts a crashed node from its model disk.
@@ -437,91 +466,9 @@ impl Cluster {
             .map(|(id, _)| *id)
             .collect()
     }
-}
 
-fn decode_state(data: &[u8], index: u64) -> ModelState {
-    if data.is_empty() {
-        return ModelState {
-            applied: index,
-            digest: 0,
-        };
-    }
-    postcard::from_bytes(data).unwrap_or(ModelState {
-        applied: index,
-        digest: u64::MAX,
-    })
-}
-
-fn kind_name(kind: MessageKind) -> &'static str {
-    match kind {
-        MessageKind::PreVote => "PreVote",
-        MessageKind::PreVoteResp => "PreVoteResp",
-        MessageKind::Vote => "Vote",
-        MessageKind::VoteResp => "VoteResp",
-        MessageKind::Append => "Append",
-        MessageKind::AppendResp => "AppendResp",
-        MessageKind::Heartbeat => "Heartbeat",
-        MessageKind::HeartbeatResp => "HeartbeatResp",
-        MessageKind::Snapshot => "Snapshot",
-        MessageKind::TimeoutNow => "TimeoutNow",
-    }
-}
-
-/// Number of leaders seen (one per term that had a leader).
-impl Cluster {
     /// How many terms had a leader so far.
     pub fn terms_led(&self) -> usize {
         self.leaders.len()
     }
-}
-
-/// A one-line rendering of a message for scripts and logs.
-pub fn describe(m: &Message) -> String {
-    let mut s = format!("{}->{} {:?} term={}", m.from, m.to, m.kind, m.term);
-    match m.kind {
-        MessageKind::PreVote | MessageKind::Vote => {
-            s += &format!(" last={}/{}", m.index, m.log_term);
-            if m.transfer {
-                s += " transfer";
-            }
-        }
-        MessageKind::Append => {
-            s += &format!(" prev={}/{} commit={}", m.index, m.log_term, m.commit);
-            if !m.entries.is_empty() {
-                let ents: Vec<String> = m
-                    .entries
-                    .iter()
-                    .map(|e| {
-                        format!(
-                            "{}/{}:{}",
-                            e.index,
-                            e.term,
-                            String::from_utf8_lossy(&e.data)
-                        )
-                    })
-                    .collect();
-                s += &format!(" [{}]", ents.join(" "));
-            }
-        }
-        MessageKind::AppendResp => {
-            s += &format!(" index={}", m.index);
-            if m.reject {
-                s += &format!(" reject hint={}", m.reject_hint);
-            }
-        }
-        MessageKind::Heartbeat => s += &format!(" commit={} seq={}", m.commit, m.read_seq),
-        MessageKind::HeartbeatResp => s += &format!(" seq={}", m.read_seq),
-        MessageKind::Snapshot => {
-            if let Some(snap) = &m.snapshot {
-                s += &format!(" snap={}/{}", snap.meta.index, snap.meta.term);
-            }
-        }
-        MessageKind::PreVoteResp | MessageKind::VoteResp => {
-            if m.reject {
-                s += " reject";
-            }
-        }
-        MessageKind::TimeoutNow => {}
-    }
-    s
 }
