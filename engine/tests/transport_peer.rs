@@ -198,6 +198,18 @@ async fn a_large_snapshot_arrives_and_an_undeliverable_one_is_reported() {
             .take_failures()
             .contains(&PeerFailure::SnapshotFailed(2))
     );
+    // The node's view: only snapshot failures, each once.
+    let mut again = Message::new(MessageKind::Snapshot, 1, 3, 3);
+    again.snapshot = Some(Snapshot::default());
+    sender.send(vec![again]);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    let mut failed = Vec::new();
+    while failed.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        failed = sender.take_snapshot_failures();
+    }
+    assert_eq!(failed, vec![3]);
+    assert!(sender.take_snapshot_failures().is_empty());
 }
 
 #[tokio::test]
