@@ -1,0 +1,154 @@
+//! Shrinks an Illegal etcd history to a small sub-history that fails the same way: first
+//! the records touching the keys of the violation, then delta debugging over the
+//! operations. A candidate counts as failing "the same way" when it is Illegal with the
+//! same property and the same message, checked with revision gaps allowed (the writes
+//! cut away are treated as writes outside the sub-history). It never renumbers
+//! revisions, and it is bounded by a number of checks, so it always ends.
+
+use std::collections::BTreeSet;
+
+use crate::etcd::{self, Options};
+use crate::history::{Event, History, KeyValue, Op, OpResult, Outcome, WatchResponse};
+use crate::verdict::{Verdict, Violation};
+
+/// Checks spent on shrinking at most.
+pub const SHRINK_CHECKS_MAX: usize = 400;
+
+/// Returns a sub-history of `h` that still shows `v` (or the records of `v.lines` if no
+/// smaller self-contained one was found).
+pub fn shrink(h: &History, v: &Violation, opts: &Options) -> History {
+    let partial = Options {
+        allow_gaps: true,
+        ..*opts
+    };
+    let checks = std::cell::Cell::new(0usize);
+    let fails = |sub: &History| {
+        checks.set(checks.get() + 1);
+        matches!(etcd::check(sub, &partial),
+            Verdict::Illegal(x) if x.property == v.property && x.message == v.message)
+    };
+    let lines: BTreeSet<usize> = v.lines.iter().copied().collect();
+    let keys = keys_of(h, &lines);
+    let by_keys = restrict(h, |line, touched| {
+        lines.contains(&line) || touched.iter().any(|k| keys.contains(k))
+    });
+    let mut cur = if fails(&by_keys) {
+        by_keys
+    } else if fails(h) {
+        h.clone()
+    } else {
+        return restrict(h, |line, _| lines.contains(&line));
+    };
+    // Delta debugging over the operations (watch streams stay whole).
+    let mut n = 2usize;
+    while cur.ops.len() >= 2 && checks.get() < SHRINK_CHECKS_MAX {
+        let len = cur.ops.len();
+        let chunk = len.div_ceil(n);
+        let mut reduced = false;
+        for start in (0..len).step_by(chunk) {
+            if checks.get() >= SHRINK_CHECKS_MAX {
+                break;
+            }
+            let mut cand = cur.clone();
+            cand.ops.drain(start..(start + chunk).min(len));
+            if fails(&cand) {
+                cur = cand;
+                n = (n - 1).max(2);
+                reduced = true;
+                break;
+            }
+        }
+        if !reduced {
+            if n >= len {
+                break;
+            }
+            n = (2 * n).min(len);
+        }
+    }
+    cur
+}
+
+/// The sub-history of records for which `keep(line, keys touched)` holds. A watch
+/// stream is kept whole when its create record or any response is kept.
+fn restrict(h: &History, keep: impl Fn(usize, &[String]) -> bool) -> History {
+    let mut out = History {
+        meta: h.meta.clone(),
+        ..History::default()
+    };
+    for o in &h.ops {
+        let mut ks = Vec::new();
+        op_keys(&o.rec.op, &mut ks);
+        if let Outcome::Ok(ok) = &o.rec.outcome {
+            result_keys(&ok.result, &mut ks);
+        }
+        if keep(o.line, &ks) {
+            out.ops.push(o.clone());
+        }
+    }
+    for w in &h.watches {
+        let mut any = keep(w.line, &[]);
+        for (line, r) in &w.responses {
+            let mut ks = Vec::new();
+            if let WatchResponse::Events(e) = r {
+                e.events.iter().for_each(|e| event_keys(e, &mut ks));
+            }
+            any |= keep(*line, &ks);
+        }
+        if any {
+            out.watches.push(w.clone());
+        }
+    }
+    out
+}
+
+fn keys_of(h: &History, lines: &BTreeSet<usize>) -> BTreeSet<String> {
+    let mut ks = Vec::new();
+    for o in h.ops.iter().filter(|o| lines.contains(&o.line)) {
+        op_keys(&o.rec.op, &mut ks);
+        if let Outcome::Ok(ok) = &o.rec.outcome {
+            result_keys(&ok.result, &mut ks);
+        }
+    }
+    for w in &h.watches {
+        for (line, r) in &w.responses {
+            if let (true, WatchResponse::Events(e)) = (lines.contains(line), r) {
+                e.events.iter().for_each(|e| event_keys(e, &mut ks));
+            }
+        }
+    }
+    ks.into_iter().collect()
+}
+
+fn op_keys(op: &Op, out: &mut Vec<String>) {
+    match op {
+        Op::Range(q) if q.range_end.is_none() => out.push(q.key.clone()),
+        Op::Put(p) => out.push(p.key.clone()),
+        Op::DeleteRange(d) if d.range_end.is_none() => out.push(d.key.clone()),
+        Op::Txn(t) => {
+            out.extend(t.compare.iter().map(|c| c.key.clone()));
+            t.success
+                .iter()
+                .chain(&t.failure)
+                .for_each(|o| op_keys(o, out));
+        }
+        _ => {}
+    }
+}
+
+fn kv_keys<'a>(kvs: impl IntoIterator<Item = &'a KeyValue>, out: &mut Vec<String>) {
+    out.extend(kvs.into_iter().map(|k| k.key.clone()));
+}
+
+fn result_keys(res: &OpResult, out: &mut Vec<String>) {
+    match res {
+        OpResult::Range(r) => kv_keys(&r.kvs, out),
+        OpResult::Put(p) => kv_keys(&p.prev_kv, out),
+        OpResult::DeleteRange(d) => kv_keys(&d.prev_kvs, out),
+        OpResult::Txn(t) => t.responses.iter().for_each(|r| result_keys(r, out)),
+        _ => {}
+    }
+}
+
+fn event_keys(e: &Event, out: &mut Vec<String>) {
+    out.push(e.kv.key.clone());
+}
