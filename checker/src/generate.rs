@@ -147,8 +147,9 @@ impl<'a> Gen<'a> {
                 ..Default::default()
             }),
             65..70 => Op::Range(RangeRequest {
-                key: "k".into(),
-                range_end: Some("l".into()),
+                // A prefix of up to ten keys: "k12" covers k120..k129.
+                key: key[..3].to_owned(),
+                range_end: Some(prefix_end(&key[..3])),
                 limit: if self.rng.random_bool(0.2) { 3 } else { 0 },
                 keys_only: self.rng.random_bool(0.1),
                 ..Default::default()
@@ -337,7 +338,11 @@ impl<'a> Gen<'a> {
             } else {
                 self.rng.random_range(1..=last.max(1))
             };
-            let start = start.max(self.compacted).min(last.max(1));
+            let start = if w == 0 {
+                start
+            } else {
+                start.max(self.compacted).min(last.max(1))
+            };
             let req = WatchRequest {
                 key: if w % 2 == 0 {
                     "k".into()
@@ -409,6 +414,15 @@ impl<'a> Gen<'a> {
             h.watches.push(stream);
         }
     }
+}
+
+/// The end of the range of keys starting with `prefix` (its last byte plus one).
+fn prefix_end(prefix: &str) -> String {
+    let mut b = prefix.as_bytes().to_vec();
+    if let Some(last) = b.last_mut() {
+        *last += 1;
+    }
+    String::from_utf8(b).unwrap_or_else(|_| "\0".into())
 }
 
 /// Gives records the line numbers they would have in a written file.

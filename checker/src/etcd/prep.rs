@@ -11,13 +11,24 @@ use crate::verdict::{Property, Verdict};
 
 use super::store::{claims_write, may_write};
 
-/// What a gap revision is known to contain: a key put with a value, or a key deleted.
+/// What a gap revision is known to have done to a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Put this value.
+    Put(String),
+    /// Put some value (seen by a keys-only read).
+    PutSome,
+    /// Deleted the key.
+    Delete,
+}
+
+/// A fact about a gap revision, from a read or a watch.
 #[derive(Debug, Clone)]
 pub struct Fact {
     /// Key touched at the revision.
     pub key: String,
-    /// Value put, or None for a delete.
-    pub value: Option<String>,
+    /// What happened to it.
+    pub change: Change,
     /// Source line that showed it.
     pub line: usize,
 }
@@ -52,6 +63,69 @@ pub struct Prep {
     done_max: Vec<Seen>,
     /// Lease ids whose grant had an unknown outcome (or any id, if 0 was asked).
     pub maybe_leases: Vec<i64>,
+    /// Unknown-outcome ops by the (key, value) pairs they may put.
+    pub unknown_by_put: BTreeMap<(String, String), Vec<usize>>,
+    /// The gap revision an unknown-outcome op must fill, when a fact shows a value only
+    /// it writes.
+    pub pinned: Vec<Option<i64>>,
+    /// Per key: what reads showed of it, to prune gap candidates.
+    pub seen_keys: BTreeMap<String, KeyHistory>,
+}
+
+/// One read of a key: its create/mod revision and version, at a header revision.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyObs {
+    /// create_revision seen.
+    pub create: i64,
+    /// mod_revision seen.
+    pub modified: i64,
+    /// version seen.
+    pub version: i64,
+}
+
+/// What reads showed of one key.
+#[derive(Debug, Clone, Default)]
+pub struct KeyHistory {
+    /// Observations sorted by mod revision.
+    pub obs: Vec<KeyObs>,
+    /// Disjoint, sorted revision intervals `(lo, hi]` in which the key was not written
+    /// (a read at `hi` showed it last modified at `lo`).
+    pub quiet: Vec<(i64, i64)>,
+    /// Revisions of acknowledged puts to the key, sorted.
+    pub known_puts: Vec<i64>,
+}
+
+impl KeyHistory {
+    /// Whether a write to the key at `r` contradicts a read.
+    pub fn quiet_at(&self, r: i64) -> bool {
+        let i = self.quiet.partition_point(|q| q.1 < r);
+        self.quiet.get(i).is_some_and(|q| q.0 < r && r <= q.1)
+    }
+
+    /// The first observation modified at or after `r`.
+    pub fn next_obs(&self, r: i64) -> Option<&KeyObs> {
+        let i = self.obs.partition_point(|o| o.modified < r);
+        self.obs.get(i)
+    }
+
+    /// Acknowledged puts to the key in `(lo, hi]`.
+    pub fn known_puts_in(&self, lo: i64, hi: i64) -> usize {
+        let a = self.known_puts.partition_point(|&x| x <= lo);
+        let b = self.known_puts.partition_point(|&x| x <= hi);
+        b.saturating_sub(a)
+    }
+}
+
+fn puts_of<'a>(op: &'a Op, out: &mut Vec<(&'a str, &'a str)>) {
+    match op {
+        Op::Put(p) => out.push((&p.key, &p.value)),
+        Op::Txn(t) => t
+            .success
+            .iter()
+            .chain(&t.failure)
+            .for_each(|o| puts_of(o, out)),
+        _ => {}
+    }
 }
 
 fn rank(op: &Op) -> u8 {
@@ -156,36 +230,135 @@ impl Prep {
         }
         p.unknown.sort_by_key(|&i| (h.ops[i].rec.call, i));
         p.collect_facts(h);
+        p.pin(h);
+        p.collect_key_history(h);
         p.collect_times(h);
         Ok(p)
     }
 
-    fn fact(&mut self, kv: &KeyValue, value: Option<String>, line: usize) {
+    fn fact(&mut self, kv: &KeyValue, change: Change, line: usize) {
         let r = kv.mod_revision;
         if r > 1 && r <= self.max_rev && self.writer_at[r as usize].is_none() {
             self.facts.entry(r).or_default().push(Fact {
                 key: kv.key.clone(),
-                value,
+                change,
                 line,
             });
         }
     }
 
+    fn collect_key_history(&mut self, h: &History) {
+        fn walk(
+            op: &Op,
+            res: &OpResult,
+            header: i64,
+            writer: bool,
+            out: &mut BTreeMap<String, KeyHistory>,
+        ) {
+            match (op, res) {
+                (Op::Range(q), OpResult::Range(r)) if q.revision == 0 => {
+                    for kv in &r.kvs {
+                        let e = out.entry(kv.key.clone()).or_default();
+                        e.obs.push(KeyObs {
+                            create: kv.create_revision,
+                            modified: kv.mod_revision,
+                            version: kv.version,
+                        });
+                        // Inside a writing txn the read may see the txn's own puts.
+                        if !writer {
+                            e.quiet.push((kv.mod_revision, header));
+                        }
+                    }
+                }
+                (Op::Put(p), _) if writer => {
+                    out.entry(p.key.clone())
+                        .or_default()
+                        .known_puts
+                        .push(header);
+                }
+                (Op::Txn(t), OpResult::Txn(r)) => {
+                    let branch = if r.succeeded { &t.success } else { &t.failure };
+                    for (o, res) in branch.iter().zip(&r.responses) {
+                        walk(o, res, header, writer, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out: BTreeMap<String, KeyHistory> = BTreeMap::new();
+        for o in &h.ops {
+            if let Outcome::Ok(ok) = &o.rec.outcome {
+                if let Op::Range(q) = &o.rec.op
+                    && q.serializable
+                {
+                    continue;
+                }
+                let writer = claims_write(&ok.result);
+                walk(&o.rec.op, &ok.result, ok.revision, writer, &mut out);
+            }
+        }
+        for kh in out.values_mut() {
+            kh.obs.sort_by_key(|o| (o.modified, o.version));
+            kh.known_puts.sort_unstable();
+            kh.quiet.sort_unstable();
+            let mut merged: Vec<(i64, i64)> = Vec::with_capacity(kh.quiet.len());
+            for &(lo, hi) in &kh.quiet {
+                match merged.last_mut() {
+                    Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+                    _ => merged.push((lo, hi)),
+                }
+            }
+            kh.quiet = merged;
+        }
+        self.seen_keys = out;
+    }
+
+    fn pin(&mut self, h: &History) {
+        for &i in &self.unknown {
+            let mut puts = Vec::new();
+            puts_of(&h.ops[i].rec.op, &mut puts);
+            for (k, v) in puts {
+                self.unknown_by_put
+                    .entry((k.to_owned(), v.to_owned()))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        self.pinned = vec![None; h.ops.len()];
+        for (r, facts) in &self.facts {
+            for f in facts {
+                if let Change::Put(v) = &f.change
+                    && let Some([only]) = self
+                        .unknown_by_put
+                        .get(&(f.key.clone(), v.clone()))
+                        .map(Vec::as_slice)
+                {
+                    self.pinned[*only] = Some(*r);
+                }
+            }
+        }
+    }
+
     fn result_facts(&mut self, op: &Op, res: &OpResult, line: usize) {
         match (op, res) {
-            (Op::Range(q), OpResult::Range(r)) if !q.keys_only => {
+            (Op::Range(q), OpResult::Range(r)) => {
                 for kv in &r.kvs {
-                    self.fact(kv, Some(kv.value.clone()), line);
+                    let c = if q.keys_only {
+                        Change::PutSome
+                    } else {
+                        Change::Put(kv.value.clone())
+                    };
+                    self.fact(kv, c, line);
                 }
             }
             (_, OpResult::Put(r)) => {
                 if let Some(kv) = &r.prev_kv {
-                    self.fact(kv, Some(kv.value.clone()), line);
+                    self.fact(kv, Change::Put(kv.value.clone()), line);
                 }
             }
             (_, OpResult::DeleteRange(r)) => {
                 for kv in &r.prev_kvs {
-                    self.fact(kv, Some(kv.value.clone()), line);
+                    self.fact(kv, Change::Put(kv.value.clone()), line);
                 }
             }
             (Op::Txn(t), OpResult::Txn(r)) => {
@@ -209,12 +382,12 @@ impl Prep {
                 if let WatchResponse::Events(e) = r {
                     for ev in &e.events {
                         let v = match ev.kind {
-                            EventKind::Put => Some(ev.kv.value.clone()),
-                            EventKind::Delete => None,
+                            EventKind::Put => Change::Put(ev.kv.value.clone()),
+                            EventKind::Delete => Change::Delete,
                         };
                         self.fact(&ev.kv, v, *line);
                         if let Some(prev) = &ev.prev_kv {
-                            self.fact(prev, Some(prev.value.clone()), *line);
+                            self.fact(prev, Change::Put(prev.value.clone()), *line);
                         }
                     }
                 }

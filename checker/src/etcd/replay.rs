@@ -9,7 +9,7 @@ use crate::history::{EventKind, History, Op, OpResult, Outcome};
 use crate::verdict::{Property, Verdict};
 
 use super::Options;
-use super::prep::Prep;
+use super::prep::{Change, Prep};
 use super::store::{ERR_LEASE_NOT_FOUND, Store};
 
 /// Default step budget: model executions allowed during the search.
@@ -145,6 +145,12 @@ impl Replay<'_> {
                     produced = false;
                 }
                 Err(v) => {
+                    tracing::trace!(
+                        rev = r,
+                        frames = frames.len(),
+                        steps = self.steps,
+                        "backtrack"
+                    );
                     if best.as_ref().is_none_or(|(br, _)| r > *br) {
                         best = Some((r, v));
                     }
@@ -197,9 +203,10 @@ impl Replay<'_> {
             .get(&r)
             .map(|f| {
                 f.iter()
-                    .map(|f| match &f.value {
-                        Some(v) => format!("put {}={}", f.key, v),
-                        None => format!("delete {}", f.key),
+                    .map(|f| match &f.change {
+                        Change::Put(v) => format!("put {}={}", f.key, v),
+                        Change::PutSome => format!("put {}", f.key),
+                        Change::Delete => format!("delete {}", f.key),
                     })
                     .collect()
             })
@@ -223,26 +230,48 @@ impl Replay<'_> {
 
     /// Candidates for gap revision `r`, in the order they are tried.
     fn candidates(&self, r: i64) -> Vec<Cand> {
-        let mut c: Vec<Cand> = self.p.revokes_at[r as usize]
-            .iter()
-            .filter(|&&i| !self.used[i])
-            .map(|&i| Cand::Op(i))
-            .collect();
         let deadline = self.p.min_ret_from[r as usize];
-        for &i in &self.p.unknown {
+        let fits = |i: usize| {
             let call = self.h.ops[i].rec.call;
-            if call >= deadline {
-                break;
+            !self.used[i]
+                && call < deadline
+                && self.p.max_rev_before(call).is_none_or(|(m, _)| m < r)
+        };
+        let mut c: Vec<Cand> = Vec::new();
+        // A value put at `r` names its writer (values are usually unique).
+        let named = self.p.facts.get(&r).and_then(|fs| {
+            fs.iter().find_map(|f| match &f.change {
+                Change::Put(v) => Some(
+                    self.p
+                        .unknown_by_put
+                        .get(&(f.key.clone(), v.clone()))
+                        .map_or(&[][..], Vec::as_slice),
+                ),
+                _ => None,
+            })
+        });
+        if let Some(named) = named {
+            c.extend(named.iter().copied().filter(|&i| fits(i)).map(Cand::Op));
+        } else {
+            c.extend(
+                self.p.revokes_at[r as usize]
+                    .iter()
+                    .filter(|&&i| !self.used[i])
+                    .map(|&i| Cand::Op(i)),
+            );
+            // Latest call first: an op usually takes effect soon after it is invoked,
+            // and ops invoked long ago and still unplaced most likely never took effect.
+            let end = self
+                .p
+                .unknown
+                .partition_point(|&i| self.h.ops[i].rec.call < deadline);
+            for &i in self.p.unknown[..end].iter().rev() {
+                if fits(i) && self.p.pinned[i].is_none_or(|p| p == r) {
+                    c.push(Cand::Op(i));
+                }
             }
-            if self.used[i] {
-                continue;
-            }
-            if self.p.max_rev_before(call).is_some_and(|(m, _)| m >= r) {
-                continue;
-            }
-            c.push(Cand::Op(i));
+            c.extend(self.store.leases_with_keys().into_iter().map(Cand::Expire));
         }
-        c.extend(self.store.leases_with_keys().into_iter().map(Cand::Expire));
         if self.allow_gaps {
             c.push(Cand::Outside);
         }
@@ -270,7 +299,8 @@ impl Replay<'_> {
                     return Ok(true);
                 }
             };
-            if ok && self.store.rev() == f.rev && self.facts_hold(f.rev) {
+            if ok && self.store.rev() == f.rev && self.facts_hold(f.rev) && self.reads_allow(f.rev)
+            {
                 if let Cand::Op(i) = cand {
                     self.use_op(i, f.rev);
                 }
@@ -281,6 +311,30 @@ impl Replay<'_> {
         Ok(false)
     }
 
+    /// Whether the changes just made at gap revision `r` agree with what later reads show
+    /// of the keys touched: no write inside a quiet interval, no more puts than the
+    /// version seen allows, no delete inside one incarnation of a key.
+    fn reads_allow(&self, r: i64) -> bool {
+        self.store.events(r).iter().all(|e| {
+            let Some(kh) = self.p.seen_keys.get(&e.kv.key) else {
+                return true;
+            };
+            if kh.quiet_at(r) {
+                return false;
+            }
+            let Some(next) = kh.next_obs(r) else {
+                return true;
+            };
+            match e.kind {
+                EventKind::Put => {
+                    next.create != e.kv.create_revision
+                        || e.kv.version + kh.known_puts_in(r, next.modified) as i64 <= next.version
+                }
+                EventKind::Delete => next.create > r,
+            }
+        })
+    }
+
     fn facts_hold(&self, r: i64) -> bool {
         let Some(facts) = self.p.facts.get(&r) else {
             return true;
@@ -289,9 +343,10 @@ impl Replay<'_> {
         facts.iter().all(|f| {
             events.iter().any(|e| {
                 e.kv.key == f.key
-                    && match &f.value {
-                        Some(v) => e.kind == EventKind::Put && &e.kv.value == v,
-                        None => e.kind == EventKind::Delete,
+                    && match &f.change {
+                        Change::Put(v) => e.kind == EventKind::Put && &e.kv.value == v,
+                        Change::PutSome => e.kind == EventKind::Put,
+                        Change::Delete => e.kind == EventKind::Delete,
                     }
             })
         })
