@@ -14,17 +14,30 @@ use crate::verdict::{Verdict, Violation};
 /// Checks spent on shrinking at most.
 pub const SHRINK_CHECKS_MAX: usize = 400;
 
-/// Returns a sub-history of `h` that still shows `v` (or the records of `v.lines` if no
-/// smaller self-contained one was found).
-pub fn shrink(h: &History, v: &Violation, opts: &Options) -> History {
-    let partial = Options {
-        allow_gaps: true,
-        ..*opts
-    };
+/// A shrunk failing sub-history.
+#[derive(Debug, Clone)]
+pub struct Shrunk {
+    /// The records kept (with their original line numbers).
+    pub history: History,
+    /// Whether it fails only when revision gaps are allowed (writes outside it); false
+    /// means it fails under the normal check as well.
+    pub needs_gaps: bool,
+    /// Whether it was re-checked and fails the same way; false when nothing smaller
+    /// than the whole history was found to (then `history` holds just the records the
+    /// violation names).
+    pub reproduces: bool,
+}
+
+/// Shrinks `h`, which violates `v`, to a small sub-history that still does.
+pub fn shrink(h: &History, v: &Violation, opts: &Options) -> Shrunk {
     let checks = std::cell::Cell::new(0usize);
-    let fails = |sub: &History| {
+    let fails = |sub: &History, allow_gaps: bool| {
         checks.set(checks.get() + 1);
-        matches!(etcd::check(sub, &partial),
+        let o = Options {
+            allow_gaps,
+            ..*opts
+        };
+        matches!(etcd::check(sub, &o),
             Verdict::Illegal(x) if x.property == v.property && x.message == v.message)
     };
     let lines: BTreeSet<usize> = v.lines.iter().copied().collect();
@@ -32,12 +45,18 @@ pub fn shrink(h: &History, v: &Violation, opts: &Options) -> History {
     let by_keys = restrict(h, |line, touched| {
         lines.contains(&line) || touched.iter().any(|k| keys.contains(k))
     });
-    let mut cur = if fails(&by_keys) {
-        by_keys
-    } else if fails(h) {
-        h.clone()
+    let (mut cur, needs_gaps) = if fails(&by_keys, true) {
+        (by_keys, true)
+    } else if fails(h, true) {
+        (h.clone(), true)
+    } else if fails(h, false) {
+        (h.clone(), false)
     } else {
-        return restrict(h, |line, _| lines.contains(&line));
+        return Shrunk {
+            history: restrict(h, |line, _| lines.contains(&line)),
+            needs_gaps: false,
+            reproduces: false,
+        };
     };
     // Delta debugging over the operations (watch streams stay whole).
     let mut n = 2usize;
@@ -51,7 +70,7 @@ pub fn shrink(h: &History, v: &Violation, opts: &Options) -> History {
             }
             let mut cand = cur.clone();
             cand.ops.drain(start..(start + chunk).min(len));
-            if fails(&cand) {
+            if fails(&cand, needs_gaps) {
                 cur = cand;
                 n = (n - 1).max(2);
                 reduced = true;
@@ -65,7 +84,11 @@ pub fn shrink(h: &History, v: &Violation, opts: &Options) -> History {
             n = (2 * n).min(len);
         }
     }
-    cur
+    Shrunk {
+        history: cur,
+        needs_gaps,
+        reproduces: true,
+    }
 }
 
 /// The sub-history of records for which `keep(line, keys touched)` holds. A watch

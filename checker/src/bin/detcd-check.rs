@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use detcd_checker::etcd::{self, Options, STEP_BUDGET_DEFAULT};
 use detcd_checker::generate::{GenConfig, Mutation, generate, generate_mutated};
 use detcd_checker::history::{History, Record};
-use detcd_checker::shrink::shrink;
+use detcd_checker::shrink::{Shrunk, shrink};
 use detcd_checker::verdict::Verdict;
 
 const FORMATS_HELP: &str = r#"FORMATS
@@ -234,18 +234,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     Ok(verdict.exit_code() as u8)
 }
 
-fn print_verdict(v: &Verdict, sub: Option<&History>, json: bool) -> anyhow::Result<()> {
-    let records: Vec<(usize, Record)> = sub.map(lined_records).unwrap_or_default();
+fn print_verdict(v: &Verdict, sub: Option<&Shrunk>, json: bool) -> anyhow::Result<()> {
+    let records: Vec<(usize, Record)> = sub.map(|s| lined_records(&s.history)).unwrap_or_default();
     let mut out = std::io::stdout().lock();
     if json {
         let mut val = serde_json::to_value(v)?;
         if let Some(obj) = val.as_object_mut() {
-            let sub: Vec<serde_json::Value> = records
+            let records_json: Vec<serde_json::Value> = records
                 .iter()
                 .map(|(line, r)| serde_json::json!({"line": line, "record": r}))
                 .collect();
-            if sub_is_present(v) {
-                obj.insert("sub_history".into(), serde_json::Value::Array(sub));
+            if let Some(s) = sub {
+                obj.insert("sub_history".into(), serde_json::Value::Array(records_json));
+                obj.insert("sub_history_needs_gaps".into(), s.needs_gaps.into());
+                obj.insert("sub_history_reproduces".into(), s.reproduces.into());
             }
         }
         writeln!(out, "{}", serde_json::to_string_pretty(&val)?)?;
@@ -258,8 +260,17 @@ fn print_verdict(v: &Verdict, sub: Option<&History>, json: bool) -> anyhow::Resu
             writeln!(out, "ILLEGAL: {}", x.property)?;
             writeln!(out, "{}", x.message)?;
             writeln!(out, "lines: {:?}", x.lines)?;
-            if !records.is_empty() {
-                writeln!(out, "failing sub-history ({} records):", records.len())?;
+            if let Some(s) = sub {
+                let how = match (s.reproduces, s.needs_gaps) {
+                    (false, _) => "the records named; not a self-contained failing history",
+                    (true, true) => "fails alone when revision gaps are taken as outside writes",
+                    (true, false) => "fails alone",
+                };
+                writeln!(
+                    out,
+                    "failing sub-history ({} records; {how}):",
+                    records.len()
+                )?;
                 for (line, r) in &records {
                     writeln!(out, "  {line:>6}: {}", serde_json::to_string(r)?)?;
                 }
@@ -267,10 +278,6 @@ fn print_verdict(v: &Verdict, sub: Option<&History>, json: bool) -> anyhow::Resu
         }
     }
     Ok(())
-}
-
-fn sub_is_present(v: &Verdict) -> bool {
-    matches!(v, Verdict::Illegal(_))
 }
 
 /// The records of a history with their source lines, in line order.

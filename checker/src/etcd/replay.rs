@@ -211,6 +211,28 @@ impl Replay<'_> {
                     .collect()
             })
             .unwrap_or_default();
+        if let Some(&i) = self.p.revokes_at[r as usize].first() {
+            // A revoke returned at `r` and nothing else can have made it: the lease's keys
+            // were to vanish at `r`, but something shows they did not.
+            lines.push(self.h.ops[i].line);
+            let writers_of_keys = self.p.revokes_at[r as usize]
+                .iter()
+                .filter_map(|&j| match &self.h.ops[j].rec.op {
+                    Op::LeaseRevoke(l) => Some(l.id.to_string()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Verdict::illegal(
+                Property::Lease,
+                format!(
+                    "lease {writers_of_keys} revoked at revision {r}, but its keys cannot have \
+                     vanished in that revision (reads still show them, or it had none and no \
+                     other write produced {r})"
+                ),
+                lines,
+            );
+        }
         let (prev, next) = (r - 1, r + 1);
         for rr in [prev, next] {
             if let Some(Some(w)) = self.p.writer_at.get(rr.max(0) as usize) {
