@@ -13,6 +13,9 @@ use crate::verdict::{Verdict, Violation};
 
 /// Checks spent on shrinking at most.
 pub const SHRINK_CHECKS_MAX: usize = 400;
+/// Operations re-checked in total while shrinking at most (bounds the time on large
+/// histories: each check costs about its number of operations).
+pub const SHRINK_WORK_OPS_MAX: usize = 3_000_000;
 
 /// A shrunk failing sub-history.
 #[derive(Debug, Clone)]
@@ -31,8 +34,11 @@ pub struct Shrunk {
 /// Shrinks `h`, which violates `v`, to a small sub-history that still does.
 pub fn shrink(h: &History, v: &Violation, opts: &Options) -> Shrunk {
     let checks = std::cell::Cell::new(0usize);
+    let work = std::cell::Cell::new(0usize);
+    let out_of_budget = || checks.get() >= SHRINK_CHECKS_MAX || work.get() >= SHRINK_WORK_OPS_MAX;
     let fails = |sub: &History, allow_gaps: bool| {
         checks.set(checks.get() + 1);
+        work.set(work.get() + sub.ops.len());
         let o = Options {
             allow_gaps,
             ..*opts
@@ -60,12 +66,12 @@ pub fn shrink(h: &History, v: &Violation, opts: &Options) -> Shrunk {
     };
     // Delta debugging over the operations (watch streams stay whole).
     let mut n = 2usize;
-    while cur.ops.len() >= 2 && checks.get() < SHRINK_CHECKS_MAX {
+    while cur.ops.len() >= 2 && !out_of_budget() {
         let len = cur.ops.len();
         let chunk = len.div_ceil(n);
         let mut reduced = false;
         for start in (0..len).step_by(chunk) {
-            if checks.get() >= SHRINK_CHECKS_MAX {
+            if out_of_budget() {
                 break;
             }
             let mut cand = cur.clone();

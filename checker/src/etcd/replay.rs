@@ -13,7 +13,7 @@ use super::prep::{Change, Prep};
 use super::store::{ERR_LEASE_NOT_FOUND, Store};
 
 /// Default step budget: model executions allowed during the search.
-pub const STEP_BUDGET_DEFAULT: u64 = 20_000_000;
+pub const STEP_BUDGET_DEFAULT: u64 = 5_000_000;
 
 #[derive(Debug, Clone, Copy)]
 enum Cand {
@@ -23,6 +23,11 @@ enum Cand {
     Outside,
 }
 
+/// A key range `[key, end)` with etcd's conventions (None: the single key).
+type KeyRange = (String, Option<String>);
+/// Keys a failure depends on; None: unknown (anything may matter).
+type Conflict = Option<Vec<KeyRange>>;
+
 #[derive(Debug)]
 struct Frame {
     rev: i64,
@@ -30,6 +35,54 @@ struct Frame {
     next: usize,
     mark: usize,
     used_len: usize,
+    /// Keys the chosen candidate changed.
+    touched: Vec<String>,
+    /// The chosen candidate.
+    chosen: Option<Cand>,
+    /// Union of the keys of the failures that came back to this frame.
+    conflict: Conflict,
+}
+
+fn upper(key: &str, end: Option<&str>) -> Option<String> {
+    match end {
+        None => Some(format!("{key}\0")),
+        Some("\0") => None,
+        Some(e) => Some(e.to_owned()),
+    }
+}
+
+/// Whether two key ranges share a key.
+fn overlap(a: &KeyRange, b: &KeyRange) -> bool {
+    let (ha, hb) = (upper(&a.0, a.1.as_deref()), upper(&b.0, b.1.as_deref()));
+    hb.is_none_or(|h| a.0 < h) && ha.is_none_or(|h| b.0 < h)
+}
+
+fn merge(into: &mut Conflict, from: &Conflict) {
+    match (into.as_mut(), from) {
+        (Some(v), Some(f)) => v.extend(f.iter().cloned()),
+        _ => *into = None,
+    }
+}
+
+/// Key ranges a request reads or writes (compares included).
+fn op_ranges(op: &Op, out: &mut Vec<KeyRange>) {
+    match op {
+        Op::Range(q) => out.push((q.key.clone(), q.range_end.clone())),
+        Op::Put(p) => out.push((p.key.clone(), None)),
+        Op::DeleteRange(d) => out.push((d.key.clone(), d.range_end.clone())),
+        Op::Txn(t) => {
+            out.extend(
+                t.compare
+                    .iter()
+                    .map(|c| (c.key.clone(), c.range_end.clone())),
+            );
+            t.success
+                .iter()
+                .chain(&t.failure)
+                .for_each(|o| op_ranges(o, out));
+        }
+        _ => {}
+    }
 }
 
 /// A successful replay: the model after the last revision and each op's revision.
@@ -51,6 +104,11 @@ struct Replay<'a> {
     steps: u64,
     budget: u64,
     allow_gaps: bool,
+    /// Keys the last failure depends on (None: unknown).
+    fail_keys: Conflict,
+    /// Skip frames that cannot matter to a failure (fast, but only a hint: an Illegal
+    /// answer is confirmed without it).
+    backjump: bool,
 }
 
 enum Stop {
@@ -58,8 +116,25 @@ enum Stop {
     Budget,
 }
 
-/// Runs the replay.
+/// Runs the replay: first with conflict-directed backjumping, which finds violations
+/// fast; an Illegal answer from it is then confirmed by plain chronological
+/// backtracking (which is exhaustive), so a verdict never rests on the heuristic.
 pub fn replay(h: &History, p: &Prep, opts: &Options) -> Result<Replayed, Verdict> {
+    match replay_with(h, p, opts, true) {
+        Err(Verdict::Illegal(v)) => match replay_with(h, p, opts, false) {
+            Err(Verdict::Unknown { reason }) => Err(Verdict::Unknown {
+                reason: format!(
+                    "{reason}; a likely violation was found but not confirmed: {}: {}",
+                    v.property, v.message
+                ),
+            }),
+            other => other,
+        },
+        other => other,
+    }
+}
+
+fn replay_with(h: &History, p: &Prep, opts: &Options, backjump: bool) -> Result<Replayed, Verdict> {
     let budget = opts.step_budget;
     let mut store = Store::new();
     store.maybe_leases = p.maybe_leases.iter().copied().collect();
@@ -73,6 +148,8 @@ pub fn replay(h: &History, p: &Prep, opts: &Options) -> Result<Replayed, Verdict
         steps: 0,
         budget,
         allow_gaps: opts.allow_gaps,
+        fail_keys: None,
+        backjump,
     };
     match rp.run() {
         Ok(()) => Ok(Replayed {
@@ -125,12 +202,16 @@ impl Replay<'_> {
                             next: 0,
                             mark: self.store.mark(),
                             used_len: self.used_log.len(),
+                            touched: Vec::new(),
+                            chosen: None,
+                            conflict: Some(Vec::new()),
                         });
                         let last = frames.len() - 1;
                         if self.fill(&mut frames[last])? {
                             Ok(())
                         } else {
                             frames.pop();
+                            self.fail_keys = Some(self.gap_keys(r));
                             Err(self.unexplained(r))
                         }
                     }
@@ -154,6 +235,12 @@ impl Replay<'_> {
                     if best.as_ref().is_none_or(|(br, _)| r > *br) {
                         best = Some((r, v));
                     }
+                    // Conflict-directed backjumping: only frames whose choice could
+                    // change the keys the failure depends on are retried.
+                    let mut conflict = self.fail_keys.take();
+                    if !self.backjump {
+                        conflict = None;
+                    }
                     loop {
                         let Some(f) = frames.last_mut() else {
                             let v = best.map(|b| b.1).unwrap_or(Verdict::Ok);
@@ -163,16 +250,82 @@ impl Replay<'_> {
                         self.store.rollback(mark);
                         self.unwind(used_len);
                         let last = frames.len() - 1;
-                        if self.fill(&mut frames[last])? {
-                            r = frames[last].rev;
-                            produced = true;
-                            break;
+                        if self.relevant(&frames[last], &mut conflict) {
+                            merge(&mut frames[last].conflict, &conflict);
+                            if self.fill(&mut frames[last])? {
+                                r = frames[last].rev;
+                                produced = true;
+                                break;
+                            }
+                            // Every way to fill this frame failed: the earlier frames
+                            // that matter are those touching what its candidates
+                            // depended on.
+                            conflict = frames[last].conflict.take();
+                            let why = if self.backjump {
+                                self.exhausted_keys(&frames[last])
+                            } else {
+                                None
+                            };
+                            merge(&mut conflict, &why);
                         }
                         frames.pop();
                     }
                 }
             }
         }
+    }
+
+    /// Whether frame `f` could matter to a failure on `conflict`; widens `conflict` by
+    /// the keys its txn candidates compare (their effect depends on those).
+    fn relevant(&self, f: &Frame, conflict: &mut Conflict) -> bool {
+        let Some(keys) = conflict.as_mut() else {
+            return true;
+        };
+        let hits = |ranges: &[KeyRange], keys: &[KeyRange]| {
+            ranges.iter().any(|a| keys.iter().any(|b| overlap(a, b)))
+        };
+        let touched: Vec<KeyRange> = f.touched.iter().map(|k| (k.clone(), None)).collect();
+        let mut relevant = hits(&touched, keys);
+        let mut extra = Vec::new();
+        // The store is at the frame's parent state here, so a lease's keys are those
+        // its revoke or expiry would delete at this frame.
+        let lease_hits = |id: i64, keys: &[KeyRange]| {
+            self.store.lease(id).is_some_and(|l| {
+                l.keys
+                    .iter()
+                    .any(|k| keys.iter().any(|b| overlap(&(k.clone(), None), b)))
+            })
+        };
+        // Every candidate counts, tried or not: a frame is a culprit when any of its
+        // choices could change the keys, and if its untried ones cannot help, its own
+        // conflict (why the tried ones failed) is carried further back.
+        for c in f.chosen.iter().chain(&f.cands) {
+            let i = match c {
+                Cand::Op(i) => *i,
+                Cand::Expire(id) => {
+                    relevant |= lease_hits(*id, keys);
+                    continue;
+                }
+                Cand::Outside => continue,
+            };
+            let op = &self.h.ops[i].rec.op;
+            if let Op::LeaseRevoke(l) = op {
+                relevant |= lease_hits(l.id, keys);
+                continue;
+            }
+            let mut ranges = Vec::new();
+            op_ranges(op, &mut ranges);
+            // A put whose key reads show untouched at this revision cannot go here.
+            let placeable = ranges.iter().any(|(k, end)| {
+                end.is_some() || self.p.seen_keys.get(k).is_none_or(|kh| !kh.quiet_at(f.rev))
+            });
+            if placeable && hits(&ranges, keys) {
+                relevant = true;
+                extra.extend(ranges);
+            }
+        }
+        keys.extend(extra);
+        relevant
     }
 
     fn unwind(&mut self, len: usize) {
@@ -318,6 +471,8 @@ impl Replay<'_> {
                 Cand::Expire(id) => self.store.revoke(id) > 0,
                 Cand::Outside => {
                     self.store.skip_revision();
+                    f.chosen = Some(cand);
+                    f.touched = Vec::new();
                     return Ok(true);
                 }
             };
@@ -326,6 +481,13 @@ impl Replay<'_> {
                 if let Cand::Op(i) = cand {
                     self.use_op(i, f.rev);
                 }
+                f.chosen = Some(cand);
+                f.touched = self
+                    .store
+                    .events(f.rev)
+                    .iter()
+                    .map(|e| e.kv.key.clone())
+                    .collect();
                 return Ok(true);
             }
             self.store.rollback(mark);
@@ -381,7 +543,7 @@ impl Replay<'_> {
             return Ok(Ok(()));
         };
         let got = self.store.exec(&o.rec.op);
-        Ok(match got {
+        let res = match got {
             Err(e) => {
                 let prop = if e == ERR_LEASE_NOT_FOUND {
                     Property::Lease
@@ -406,7 +568,81 @@ impl Replay<'_> {
             )),
             Ok(res) if res != ok.result => Err(self.mismatch(w, r - 1, &res, &ok.result)),
             Ok(_) => Ok(()),
-        })
+        };
+        if res.is_err() {
+            self.fail_keys = Some(self.ranges_of(w));
+        }
+        Ok(res)
+    }
+
+    /// What the failure of every candidate of frame `f` depends on (the store is at the
+    /// frame's parent state): the keys of every write that fits its revision by time,
+    /// used or not, and of the leases its expiry candidates would end. A leased put among
+    /// them depends on lease state, which keys do not capture: None.
+    fn exhausted_keys(&self, f: &Frame) -> Conflict {
+        let deadline = self.p.min_ret_from[f.rev as usize];
+        let leased = |op: &Op| {
+            fn walk(op: &Op) -> bool {
+                match op {
+                    Op::Put(p) => p.lease != 0,
+                    Op::Txn(t) => t.success.iter().chain(&t.failure).any(walk),
+                    _ => false,
+                }
+            }
+            walk(op)
+        };
+        for &i in &self.p.unknown {
+            if self.h.ops[i].rec.call >= deadline {
+                break;
+            }
+            if leased(&self.h.ops[i].rec.op) {
+                return None;
+            }
+        }
+        let mut v = self.gap_keys(f.rev);
+        for c in &f.cands {
+            match c {
+                Cand::Op(i) => op_ranges(&self.h.ops[*i].rec.op, &mut v),
+                Cand::Expire(id) => {
+                    if let Some(l) = self.store.lease(*id) {
+                        v.extend(l.keys.iter().map(|k| (k.clone(), None)));
+                    }
+                }
+                Cand::Outside => {}
+            }
+        }
+        Some(v)
+    }
+
+    /// Keys that matter when no candidate can fill gap `r`: those of every write that
+    /// could fit it by time (a frame that used one may have to give it back), of the
+    /// facts shown at `r`, and of leases revoked at `r`.
+    fn gap_keys(&self, r: i64) -> Vec<KeyRange> {
+        let deadline = self.p.min_ret_from[r as usize];
+        let mut v = Vec::new();
+        for &i in &self.p.unknown {
+            if self.h.ops[i].rec.call >= deadline {
+                break;
+            }
+            op_ranges(&self.h.ops[i].rec.op, &mut v);
+        }
+        if let Some(fs) = self.p.facts.get(&r) {
+            v.extend(fs.iter().map(|f| (f.key.clone(), None)));
+        }
+        for &i in &self.p.revokes_at[r as usize] {
+            if let Op::LeaseRevoke(l) = &self.h.ops[i].rec.op
+                && let Some(lease) = self.store.lease(l.id)
+            {
+                v.extend(lease.keys.iter().map(|k| (k.clone(), None)));
+            }
+        }
+        v
+    }
+
+    fn ranges_of(&self, i: usize) -> Vec<KeyRange> {
+        let mut v = Vec::new();
+        op_ranges(&self.h.ops[i].rec.op, &mut v);
+        v
     }
 
     fn mismatch(&self, i: usize, at: i64, want: &OpResult, got: &OpResult) -> Verdict {
@@ -468,6 +704,9 @@ impl Replay<'_> {
                     let got = self.store.exec(&o.rec.op);
                     let wrote = self.store.rev() != r;
                     self.store.rollback(mark);
+                    if got.as_ref().map_or(true, |res| wrote || res != &ok.result) {
+                        self.fail_keys = Some(self.ranges_of(i));
+                    }
                     match got {
                         Err(e) => {
                             return Ok(Err(Verdict::illegal(
@@ -495,6 +734,7 @@ impl Replay<'_> {
                         .map(|x| x.keys.iter().cloned().collect())
                         .unwrap_or_default();
                     if !keys.is_empty() {
+                        self.fail_keys = Some(keys.iter().map(|k| (k.clone(), None)).collect());
                         return lease_err(format!(
                             "lease {} revoked at revision {r} but its keys {keys:?} did not \
                              vanish in a revision of their own",
