@@ -9,8 +9,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use detcd_checker::etcd::{self, Options, STEP_BUDGET_DEFAULT};
 use detcd_checker::generate::{GenConfig, Mutation, generate, generate_mutated};
 use detcd_checker::history::{History, Record};
+use detcd_checker::jepsen::{JepsenModel, check_jepsen};
 use detcd_checker::shrink::{Shrunk, shrink};
-use detcd_checker::verdict::Verdict;
+use detcd_checker::verdict::{Property, Verdict};
+use detcd_checker::wgl::Outcome as WglOutcome;
 
 const FORMATS_HELP: &str = r#"FORMATS
   detcd (default)  JSON lines, one record per line; blank lines and lines starting
@@ -195,11 +197,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         std::fs::write(&out, h.to_jsonl())?;
         return Ok(0);
     }
-    let Some(file) = cli.file else {
+    let Some(file) = cli.file.clone() else {
         anyhow::bail!("no history file given (see --help)");
     };
-    if cli.format != Format::Detcd || cli.model != ModelName::Etcd {
-        anyhow::bail!("only --format detcd --model etcd is available in this build");
+    let title = file.display().to_string();
+    match (cli.format, cli.model) {
+        (Format::Detcd, ModelName::Etcd) => {}
+        (Format::Jepsen, ModelName::Etcd) | (Format::Detcd, _) => {
+            anyhow::bail!(
+                "--format detcd goes with --model etcd; --format jepsen with register, \
+                 cas-register or kv"
+            );
+        }
+        (Format::Jepsen, m) => return run_jepsen(&file, &title, m, &cli),
     }
     let t0 = std::time::Instant::now();
     let h = if file.as_os_str() == "-" {
@@ -229,8 +239,57 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         _ => None,
     };
     print_verdict(&verdict, sub.as_ref(), cli.json)?;
+    if let Some(path) = &cli.html {
+        let t = detcd_checker::etcd::timeline::timeline(&title, &h, &verdict);
+        std::fs::write(path, detcd_checker::report::html(&t))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
     // The process ends here: freeing a large history piece by piece only costs time.
     std::mem::forget(h);
+    Ok(verdict.exit_code() as u8)
+}
+
+fn read_text(file: &PathBuf) -> anyhow::Result<String> {
+    if file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+    }
+}
+
+fn run_jepsen(file: &PathBuf, title: &str, m: ModelName, cli: &Cli) -> anyhow::Result<u8> {
+    let model = match m {
+        ModelName::Register => JepsenModel::Register,
+        ModelName::CasRegister => JepsenModel::CasRegister,
+        ModelName::Kv => JepsenModel::Kv,
+        ModelName::Etcd => anyhow::bail!("the etcd model needs --format detcd"),
+    };
+    let text = read_text(file)?;
+    let jv = check_jepsen(title, &text, model, cli.step_budget)
+        .map_err(|e| anyhow::anyhow!("line {}: {}", e.line, e.reason))?;
+    let verdict = match &jv.outcome {
+        WglOutcome::Ok => Verdict::Ok,
+        WglOutcome::Illegal { failing, .. } => Verdict::illegal(
+            Property::Linearizability,
+            format!(
+                "no linearization of the {} operations exists; {} operation(s) could not be \
+                 placed",
+                jv.operations,
+                failing.len()
+            ),
+            jv.failing_lines.clone(),
+        ),
+        WglOutcome::Unknown { reason } => Verdict::Unknown {
+            reason: reason.clone(),
+        },
+    };
+    print_verdict(&verdict, None, cli.json)?;
+    if let Some(path) = &cli.html {
+        std::fs::write(path, detcd_checker::report::html(&jv.timeline))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
     Ok(verdict.exit_code() as u8)
 }
 

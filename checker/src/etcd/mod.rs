@@ -8,6 +8,7 @@ pub mod compaction;
 pub mod prep;
 pub mod replay;
 pub mod store;
+pub mod timeline;
 pub mod watch;
 
 pub use replay::STEP_BUDGET_DEFAULT;

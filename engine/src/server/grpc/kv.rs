@@ -1,0 +1,141 @@
+//! The `etcdserverpb.KV` service: Range, Put, DeleteRange, Txn, Compact.
+
+use prost::Message as _;
+use tonic::{Request, Response, Status};
+
+use crate::mvcc::{is_read_only, validate_delete, validate_put, validate_range, validate_txn};
+use crate::pb::detcdpeerpb::internal_request::Request as Write;
+use crate::pb::etcdserverpb::kv_server::Kv;
+use crate::pb::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
+use crate::server::error::ServerError;
+use crate::server::node::{Applied, NodeHandle};
+
+/// The KV service of one member.
+#[derive(Clone)]
+pub struct KvService {
+    node: NodeHandle,
+}
+
+impl KvService {
+    /// The service for `node`.
+    pub fn new(node: NodeHandle) -> Self {
+        KvService { node }
+    }
+
+    fn check_size(&self, bytes: usize) -> Result<(), ServerError> {
+        if bytes > self.node.config().request_bytes_max {
+            return Err(ServerError::RequestTooLarge);
+        }
+        Ok(())
+    }
+
+    fn header(&self, header: Option<ResponseHeader>) -> Option<ResponseHeader> {
+        Some(self.node.header(header.map_or(0, |h| h.revision)))
+    }
+}
+
+fn unexpected(applied: &Applied) -> Status {
+    Status::internal(format!("etcdserver: unexpected apply result {applied:?}"))
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
+        let req = request.into_inner();
+        validate_range(&req).map_err(ServerError::from)?;
+        if !req.serializable {
+            self.node.read_barrier().await?;
+        }
+        let mut response = self
+            .node
+            .with_kv(|kv| kv.range(&req))
+            .map_err(ServerError::from)?;
+        response.header = self.header(response.header);
+        Ok(Response::new(response))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let req = request.into_inner();
+        self.check_size(req.encoded_len())?;
+        validate_put(&req).map_err(ServerError::from)?;
+        match self.node.write(Write::Put(req)).await? {
+            Applied::Put(mut response) => {
+                response.header = self.header(response.header);
+                Ok(Response::new(response))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let req = request.into_inner();
+        self.check_size(req.encoded_len())?;
+        validate_delete(&req).map_err(ServerError::from)?;
+        match self.node.write(Write::DeleteRange(req)).await? {
+            Applied::DeleteRange(mut response) => {
+                response.header = self.header(response.header);
+                Ok(Response::new(response))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let req = request.into_inner();
+        self.check_size(req.encoded_len())?;
+        validate_txn(&req, self.node.config().kv.txn_ops_max).map_err(ServerError::from)?;
+        if is_read_only(&req) {
+            let serializable = all_ranges_serializable(&req);
+            if !serializable {
+                self.node.read_barrier().await?;
+            }
+            let mut response = self.node.read_only_txn(&req)?;
+            response.header = self.header(response.header);
+            return Ok(Response::new(response));
+        }
+        match self.node.write(Write::Txn(req)).await? {
+            Applied::Txn(mut response) => {
+                response.header = self.header(response.header);
+                Ok(Response::new(response))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let req = request.into_inner();
+        match self.node.write(Write::Compaction(req)).await? {
+            Applied::Compaction(mut response) => {
+                response.header = self.header(response.header);
+                Ok(Response::new(response))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// etcd serves a read-only txn without a read barrier only when all its ranges are
+/// serializable.
+fn all_ranges_serializable(req: &TxnRequest) -> bool {
+    use crate::pb::etcdserverpb::request_op::Request as Op;
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .all(|op| match &op.request {
+            Some(Op::RequestRange(r)) => r.serializable,
+            Some(Op::RequestTxn(t)) => all_ranges_serializable(t),
+            _ => false,
+        })
+}

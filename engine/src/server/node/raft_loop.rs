@@ -1,0 +1,424 @@
+//! The raft loop: the one task that owns a member's Raft core and storage.
+//!
+//! Each turn takes a tick or a batch of commands, then drains the core's `Ready`s:
+//! persist (one WAL sync), then send, then apply, then advance. Reads waiting for a read
+//! index are batched into one ReadIndex round per turn.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::pb::detcdpeerpb::{InternalRequest, LeaseExpire, internal_request};
+use crate::persist::RaftStorage;
+use crate::raft::{ConfChange, Message, RaftError, RawNode, Ready, Role, SoftState};
+use crate::storage::Disk;
+
+use super::{
+    COMMANDS_PER_TURN_MAX, LEASE_EXPIRE_BATCH_MAX, PeerNetwork, Shared, StateSnapshot, lock,
+};
+use crate::server::error::ServerError;
+
+/// Work for the raft loop.
+pub enum Command {
+    /// Propose a request (this member leads); the reply says whether it entered the log.
+    Propose {
+        /// The request.
+        req: InternalRequest,
+        /// Accepted or refused.
+        reply: oneshot::Sender<Result<(), ServerError>>,
+    },
+    /// Propose a membership change; the reply comes once it is applied.
+    ConfChange {
+        /// The change.
+        change: ConfChange,
+        /// Applied or refused.
+        reply: oneshot::Sender<Result<(), ServerError>>,
+    },
+    /// Confirm leadership and report the commit index.
+    ReadIndex {
+        /// The read index.
+        reply: oneshot::Sender<Result<u64, ServerError>>,
+    },
+    /// Raft messages from peers.
+    Step {
+        /// The messages.
+        messages: Vec<Message>,
+    },
+    /// Start a leadership transfer.
+    TransferLeader {
+        /// The new leader.
+        to: u64,
+        /// Started or refused.
+        reply: oneshot::Sender<Result<(), ServerError>>,
+    },
+}
+
+fn raft_error(e: RaftError, leader: u64) -> ServerError {
+    match e {
+        RaftError::NotLeader { .. } if leader == 0 => ServerError::NoLeader,
+        RaftError::NotLeader { .. } => ServerError::NotLeader,
+        RaftError::ProposalDropped(_) => ServerError::NoLeader,
+        RaftError::ConfChangePending { .. } | RaftError::InvalidConfChange(_) => {
+            ServerError::UnhealthyCluster
+        }
+        RaftError::InvalidTransferee(_) => ServerError::BadLeaderTransferee,
+        other => ServerError::Internal(other.to_string()),
+    }
+}
+
+pub(super) struct RaftLoop<D: Disk> {
+    pub(super) raw: RawNode,
+    storage: RaftStorage<D>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) network: Arc<dyn PeerNetwork>,
+    commands: mpsc::Receiver<Command>,
+    /// Reads not yet part of a ReadIndex round.
+    reads_waiting: Vec<oneshot::Sender<Result<u64, ServerError>>>,
+    /// Reads in a ReadIndex round, by the round's context.
+    reads_in_flight: BTreeMap<u64, Vec<oneshot::Sender<Result<u64, ServerError>>>>,
+    read_rounds: u64,
+    /// Membership changes waiting to be applied, by log index.
+    pub(super) conf_waiters: BTreeMap<u64, oneshot::Sender<Result<(), ServerError>>>,
+    /// Leases proposed for expiry and not yet applied.
+    pub(super) expiring: BTreeSet<i64>,
+    soft: SoftState,
+    last_snapshot_index: u64,
+    last_progress_ms: u64,
+    pub(super) stop: bool,
+}
+
+impl<D: Disk> RaftLoop<D> {
+    pub(super) fn new(
+        raw: RawNode,
+        storage: RaftStorage<D>,
+        shared: Arc<Shared>,
+        network: Arc<dyn PeerNetwork>,
+        commands: mpsc::Receiver<Command>,
+    ) -> Self {
+        let status = raw.status();
+        let last_snapshot_index = status.snapshot_index;
+        RaftLoop {
+            soft: SoftState {
+                leader: status.leader,
+                role: status.role,
+            },
+            raw,
+            storage,
+            shared,
+            network,
+            commands,
+            reads_waiting: Vec::new(),
+            reads_in_flight: BTreeMap::new(),
+            read_rounds: 0,
+            conf_waiters: BTreeMap::new(),
+            expiring: BTreeSet::new(),
+            last_snapshot_index,
+            last_progress_ms: 0,
+            stop: false,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        let tick = Duration::from_millis(self.shared.config.tick_ms.max(1));
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.publish_status();
+        while !self.stop {
+            tokio::select! {
+                biased;
+                _ = ticker.tick() => self.on_tick(),
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => break,
+                },
+            }
+            for _ in 0..COMMANDS_PER_TURN_MAX {
+                match self.commands.try_recv() {
+                    Ok(command) => self.handle(command),
+                    Err(_) => break,
+                }
+            }
+            self.start_read_round();
+            if let Err(e) = self.drain_ready().await {
+                tracing::error!(member = self.shared.config.member_id, error = %e, "raft loop stops");
+                self.stop = true;
+            }
+        }
+        self.fail_everything(ServerError::Stopped);
+        let mut status = *self.shared.status_tx.borrow();
+        status.stopped = true;
+        status.leader = 0;
+        status.is_leader = false;
+        let _ = self.shared.status_tx.send(status);
+    }
+
+    fn handle(&mut self, command: Command) {
+        let leader = self.soft.leader;
+        match command {
+            Command::Propose { req, reply } => {
+                let data = prost::Message::encode_to_vec(&req);
+                let result = self
+                    .raw
+                    .propose(data)
+                    .map(|_| ())
+                    .map_err(|e| raft_error(e, leader));
+                let _ = reply.send(result);
+            }
+            Command::ConfChange { change, reply } => match self.raw.propose_conf_change(change) {
+                Ok(index) => {
+                    self.conf_waiters.insert(index, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(raft_error(e, leader)));
+                }
+            },
+            Command::ReadIndex { reply } => self.reads_waiting.push(reply),
+            Command::Step { messages } => {
+                for m in messages {
+                    if let Err(e) = self.raw.step(m) {
+                        tracing::debug!(error = %e, "dropped a raft message");
+                    }
+                }
+            }
+            Command::TransferLeader { to, reply } => {
+                let _ = reply.send(
+                    self.raw
+                        .transfer_leader(to)
+                        .map_err(|e| raft_error(e, leader)),
+                );
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.raw.tick();
+        for to in self.network.take_snapshot_failures() {
+            self.raw.report_snapshot_failure(to);
+        }
+        let now = self.shared.now_ms();
+        if self.soft.role == Role::Leader {
+            self.expire_leases(now);
+        }
+        let interval = self.shared.config.watch_progress_interval_ms;
+        if interval > 0 && now >= self.last_progress_ms + interval {
+            self.last_progress_ms = now;
+            let current = lock(&self.shared.kv).store().current_revision();
+            let woken = {
+                let mut hub = lock(&self.shared.hub);
+                hub.progress_tick(current);
+                hub.take_woken()
+            };
+            self.shared.wake_streams(woken);
+        }
+    }
+
+    /// The leader decides lease expiry on its clock and revokes through Raft.
+    fn expire_leases(&mut self, now_ms: u64) {
+        let expired: Vec<i64> = lock(&self.shared.kv)
+            .expired_leases(now_ms, LEASE_EXPIRE_BATCH_MAX + self.expiring.len())
+            .into_iter()
+            .filter(|id| !self.expiring.contains(id))
+            .take(LEASE_EXPIRE_BATCH_MAX)
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        let id = lock(&self.shared.ids).next();
+        let req = InternalRequest {
+            id,
+            request: Some(internal_request::Request::LeaseExpire(LeaseExpire {
+                ids: expired.clone(),
+            })),
+        };
+        if self
+            .raw
+            .propose(prost::Message::encode_to_vec(&req))
+            .is_ok()
+        {
+            self.expiring.extend(expired);
+        }
+    }
+
+    fn start_read_round(&mut self) {
+        if self.reads_waiting.is_empty() {
+            return;
+        }
+        let waiting = std::mem::take(&mut self.reads_waiting);
+        self.read_rounds += 1;
+        let round = self.read_rounds;
+        match self.raw.read_index(round.to_be_bytes().to_vec()) {
+            Ok(()) => {
+                self.reads_in_flight.insert(round, waiting);
+            }
+            Err(e) => {
+                let err = raft_error(e, self.soft.leader);
+                for w in waiting {
+                    let _ = w.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    async fn drain_ready(&mut self) -> Result<(), ServerError> {
+        while self.raw.has_ready() && !self.stop {
+            let ready = self.raw.ready();
+            self.handle_ready(ready).await?;
+            self.raw.advance();
+            self.publish_status();
+            self.maybe_snapshot().await?;
+        }
+        let woken = {
+            let kv = lock(&self.shared.kv);
+            let mut hub = lock(&self.shared.hub);
+            hub.catch_up(&*kv);
+            hub.take_woken()
+        };
+        self.shared.wake_streams(woken);
+        Ok(())
+    }
+
+    async fn handle_ready(&mut self, ready: Ready) -> Result<(), ServerError> {
+        if let Some(soft) = ready.soft_state {
+            self.on_soft_state(soft);
+        }
+        self.storage
+            .persist(&ready)
+            .await
+            .map_err(|e| ServerError::Internal(e.to_string()))?;
+        if let Some(snapshot) = &ready.snapshot {
+            self.restore_snapshot(&snapshot.data, snapshot.meta.index)?;
+            self.last_snapshot_index = snapshot.meta.index;
+        }
+        self.network.send(ready.messages);
+        for read in ready.read_states {
+            let round = <[u8; 8]>::try_from(read.ctx.as_slice()).map(u64::from_be_bytes);
+            if let Some(waiters) = round.ok().and_then(|r| self.reads_in_flight.remove(&r)) {
+                for w in waiters {
+                    let _ = w.send(Ok(read.index));
+                }
+            }
+        }
+        self.apply_entries(ready.committed_entries);
+        Ok(())
+    }
+
+    fn on_soft_state(&mut self, soft: SoftState) {
+        let was_leader = self.soft.role == Role::Leader;
+        let is_leader = soft.role == Role::Leader;
+        if soft.leader != self.soft.leader && soft.leader != 0 {
+            let mut status = *self.shared.status_tx.borrow();
+            status.leader_changes += 1;
+            let _ = self.shared.status_tx.send(status);
+        }
+        self.soft = soft;
+        if is_leader && !was_leader {
+            let now = self.shared.now_ms();
+            let extend = self.shared.config.election_timeout().as_millis() as u64;
+            lock(&self.shared.kv).promote(now, extend);
+        } else if was_leader && !is_leader {
+            lock(&self.shared.kv).demote();
+            self.expiring.clear();
+            for (_, waiters) in std::mem::take(&mut self.reads_in_flight) {
+                for w in waiters {
+                    let _ = w.send(Err(ServerError::LeaderChanged));
+                }
+            }
+            for (_, w) in std::mem::take(&mut self.conf_waiters) {
+                let _ = w.send(Err(ServerError::LeaderChanged));
+            }
+        }
+    }
+
+    fn restore_snapshot(&mut self, data: &[u8], index: u64) -> Result<(), ServerError> {
+        let state: StateSnapshot = postcard::from_bytes(data).map_err(|e| {
+            ServerError::Internal(format!("received snapshot does not decode: {e}"))
+        })?;
+        let mut kv = crate::mvcc::KvState::restore(&state.kv, self.shared.config.kv)
+            .map_err(|e| ServerError::Internal(format!("received snapshot: {e}")))?;
+        kv.set_applied_index(index);
+        if self.soft.role == Role::Leader {
+            kv.promote(self.shared.now_ms(), 0);
+        }
+        *lock(&self.shared.kv) = kv;
+        self.network.set_peers(state.members.peer_urls());
+        *lock(&self.shared.members) = state.members;
+        Ok(())
+    }
+
+    async fn maybe_snapshot(&mut self) -> Result<(), ServerError> {
+        let applied = self.raw.status().applied;
+        let count = self.shared.config.snapshot_count.max(1);
+        if applied < self.last_snapshot_index + count {
+            return Ok(());
+        }
+        let data = {
+            let kv = lock(&self.shared.kv);
+            let members = lock(&self.shared.members).clone();
+            postcard::to_allocvec(&StateSnapshot {
+                kv: kv.snapshot(),
+                members,
+            })
+            .map_err(|e| ServerError::Internal(format!("cannot encode a snapshot: {e}")))?
+        };
+        match self.raw.compact(applied, data.clone()) {
+            Ok(()) => {}
+            // Not yet persisted that far: try again after the next Ready.
+            Err(RaftError::CompactOutOfRange { .. }) => return Ok(()),
+            Err(e) => return Err(ServerError::Internal(e.to_string())),
+        }
+        let meta = self.raw.log().snapshot_meta().clone();
+        self.storage
+            .save_snapshot(meta, &data)
+            .await
+            .map_err(|e| ServerError::Internal(e.to_string()))?;
+        self.last_snapshot_index = applied;
+        tracing::info!(
+            member = self.shared.config.member_id,
+            index = applied,
+            "saved a snapshot"
+        );
+        Ok(())
+    }
+
+    pub(super) fn publish_status(&self) {
+        let status = self.raw.status();
+        let is_learner = status
+            .conf_state
+            .learners
+            .contains(&self.shared.config.member_id);
+        let previous = *self.shared.status_tx.borrow();
+        let next = super::NodeStatus {
+            leader: status.leader,
+            term: status.term,
+            is_leader: status.role == Role::Leader,
+            is_learner,
+            commit: status.commit,
+            applied: status.applied,
+            leader_changes: previous.leader_changes,
+            stopped: self.stop,
+        };
+        if next != previous {
+            let _ = self.shared.status_tx.send(next);
+        }
+    }
+
+    fn fail_everything(&mut self, err: ServerError) {
+        for w in self.reads_waiting.drain(..) {
+            let _ = w.send(Err(err.clone()));
+        }
+        for (_, waiters) in std::mem::take(&mut self.reads_in_flight) {
+            for w in waiters {
+                let _ = w.send(Err(err.clone()));
+            }
+        }
+        for (_, w) in std::mem::take(&mut self.conf_waiters) {
+            let _ = w.send(Err(err.clone()));
+        }
+        let waiters = std::mem::take(&mut *lock(&self.shared.waiters));
+        for (_, w) in waiters {
+            let _ = w.send(Err(err.clone()));
+        }
+    }
+}
