@@ -5,6 +5,7 @@
 //! handle histories without revisions (see the WGL search for those).
 
 pub mod compaction;
+pub mod conflict;
 pub mod prep;
 pub mod replay;
 pub mod store;

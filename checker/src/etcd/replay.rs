@@ -9,6 +9,7 @@ use crate::history::{EventKind, History, Op, OpResult, Outcome};
 use crate::verdict::{Property, Verdict};
 
 use super::Options;
+use super::conflict::{Conflict, KeyRange, merge, op_ranges, overlap};
 use super::prep::{Change, Prep};
 use super::store::{ERR_LEASE_NOT_FOUND, Store};
 
@@ -23,11 +24,6 @@ enum Cand {
     Outside,
 }
 
-/// A key range `[key, end)` with etcd's conventions (None: the single key).
-type KeyRange = (String, Option<String>);
-/// Keys a failure depends on; None: unknown (anything may matter).
-type Conflict = Option<Vec<KeyRange>>;
-
 #[derive(Debug)]
 struct Frame {
     rev: i64,
@@ -41,48 +37,6 @@ struct Frame {
     chosen: Option<Cand>,
     /// Union of the keys of the failures that came back to this frame.
     conflict: Conflict,
-}
-
-fn upper(key: &str, end: Option<&str>) -> Option<String> {
-    match end {
-        None => Some(format!("{key}\0")),
-        Some("\0") => None,
-        Some(e) => Some(e.to_owned()),
-    }
-}
-
-/// Whether two key ranges share a key.
-fn overlap(a: &KeyRange, b: &KeyRange) -> bool {
-    let (ha, hb) = (upper(&a.0, a.1.as_deref()), upper(&b.0, b.1.as_deref()));
-    hb.is_none_or(|h| a.0 < h) && ha.is_none_or(|h| b.0 < h)
-}
-
-fn merge(into: &mut Conflict, from: &Conflict) {
-    match (into.as_mut(), from) {
-        (Some(v), Some(f)) => v.extend(f.iter().cloned()),
-        _ => *into = None,
-    }
-}
-
-/// Key ranges a request reads or writes (compares included).
-fn op_ranges(op: &Op, out: &mut Vec<KeyRange>) {
-    match op {
-        Op::Range(q) => out.push((q.key.clone(), q.range_end.clone())),
-        Op::Put(p) => out.push((p.key.clone(), None)),
-        Op::DeleteRange(d) => out.push((d.key.clone(), d.range_end.clone())),
-        Op::Txn(t) => {
-            out.extend(
-                t.compare
-                    .iter()
-                    .map(|c| (c.key.clone(), c.range_end.clone())),
-            );
-            t.success
-                .iter()
-                .chain(&t.failure)
-                .for_each(|o| op_ranges(o, out));
-        }
-        _ => {}
-    }
 }
 
 /// A successful replay: the model after the last revision and each op's revision.
