@@ -8,4 +8,5 @@ pub mod error;
 pub mod grpc;
 pub mod ids;
 pub mod membership;
+pub mod metrics;
 pub mod node;
