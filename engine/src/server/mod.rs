@@ -6,6 +6,8 @@
 pub mod config;
 pub mod error;
 pub mod grpc;
+#[cfg(not(madsim))]
+pub mod http;
 pub mod ids;
 pub mod membership;
 pub mod metrics;
