@@ -163,7 +163,9 @@ impl LeaseTable {
     }
 
     /// Up to `count_max` leases whose expiry is at or before `now_ms`, earliest expiry
-    /// first (ties by id). Empty unless primary. Nothing is removed.
+    /// first (ties by id). Empty unless primary. Nothing is removed: a lease stays listed
+    /// until its revoke is applied, so the caller must not propose a second revoke for
+    /// one it already proposed.
     pub fn expired(&self, now_ms: u64, count_max: usize) -> Vec<i64> {
         let mut due: Vec<(u64, i64)> = self
             .leases

@@ -198,24 +198,24 @@ impl KeySpace {
         self.records.insert(rev, record);
     }
 
-    /// Forgets history before revision `at`: each key keeps its changes from `at` on
-    /// and the latest change at or below `at` when that one is a live value (a
-    /// tombstone exactly at `at` is kept too, so events from `at` on stay complete).
-    /// Reads at revisions `>= at` answer exactly as before.
+    /// Forgets history before revision `at`: each key keeps its changes from `at` on,
+    /// and, when it has none exactly at `at`, its latest earlier change if that is a
+    /// live value. Reads at revisions `>= at` answer exactly as before, and the events
+    /// of revision `at` stay complete.
     pub fn compact(&mut self, at: i64) {
         let mut dropped = Vec::new();
         self.index.retain(|_, revs| {
-            let n = revs.partition_point(|r| r.main <= at);
-            let mut keep_from = n;
-            if let Some(last) = n.checked_sub(1) {
-                let rev = revs[last];
-                let live = self
+            let before_at = revs.partition_point(|r| r.main < at);
+            let through_at = revs.partition_point(|r| r.main <= at);
+            let mut keep_from = before_at;
+            if before_at == through_at
+                && let Some(last) = before_at.checked_sub(1)
+                && self
                     .records
-                    .get(&rev)
-                    .is_some_and(|rec| rec.value.is_some());
-                if live || rev.main == at {
-                    keep_from = last;
-                }
+                    .get(&revs[last])
+                    .is_some_and(|rec| rec.value.is_some())
+            {
+                keep_from = last;
             }
             dropped.extend(revs.drain(..keep_from));
             !revs.is_empty()

@@ -55,7 +55,8 @@ pub enum SnapshotError {
     Inconsistent(String),
 }
 
-#[derive(Serialize, Deserialize)]
+/// The snapshot body as decoded.
+#[derive(Deserialize)]
 struct Body {
     applied_index: u64,
     store: Store,
@@ -63,12 +64,21 @@ struct Body {
     leases: Vec<(i64, i64)>,
 }
 
+/// The snapshot body as encoded (same fields as [`Body`], borrowing the store so
+/// encoding does not copy it).
+#[derive(Serialize)]
+struct BodyRef<'a> {
+    applied_index: u64,
+    store: &'a Store,
+    leases: Vec<(i64, i64)>,
+}
+
 impl KvState {
     /// Encodes the whole state (see the module doc).
     pub fn snapshot(&self) -> Vec<u8> {
-        let body = Body {
+        let body = BodyRef {
             applied_index: self.applied_index,
-            store: self.store.clone(),
+            store: &self.store,
             leases: self.leases.ttls(),
         };
         let mut out = Vec::with_capacity(HEADER_BYTES + CRC_BYTES);

@@ -17,7 +17,7 @@ use crate::pb::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, HashKvResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
-use crate::pb::mvccpb::Event;
+use crate::pb::mvccpb::{Event, KeyValue};
 
 /// etcd's default for `--max-txn-ops`: compares, success ops and failure ops of one
 /// txn are each limited to this many.
@@ -80,10 +80,11 @@ pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {
 /// One write in progress: all its changes get revision `main` (= current + 1) with
 /// increasing `sub`.
 pub(crate) struct WriteCtx<'a> {
-    pub(crate) store: &'a mut Store,
-    pub(crate) lessor: &'a mut dyn Lessor,
-    pub(crate) main: i64,
-    pub(crate) events: Vec<Event>,
+    store: &'a mut Store,
+    lessor: &'a mut dyn Lessor,
+    main: i64,
+    /// How many changes this write made so far (the next change's `sub`).
+    changes: i64,
 }
 
 impl<'a> WriteCtx<'a> {
@@ -93,20 +94,20 @@ impl<'a> WriteCtx<'a> {
             store,
             lessor,
             main,
-            events: Vec::new(),
+            changes: 0,
         }
     }
 
     fn next_revision(&self) -> Revision {
         Revision {
             main: self.main,
-            sub: self.events.len() as i64,
+            sub: self.changes,
         }
     }
 
     /// The revision reads inside this write see: the new one once something changed.
     pub(crate) fn visible_revision(&self) -> i64 {
-        if self.events.is_empty() {
+        if self.changes == 0 {
             self.main - 1
         } else {
             self.main
@@ -149,12 +150,8 @@ impl<'a> WriteCtx<'a> {
         if lease != 0 {
             self.lessor.attach(lease, &req.key);
         }
-        let (kv, prev) = self.store.keys.put(&req.key, value, lease, rev);
-        self.events.push(Event {
-            r#type: crate::pb::mvccpb::event::EventType::Put as i32,
-            kv: Some(kv),
-            prev_kv: prev.clone(),
-        });
+        let (_, prev) = self.store.keys.put(&req.key, value, lease, rev);
+        self.changes += 1;
         PutResponse {
             header: header(self.main),
             prev_kv: if req.prev_kv { prev } else { None },
@@ -162,7 +159,7 @@ impl<'a> WriteCtx<'a> {
     }
 
     /// Deletes the live keys of `range` in key order; returns the deleted values.
-    pub(crate) fn delete(&mut self, range: &KeyRange) -> Vec<crate::pb::mvccpb::KeyValue> {
+    pub(crate) fn delete(&mut self, range: &KeyRange) -> Vec<KeyValue> {
         let live = self.store.keys.range(range, self.main);
         for kv in &live {
             let rev = self.next_revision();
@@ -170,16 +167,7 @@ impl<'a> WriteCtx<'a> {
                 if kv.lease != 0 {
                     self.lessor.detach(kv.lease, &kv.key);
                 }
-                let rec_event = crate::pb::mvccpb::Event {
-                    r#type: crate::pb::mvccpb::event::EventType::Delete as i32,
-                    kv: Some(crate::pb::mvccpb::KeyValue {
-                        key: kv.key.clone(),
-                        mod_revision: rev.main,
-                        ..Default::default()
-                    }),
-                    prev_kv: Some(kv.clone()),
-                };
-                self.events.push(rec_event);
+                self.changes += 1;
             }
         }
         live
@@ -195,12 +183,15 @@ impl<'a> WriteCtx<'a> {
         }
     }
 
-    /// Ends the write: the store's revision moves on iff something changed.
+    /// Ends the write: the store's revision moves on iff something changed. Returns
+    /// the changes as events, each `prev_kv` being the key's value before this write
+    /// (what a watcher reading at the previous revision sees).
     fn finish(self) -> Vec<Event> {
-        if !self.events.is_empty() {
-            self.store.current_revision = self.main;
+        if self.changes == 0 {
+            return Vec::new();
         }
-        self.events
+        self.store.current_revision = self.main;
+        self.store.keys.events_at(self.main)
     }
 }
 
@@ -237,12 +228,12 @@ impl Store {
     }
 
     /// The value of one key at the current revision.
-    pub fn get(&self, key: &[u8]) -> Option<crate::pb::mvccpb::KeyValue> {
+    pub fn get(&self, key: &[u8]) -> Option<KeyValue> {
         self.keys.get(key, self.current_revision)
     }
 
     /// The live keys of `range` at the current revision.
-    pub(crate) fn range_now(&self, range: &KeyRange) -> Vec<crate::pb::mvccpb::KeyValue> {
+    pub(crate) fn range_now(&self, range: &KeyRange) -> Vec<KeyValue> {
         self.keys.range(range, self.current_revision)
     }
 
@@ -260,7 +251,7 @@ impl Store {
         lessor: &mut dyn Lessor,
     ) -> Result<Written<PutResponse>, MvccError> {
         validate_put(req)?;
-        self.check_put(req, &*lessor)?;
+        self.check_put(req, &*lessor, false)?;
         let mut ctx = WriteCtx::new(self, lessor);
         let response = ctx.put(req);
         Ok(Written {
@@ -269,20 +260,47 @@ impl Store {
         })
     }
 
-    /// The state-dependent checks of a put: lease exists, key exists for ignore_*.
-    pub(crate) fn check_put(&self, req: &PutRequest, lessor: &dyn Lessor) -> Result<(), MvccError> {
-        if req.lease != 0 && !lessor.lease_exists(req.lease) {
-            return Err(MvccError::LeaseNotFound);
+    /// The state-dependent checks of a put: the lease exists, and the key exists when
+    /// `ignore_value`/`ignore_lease` is set. etcd checks the lease first for a plain
+    /// Put and last for a put inside a txn (`in_txn`); the order decides which error a
+    /// request that fails both gets.
+    pub(crate) fn check_put(
+        &self,
+        req: &PutRequest,
+        lessor: &dyn Lessor,
+        in_txn: bool,
+    ) -> Result<(), MvccError> {
+        let lease = || {
+            if req.lease != 0 && !lessor.lease_exists(req.lease) {
+                return Err(MvccError::LeaseNotFound);
+            }
+            Ok(())
+        };
+        if !in_txn {
+            lease()?;
         }
         if (req.ignore_value || req.ignore_lease) && self.get(&req.key).is_none() {
             return Err(MvccError::KeyNotFound);
         }
+        if in_txn {
+            lease()?;
+        }
         Ok(())
     }
 
-    /// The state-dependent check of a range inside a txn: its revision is servable.
+    /// The state-dependent check of a range inside a txn, done before the txn writes.
+    /// As in etcd it differs from a plain Range in one corner: a negative revision is
+    /// compared with the compact revision instead of meaning "current".
     pub(crate) fn check_range(&self, req: &RangeRequest) -> Result<(), MvccError> {
-        self.read_revision(req.revision).map(|_| ())
+        if req.revision == 0 {
+            Ok(())
+        } else if req.revision > self.current_revision {
+            Err(MvccError::FutureRevision)
+        } else if req.revision < self.compact_revision {
+            Err(MvccError::Compacted)
+        } else {
+            Ok(())
+        }
     }
 
     /// Applies a DeleteRange request; deleting nothing leaves the revision alone.

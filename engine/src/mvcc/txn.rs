@@ -230,7 +230,7 @@ impl TxnPath {
         lessor: &dyn Lessor,
     ) -> Result<(), MvccError> {
         self.for_each_op(req, &mut |r| match r {
-            Request::RequestPut(p) => store.check_put(p, lessor),
+            Request::RequestPut(p) => store.check_put(p, lessor, true),
             _ => Ok(()),
         })
     }

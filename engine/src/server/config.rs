@@ -132,6 +132,9 @@ pub enum ConfigError {
     /// clap rejected the arguments (the message is clap's, with usage).
     #[error("{0}")]
     Usage(String),
+    /// `--help` was asked for: print this and exit successfully.
+    #[error("{0}")]
+    Help(String),
     /// A flag and its environment variable were both given.
     #[error(
         "conflicting environment variable {env} is shadowed by the command-line flag --{flag} (unset the variable or drop the flag)"
@@ -249,7 +252,7 @@ where
     let on_command_line = command
         .clone()
         .try_get_matches_from(args.iter().cloned())
-        .map_err(|e| ConfigError::Usage(e.to_string()))?;
+        .map_err(clap_error)?;
     let mut from_env = Vec::new();
     for arg in command.get_arguments() {
         let Some(long) = arg.get_long() else { continue };
@@ -276,6 +279,13 @@ where
         return Ok(Command::Version);
     }
     Ok(Command::Serve(Box::new(validate(flags)?)))
+}
+
+fn clap_error(e: clap::Error) -> ConfigError {
+    match e.kind() {
+        clap::error::ErrorKind::DisplayHelp => ConfigError::Help(e.to_string()),
+        _ => ConfigError::Usage(e.to_string()),
+    }
 }
 
 /// Go's flag package accepts `-name value`; clap wants `--name value`.
@@ -614,6 +624,15 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.auto_compaction, AutoCompaction::Revisions(1000));
+    }
+
+    #[test]
+    fn help_is_not_an_error() {
+        let Err(ConfigError::Help(text)) = parse(["detcd", "--help"], &BTreeMap::new()) else {
+            panic!("--help asks for help");
+        };
+        assert!(text.contains("--initial-cluster-token"));
+        assert!(text.contains("ETCD_DATA_DIR"));
     }
 
     #[test]
