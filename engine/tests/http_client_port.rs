@@ -161,8 +161,7 @@ async fn health_version_and_metrics() {
 
     let (status, body) = http(addr, "GET", "/health", "").await;
     assert_eq!(status, 200, "{body}");
-    let health: Value = serde_json::from_str(&body).expect("JSON");
-    assert_eq!(health["health"], "true");
+    assert_eq!(body, "{\"health\":\"true\"}");
 
     let (status, body) = http(addr, "GET", "/version", "").await;
     assert_eq!(status, 200);
@@ -220,11 +219,14 @@ async fn health_is_false_without_a_leader() {
     let (_node, addr) = serve(3).await;
     let (status, body) = http(addr, "GET", "/health", "").await;
     assert_eq!(status, 503, "{body}");
-    let health: Value = serde_json::from_str(&body).expect("JSON");
-    assert_eq!(health["health"], "false");
-    assert_eq!(health["reason"], "RAFT NO LEADER");
+    assert_eq!(body, "{\"health\":\"false\"}\n");
+    // A serializable check asks only this member, which is up.
+    let (status, body) = http(addr, "GET", "/health?serializable=true", "").await;
+    assert_eq!(status, 200, "{body}");
     let (_, metrics) = http(addr, "GET", "/metrics", "").await;
     assert_eq!(sample(&metrics, "etcd_server_has_leader"), Some(0.0));
+    assert_eq!(sample(&metrics, "etcd_server_health_failures"), Some(1.0));
+    assert_eq!(sample(&metrics, "etcd_server_health_success"), Some(1.0));
 }
 
 #[tokio::test]
@@ -340,4 +342,26 @@ async fn grpc_shares_the_port_and_is_counted() {
     )
     .await;
     assert_eq!(got["kvs"][0]["value"], b64(b"1"));
+}
+
+#[tokio::test]
+async fn health_is_false_under_an_alarm_unless_excluded() {
+    use detcd_engine::pb::detcdpeerpb::internal_request::Request;
+    use detcd_engine::pb::etcdserverpb::{AlarmRequest, AlarmType, alarm_request::AlarmAction};
+    let (node, addr) = serve(1).await;
+    wait_leader(&node).await;
+    node.write(Request::Alarm(AlarmRequest {
+        action: AlarmAction::Activate as i32,
+        member_id: 1,
+        alarm: AlarmType::Nospace as i32,
+    }))
+    .await
+    .expect("alarm raised");
+    let (status, body) = http(addr, "GET", "/health", "").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body, "{\"health\":\"false\"}\n");
+    let (status, body) = http(addr, "GET", "/health?exclude=NOSPACE", "").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http(addr, "GET", "/health?exclude=CORRUPT", "").await;
+    assert_eq!(status, 503);
 }

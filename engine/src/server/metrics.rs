@@ -110,6 +110,8 @@ pub struct Metrics {
     proposals_failed: AtomicU64,
     db_total_size_bytes: AtomicU64,
     keys_total: AtomicU64,
+    health_success: AtomicU64,
+    health_failures: AtomicU64,
     /// Time from the start of a WAL persist to its end (one sync per `Ready`).
     pub wal_fsync: Histogram,
     /// Time to save a snapshot (detcd's backend commit).
@@ -129,6 +131,8 @@ impl Default for Metrics {
             proposals_failed: AtomicU64::new(0),
             db_total_size_bytes: AtomicU64::new(0),
             keys_total: AtomicU64::new(0),
+            health_success: AtomicU64::new(0),
+            health_failures: AtomicU64::new(0),
             wal_fsync: Histogram::new(&DISK_BUCKETS_S),
             backend_commit: Histogram::new(&DISK_BUCKETS_S),
             grpc_handled: Mutex::new(BTreeMap::new()),
@@ -182,6 +186,16 @@ impl Metrics {
     /// Sets the live key count alone.
     pub fn set_keys(&self, keys: u64) {
         self.keys_total.store(keys, Ordering::Relaxed);
+    }
+
+    /// Counts a `/health` check by its verdict.
+    pub fn health_checked(&self, healthy: bool) {
+        let counter = if healthy {
+            &self.health_success
+        } else {
+            &self.health_failures
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a handled gRPC call.
@@ -266,6 +280,18 @@ impl Metrics {
             "Live keys.",
             load(&self.keys_total),
         );
+        counter(
+            &mut out,
+            "etcd_server_health_success",
+            "Successful health checks.",
+            load(&self.health_success),
+        );
+        counter(
+            &mut out,
+            "etcd_server_health_failures",
+            "Failed health checks.",
+            load(&self.health_failures),
+        );
         header(
             &mut out,
             "etcd_server_version",
@@ -333,6 +359,9 @@ mod tests {
         m.proposals_pending_add(-1);
         m.proposal_failed();
         m.set_db(4096, 3);
+        m.health_checked(true);
+        m.health_checked(false);
+        m.health_checked(false);
         let text = m.render();
         assert_eq!(sample(&text, "etcd_server_has_leader"), Some(1.0));
         assert_eq!(sample(&text, "etcd_server_is_leader"), Some(1.0));
@@ -358,6 +387,8 @@ mod tests {
             Some(4096.0)
         );
         assert_eq!(sample(&text, "etcd_debugging_mvcc_keys_total"), Some(3.0));
+        assert_eq!(sample(&text, "etcd_server_health_success"), Some(1.0));
+        assert_eq!(sample(&text, "etcd_server_health_failures"), Some(2.0));
         assert_eq!(
             sample(&text, "etcd_server_version{server_version=\"3.4.23\"}"),
             Some(1.0)

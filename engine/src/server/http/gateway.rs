@@ -271,6 +271,23 @@ mod tests {
         assert!(serde_json::from_str::<PutRequest>(r#"{"key":"%%%"}"#).is_err());
     }
 
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_refused_before_parsing() {
+        let refused = read_request::<PutRequest>(Body::from(vec![b'{'; 100]), 99)
+            .await
+            .expect_err("over the limit");
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert_eq!(refused.message(), "etcdserver: request is too large");
+        let at_limit = read_request::<PutRequest>(Body::from(vec![b' '; 99]), 99)
+            .await
+            .expect("whitespace is the default request");
+        assert_eq!(at_limit, PutRequest::default());
+        let bad = read_request::<PutRequest>(Body::from("[1]"), 99)
+            .await
+            .expect_err("not a request object");
+        assert_eq!(bad.code(), Code::InvalidArgument);
+    }
+
     #[test]
     fn codes_map_to_grpc_gateway_statuses() {
         assert_eq!(http_status(Code::InvalidArgument), StatusCode::BAD_REQUEST);
