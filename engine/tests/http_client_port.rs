@@ -290,6 +290,10 @@ async fn gateway_refuses_bad_json_and_oversize_requests() {
     let (status, error) = post_json(addr, "/v3/kv/put", r#"{"key":"not base64!"}"#).await;
     assert_eq!(status, 400, "{error}");
 
+    let (status, error) = post_json(addr, "/v3/lease/grant", r#"{"TTL":"5"}"#).await;
+    assert_eq!(status, 501, "{error}");
+    assert_eq!(error["code"], 12);
+
     let big = vec![b'x'; REQUEST_BYTES_MAX + 1];
     let put = format!(r#"{{"key":"{}","value":"{}"}}"#, b64(b"big"), b64(&big));
     let (status, error) = post_json(addr, "/v3/kv/put", &put).await;

@@ -10,8 +10,10 @@
 //! HTTP status grpc-gateway uses.
 //!
 //! Services wired: KV. Adding one is a line in [`Gateway::router`] per method, plus the
-//! service struct as a field. Streaming endpoints (`/v3/watch`, keep-alive) are not
-//! served here yet.
+//! service struct as a field, and removing its paths from [`NOT_WIRED`] (which answers
+//! the rest of etcd's gateway paths with `501`, code Unimplemented, rather than letting
+//! them fall through to the gRPC router). Streaming endpoints (`/v3/watch`, keep-alive)
+//! are not served here yet.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,6 +46,30 @@ const JSON_BYTES_PER_REQUEST_BYTE_MAX: usize = 2;
 const JSON_OVERHEAD_BYTES: usize = 512 * 1024;
 
 const KV: &str = "etcdserverpb.KV";
+
+/// etcd's gateway paths (after the prefix) whose services are not wired here yet.
+pub const NOT_WIRED: &[&str] = &[
+    "/lease/grant",
+    "/lease/revoke",
+    "/kv/lease/revoke",
+    "/lease/keepalive",
+    "/lease/timetolive",
+    "/kv/lease/timetolive",
+    "/lease/leases",
+    "/kv/lease/leases",
+    "/watch",
+    "/cluster/member/add",
+    "/cluster/member/remove",
+    "/cluster/member/update",
+    "/cluster/member/list",
+    "/cluster/member/promote",
+    "/maintenance/alarm",
+    "/maintenance/status",
+    "/maintenance/defragment",
+    "/maintenance/hash",
+    "/maintenance/snapshot",
+    "/maintenance/transfer-leadership",
+];
 
 /// The gateway's state: the services it calls. Cheap to clone.
 #[derive(Clone)]
@@ -95,6 +121,9 @@ impl Gateway {
                     &format!("{prefix}/kv/compaction"),
                     rpc(KV, "Compact", |g, r| async move { g.kv.compact(r).await }),
                 );
+            for path in NOT_WIRED {
+                router = router.route(&format!("{prefix}{path}"), post(not_wired));
+            }
         }
         router.with_state(self)
     }
@@ -151,6 +180,13 @@ where
         let call = call.clone();
         async move { gateway.unary(service, method, body, call).await }
     })
+}
+
+async fn not_wired(uri: axum::http::Uri) -> Response {
+    error_response(&Status::unimplemented(format!(
+        "{} is not served by this member's gateway yet",
+        uri.path()
+    )))
 }
 
 /// Reads at most `bytes_max` of `body` and decodes it as `Req` (empty: the default).

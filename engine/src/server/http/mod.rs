@@ -76,7 +76,10 @@ async fn metrics_text(axum::extract::State(state): axum::extract::State<HttpStat
     state.metrics.set_keys(keys);
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
