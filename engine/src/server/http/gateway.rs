@@ -307,6 +307,25 @@ mod tests {
         assert!(serde_json::from_str::<PutRequest>(r#"{"key":"%%%"}"#).is_err());
     }
 
+    #[test]
+    fn field_names_are_the_protos_not_lower_camel() {
+        use crate::pb::etcdserverpb::{LeaseGrantRequest, Member};
+        let member = Member {
+            id: 10,
+            peer_ur_ls: vec!["http://a:2380".to_owned()],
+            is_learner: true,
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&member).expect("encodes");
+        assert_eq!(
+            text,
+            r#"{"ID":"10","peerURLs":["http://a:2380"],"isLearner":true}"#
+        );
+        let grant: LeaseGrantRequest =
+            serde_json::from_str(r#"{"TTL":"60","ID":"5"}"#).expect("decodes");
+        assert_eq!((grant.ttl, grant.id), (60, 5));
+    }
+
     #[tokio::test]
     async fn bodies_over_the_limit_are_refused_before_parsing() {
         let refused = read_request::<PutRequest>(Body::from(vec![b'{'; 100]), 99)
