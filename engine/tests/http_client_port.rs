@@ -25,6 +25,7 @@ use detcd_engine::server::http::client_router;
 use detcd_engine::server::membership::MemberRecord;
 use detcd_engine::server::metrics::sample;
 use detcd_engine::server::node::{self, BoxFuture, NodeConfig, NodeHandle, PeerNetwork};
+use detcd_engine::server::transport::PeerFailure;
 use detcd_engine::storage::{MemDisk, Preallocation, WalOptions};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,7 +39,7 @@ struct NoPeers;
 impl PeerNetwork for NoPeers {
     fn send(&self, _messages: Vec<Message>) {}
     fn set_peers(&self, _peers: BTreeMap<u64, Vec<String>>) {}
-    fn take_snapshot_failures(&self) -> Vec<u64> {
+    fn take_failures(&self) -> Vec<PeerFailure> {
         Vec::new()
     }
     fn propose(&self, _to: u64, _req: InternalRequest) -> BoxFuture<Result<(), ServerError>> {

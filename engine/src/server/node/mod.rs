@@ -45,6 +45,7 @@ use crate::watch::{Limits, WatchHub};
 use super::error::ServerError;
 use super::membership::{MemberRecord, Membership};
 use super::metrics::Metrics;
+use super::transport::PeerFailure;
 
 pub use raft_loop::Command;
 
@@ -66,8 +67,8 @@ pub trait PeerNetwork: Send + Sync + 'static {
     fn send(&self, messages: Vec<Message>);
     /// The current members' peer URLs (this member's own entry is ignored).
     fn set_peers(&self, peers: BTreeMap<u64, Vec<String>>);
-    /// Members to which a snapshot failed to arrive since the last call.
-    fn take_snapshot_failures(&self) -> Vec<u64>;
+    /// Unreachable peers and undelivered snapshots since the last call.
+    fn take_failures(&self) -> Vec<PeerFailure>;
     /// Forwards a proposal to the leader `to`; returns once it is in the leader's log.
     fn propose(&self, to: u64, req: InternalRequest) -> BoxFuture<Result<(), ServerError>>;
     /// Asks the leader `to` for a read index.

@@ -19,6 +19,7 @@ use super::{
     COMMANDS_PER_TURN_MAX, LEASE_EXPIRE_BATCH_MAX, PeerNetwork, Shared, StateSnapshot, lock,
 };
 use crate::server::error::ServerError;
+use crate::server::transport::PeerFailure;
 
 /// Work for the raft loop.
 pub enum Command {
@@ -195,8 +196,11 @@ impl<D: Disk> RaftLoop<D> {
 
     fn on_tick(&mut self) {
         self.raw.tick();
-        for to in self.network.take_snapshot_failures() {
-            self.raw.report_snapshot_failure(to);
+        for failure in self.network.take_failures() {
+            match failure {
+                PeerFailure::Unreachable(peer) => self.raw.report_unreachable(peer),
+                PeerFailure::SnapshotFailed(peer) => self.raw.report_snapshot_failure(peer),
+            }
         }
         let now = self.shared.now_ms();
         if self.soft.role == Role::Leader {
