@@ -49,7 +49,7 @@ impl Quota {
         }
         let cost = u64::try_from(cost_bytes).unwrap_or(u64::MAX);
         let quota = self.node.config().quota_backend_bytes;
-        if quota == 0 || self.estimate(cost) <= quota {
+        if quota == 0 || self.admit_estimate(cost, quota) {
             return Ok(());
         }
         tracing::warn!(
@@ -65,8 +65,9 @@ impl Quota {
         Err(ServerError::NoSpace)
     }
 
-    /// The estimated size after adding `cost` bytes (kept in the estimate).
-    fn estimate(&self, cost: u64) -> u64 {
+    /// Whether the estimated size plus `cost` fits in `quota`; if so the cost is added
+    /// to the estimate.
+    fn admit_estimate(&self, cost: u64, quota: u64) -> bool {
         let current = self.node.with_kv(|kv| kv.store().current_revision());
         let mut estimate = lock(&self.estimate);
         if estimate.revision == 0 || current - estimate.revision >= QUOTA_RECHECK_REVISIONS {
@@ -74,7 +75,11 @@ impl Quota {
             estimate.bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
             estimate.revision = current;
         }
-        estimate.bytes = estimate.bytes.saturating_add(cost);
-        estimate.bytes
+        let after = estimate.bytes.saturating_add(cost);
+        if after > quota {
+            return false;
+        }
+        estimate.bytes = after;
+        true
     }
 }
