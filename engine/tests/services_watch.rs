@@ -16,7 +16,11 @@ use detcd_engine::server::grpc::watch::{EMPTY_WATCHER_RANGE, WatchService};
 use services_support::{MEMBER_ID, client_stream, next, put, single_node};
 use tonic::Request;
 
-fn create(key: &[u8], range_end: &[u8], start_revision: i64) -> Result<WatchRequest, tonic::Status> {
+fn create(
+    key: &[u8],
+    range_end: &[u8],
+    start_revision: i64,
+) -> Result<WatchRequest, tonic::Status> {
     Ok(WatchRequest {
         request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
             key: key.to_vec(),
@@ -45,10 +49,12 @@ async fn a_watcher_sees_created_then_each_event_in_order_then_canceled() {
     for (key, value) in [("a/1", "x"), ("b/1", "not watched"), ("a/2", "y")] {
         kv.put(Request::new(put(key, value, 0))).await.expect("put");
     }
-    kv.delete_range(Request::new(detcd_engine::pb::etcdserverpb::DeleteRangeRequest {
-        key: b"a/1".to_vec(),
-        ..Default::default()
-    }))
+    kv.delete_range(Request::new(
+        detcd_engine::pb::etcdserverpb::DeleteRangeRequest {
+            key: b"a/1".to_vec(),
+            ..Default::default()
+        },
+    ))
     .await
     .expect("delete");
 
@@ -58,7 +64,11 @@ async fn a_watcher_sees_created_then_each_event_in_order_then_canceled() {
         assert_eq!(r.watch_id, created.watch_id);
         for e in r.events {
             let kv = e.kv.expect("kv");
-            seen.push((e.r#type, String::from_utf8(kv.key).expect("utf8"), kv.mod_revision));
+            seen.push((
+                e.r#type,
+                String::from_utf8(kv.key).expect("utf8"),
+                kv.mod_revision,
+            ));
         }
     }
     let put_type = EventType::Put as i32;
@@ -67,7 +77,10 @@ async fn a_watcher_sees_created_then_each_event_in_order_then_canceled() {
     assert_eq!(seen[0].1, "a/1");
     assert_eq!(seen[1].1, "a/2");
     assert_eq!((seen[2].0, seen[2].1.as_str()), (delete_type, "a/1"));
-    assert!(seen.windows(2).all(|w| w[0].2 < w[1].2), "revisions ascend: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0].2 < w[1].2),
+        "revisions ascend: {seen:?}"
+    );
 
     tx.send(Ok(WatchRequest {
         request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest {
@@ -86,7 +99,9 @@ async fn a_watch_from_a_compacted_revision_is_canceled_with_the_compact_revision
     let node = single_node().await;
     let kv = KvService::new(node.clone());
     for i in 0..4 {
-        kv.put(Request::new(put("k", &i.to_string(), 0))).await.expect("put");
+        kv.put(Request::new(put("k", &i.to_string(), 0)))
+            .await
+            .expect("put");
     }
     kv.compact(Request::new(CompactionRequest {
         revision: 4,

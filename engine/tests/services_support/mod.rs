@@ -9,8 +9,8 @@ use std::time::Duration;
 use detcd_engine::mvcc::KvConfig;
 use detcd_engine::pb::detcdpeerpb::InternalRequest;
 use detcd_engine::pb::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse, PutRequest, RangeRequest,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    PutRequest, RangeRequest,
 };
 use detcd_engine::raft::Message;
 use detcd_engine::server::error::ServerError;
@@ -119,8 +119,11 @@ pub async fn single_node() -> NodeHandle {
     single_node_with(config(0)).await
 }
 
+/// The test's end of a client request stream.
+pub type ClientSender<T> = mpsc::Sender<Result<T, Status>>;
+
 /// A request stream the test writes into, as a client would.
-pub fn client_stream<T: Send + 'static>() -> (mpsc::Sender<Result<T, Status>>, ReceiverStream<Result<T, Status>>) {
+pub fn client_stream<T: Send + 'static>() -> (ClientSender<T>, ReceiverStream<Result<T, Status>>) {
     let (tx, rx) = mpsc::channel(16);
     (tx, ReceiverStream::new(rx))
 }
