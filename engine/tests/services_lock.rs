@@ -158,3 +158,30 @@ async fn campaign_proclaim_observe_and_resign_hand_leadership_over() {
         .expect_err("a resigned leader cannot proclaim");
     assert_eq!(stale.message(), NOT_LEADER);
 }
+
+#[tokio::test]
+async fn a_locker_that_gives_up_waiting_leaves_no_key_behind() {
+    let node = single_node().await;
+    let lock = LockService::new(node.clone());
+    let (a, b) = (lease(&node).await, lease(&node).await);
+    lock.lock(Request::new(LockRequest {
+        name: b"m".to_vec(),
+        lease: a,
+    }))
+    .await
+    .expect("lock");
+    let waiting = lock.lock(Request::new(LockRequest {
+        name: b"m".to_vec(),
+        lease: b,
+    }));
+    let gave_up = tokio::time::timeout(Duration::from_millis(BLOCKED_MS), waiting).await;
+    assert!(gave_up.is_err(), "the lock was taken twice");
+    let waiter_key = format!("m/{b:x}");
+    for _ in 0..100 {
+        if services_support::get(&node, &waiter_key).is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the abandoned waiter's key stayed");
+}

@@ -21,7 +21,9 @@ use crate::pb::etcdserverpb::{
 use crate::server::error::ServerError;
 use crate::server::node::{Applied, NodeHandle};
 
-use super::{Quota, ResponseStream, STREAM_BUFFER_RESPONSES_MAX, receiver_stream, unexpected};
+use super::{
+    Quota, ResponseStream, STREAM_BUFFER_RESPONSES_MAX, header_now, receiver_stream, unexpected,
+};
 
 /// The Lease service of one member.
 #[derive(Clone)]
@@ -55,16 +57,13 @@ impl LeaseService {
                     }
                 };
                 let id = req.id;
+                // As etcd does, the header is taken before the renewal, so a client never
+                // sees a renewal at a revision after the lease's revocation.
+                let header = Some(header_now(&node));
                 let answer = match node.lease_keep_alive(req).await {
-                    Ok(response) => Ok(response),
+                    Ok(response) => Ok(LeaseKeepAliveResponse { header, ..response }),
                     Err(ServerError::Mvcc(MvccError::LeaseNotFound)) => {
-                        Ok(LeaseKeepAliveResponse {
-                            header: Some(
-                                node.header(node.with_kv(|kv| kv.store().current_revision())),
-                            ),
-                            id,
-                            ttl: 0,
-                        })
+                        Ok(LeaseKeepAliveResponse { header, id, ttl: 0 })
                     }
                     Err(e) => Err(Status::from(e)),
                 };
