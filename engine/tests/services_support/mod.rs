@@ -34,7 +34,7 @@ struct NoPeers;
 impl PeerNetwork for NoPeers {
     fn send(&self, _messages: Vec<Message>) {}
     fn set_peers(&self, _peers: BTreeMap<u64, Vec<String>>) {}
-    fn take_snapshot_failures(&self) -> Vec<u64> {
+    fn take_failures(&self) -> Vec<detcd_engine::server::transport::PeerFailure> {
         Vec::new()
     }
     fn propose(&self, _to: u64, _req: InternalRequest) -> BoxFuture<Result<(), ServerError>> {
