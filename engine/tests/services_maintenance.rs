@@ -161,7 +161,17 @@ async fn the_snapshot_stream_restores_to_the_same_key_space() {
         }
     }
     assert!(chunks > 1, "100 KB arrive in several chunks");
-    let restored = KvState::restore(&bytes, KvConfig::default()).expect("restores");
+    assert_eq!(
+        (bytes.len() - 32) % 512,
+        0,
+        "etcdctl wants whole 512-byte blocks before the SHA-256"
+    );
+    let payload =
+        detcd_engine::server::grpc::maintenance::snapshot_payload(&bytes).expect("checksum");
+    let restored = KvState::restore(payload, KvConfig::default()).expect("restores");
+    let mut damaged = bytes.clone();
+    damaged[20] ^= 1;
+    assert!(detcd_engine::server::grpc::maintenance::snapshot_payload(&damaged).is_err());
     let want = node.with_kv(|kv| kv.hash_kv(0).expect("hash")).hash;
     assert_eq!(restored.hash_kv(0).expect("hash").hash, want);
 }

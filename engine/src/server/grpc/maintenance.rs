@@ -48,6 +48,48 @@ fn alarm_text(alarm: &AlarmMember) -> String {
 }
 
 /// The snapshot split into messages, each telling how many bytes follow it.
+/// Magic at the start of a snapshot file streamed by `Maintenance.Snapshot`.
+pub const SNAPSHOT_FILE_MAGIC: &[u8; 8] = b"DTCDSNAP";
+/// etcdctl accepts a snapshot whose length before the trailing SHA-256 is a multiple of
+/// this (etcd's are bolt files, whole pages).
+pub const SNAPSHOT_FILE_ALIGN_BYTES: usize = 512;
+
+/// The snapshot as a file etcdctl's `snapshot save` accepts: magic, payload length (u64
+/// little-endian), the payload, zero padding to [`SNAPSHOT_FILE_ALIGN_BYTES`], and the
+/// SHA-256 of everything before it.
+pub fn snapshot_file(payload: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    let mut file = Vec::with_capacity(payload.len() + SNAPSHOT_FILE_ALIGN_BYTES + 48);
+    file.extend_from_slice(SNAPSHOT_FILE_MAGIC);
+    file.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    file.extend_from_slice(payload);
+    file.resize(file.len().next_multiple_of(SNAPSHOT_FILE_ALIGN_BYTES), 0);
+    let digest = sha2::Sha256::digest(&file);
+    file.extend_from_slice(&digest);
+    file
+}
+
+/// The payload of a file made by [`snapshot_file`], after checking its checksum.
+pub fn snapshot_payload(file: &[u8]) -> Result<&[u8], String> {
+    use sha2::Digest as _;
+    let body_len = file
+        .len()
+        .checked_sub(32)
+        .ok_or_else(|| "snapshot file too short".to_owned())?;
+    let (body, digest) = file.split_at(body_len);
+    if sha2::Sha256::digest(body).as_slice() != digest {
+        return Err("snapshot file checksum mismatch".to_owned());
+    }
+    if body.len() < 16 || &body[..8] != SNAPSHOT_FILE_MAGIC {
+        return Err("not a detcd snapshot file".to_owned());
+    }
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&body[8..16]);
+    let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| "bad length".to_owned())?;
+    body.get(16..16 + len)
+        .ok_or_else(|| "snapshot file length exceeds its contents".to_owned())
+}
+
 fn snapshot_chunks(bytes: &[u8]) -> Vec<SnapshotResponse> {
     let total = bytes.len();
     let mut sent = 0usize;
@@ -167,7 +209,7 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        let bytes = self.node.with_kv(|kv| kv.snapshot());
+        let bytes = snapshot_file(&self.node.with_kv(|kv| kv.snapshot()));
         let header = header_now(&self.node);
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER_RESPONSES_MAX);
         tokio::spawn(async move {
