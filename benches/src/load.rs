@@ -369,7 +369,22 @@ async fn lease_client(ch: Channel, budget: Arc<Budget>) -> Result<ClientResult, 
             status,
         })?
         .into_inner();
+    let mut out = ClientResult {
+        lat: Latencies::new()?,
+        errors: 0,
+        records: Vec::new(),
+    };
+    if budget.claim().is_none() {
+        return Ok(out);
+    }
+    // The first request goes into the stream before the call: a server may hold the
+    // response headers until it has something to answer.
     let (tx, rx) = mpsc::channel(1);
+    let keep_alive = LeaseKeepAliveRequest { id: grant.id };
+    let mut t = Instant::now();
+    tx.send(keep_alive)
+        .await
+        .map_err(|_| LoadError::Options("keep-alive stream closed".into()))?;
     let mut responses = lease
         .lease_keep_alive(ReceiverStream::new(rx))
         .await
@@ -378,27 +393,21 @@ async fn lease_client(ch: Channel, budget: Arc<Budget>) -> Result<ClientResult, 
             status,
         })?
         .into_inner();
-    let mut out = ClientResult {
-        lat: Latencies::new()?,
-        errors: 0,
-        records: Vec::new(),
-    };
-    while budget.claim().is_some() {
-        let t = Instant::now();
-        if tx
-            .send(LeaseKeepAliveRequest { id: grant.id })
-            .await
-            .is_err()
-        {
-            out.errors += 1;
-            break;
-        }
+    loop {
         match responses.message().await {
             Ok(Some(r)) if r.ttl > 0 => out.lat.record(t.elapsed()),
             _ => {
                 out.errors += 1;
                 break;
             }
+        }
+        if budget.claim().is_none() {
+            break;
+        }
+        t = Instant::now();
+        if tx.send(keep_alive).await.is_err() {
+            out.errors += 1;
+            break;
         }
     }
     Ok(out)
