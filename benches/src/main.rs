@@ -247,12 +247,59 @@ fn compare_cases(total: u64) -> Vec<Case> {
     ]
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
+    // The disk commands drive their own runtime for the WAL; everything else runs here.
     match Cli::parse().cmd {
+        Cmd::DiskReport { samples, out } => disk_report(samples, &out),
+        Cmd::DiskCheck { samples } => disk_check(samples),
+        cmd => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(run(cmd)),
+    }
+}
+
+/// `disk-report`: measures every disk and writes the JSON report and SVG plot.
+fn disk_report(samples: usize, out: &std::path::Path) -> Result<()> {
+    let mut results = Vec::new();
+    for d in disk::disks_from_env()? {
+        let r = disk::measure_disk(&d, samples).with_context(|| format!("disk {}", d.name))?;
+        println!("== {} ({})", r.disk, r.path.display());
+        print!("{}{}", r.fdatasync.to_text(), r.wal_append_sync.to_text());
+        results.push(r);
+    }
+    let svg = disk::write_report(&results, out)?;
+    println!(
+        "report: {} and {}",
+        out.join("report.json").display(),
+        svg.display()
+    );
+    println!(
+        "end-to-end put p50/p99 per disk: run `detcd-bench put` against a server whose data dir is on that disk (see ci/bench-disk)"
+    );
+    Ok(())
+}
+
+/// `disk-check`: pass/fail per disk against etcd's WAL fsync guidance.
+fn disk_check(samples: usize) -> Result<()> {
+    let mut all_pass = true;
+    for d in disk::disks_from_env()? {
+        let r = disk::measure_disk(&d, samples).with_context(|| format!("disk {}", d.name))?;
+        println!("{}", disk::verdict_line(&r));
+        all_pass &= r.pass;
+    }
+    if !all_pass {
+        bail!("a disk is too slow for etcd's WAL guidance");
+    }
+    Ok(())
+}
+
+/// Runs a network command (load, compare).
+async fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
         Cmd::Put { common, put } => run_load(&common, put.workload(false)).await,
         Cmd::TxnPut { common, put } => run_load(&common, put.workload(true)).await,
         Cmd::Range {
@@ -277,38 +324,8 @@ async fn main() -> Result<()> {
             .await
         }
         Cmd::LeaseKeepalive { common } => run_load(&common, Workload::LeaseKeepalive).await,
-        Cmd::DiskReport { samples, out } => {
-            let mut results = Vec::new();
-            for d in disk::disks_from_env()? {
-                let r =
-                    disk::measure_disk(&d, samples).with_context(|| format!("disk {}", d.name))?;
-                println!("== {} ({})", r.disk, r.path.display());
-                print!("{}{}", r.fdatasync.to_text(), r.wal_append_sync.to_text());
-                results.push(r);
-            }
-            let svg = disk::write_report(&results, &out)?;
-            println!(
-                "report: {} and {}",
-                out.join("report.json").display(),
-                svg.display()
-            );
-            println!(
-                "end-to-end put p50/p99 per disk: run `detcd-bench put` against a server whose data dir is on that disk (see ci/bench-disk)"
-            );
-            Ok(())
-        }
-        Cmd::DiskCheck { samples } => {
-            let mut all_pass = true;
-            for d in disk::disks_from_env()? {
-                let r =
-                    disk::measure_disk(&d, samples).with_context(|| format!("disk {}", d.name))?;
-                println!("{}", disk::verdict_line(&r));
-                all_pass &= r.pass;
-            }
-            if !all_pass {
-                bail!("a disk is too slow for etcd's WAL guidance");
-            }
-            Ok(())
+        Cmd::DiskReport { .. } | Cmd::DiskCheck { .. } => {
+            bail!("disk commands run outside the async runtime")
         }
         Cmd::Compare {
             a,
