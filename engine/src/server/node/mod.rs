@@ -44,6 +44,8 @@ use crate::watch::{Limits, WatchHub};
 
 use super::error::ServerError;
 use super::membership::{MemberRecord, Membership};
+use super::metrics::Metrics;
+use super::transport::PeerFailure;
 
 pub use raft_loop::Command;
 
@@ -65,8 +67,8 @@ pub trait PeerNetwork: Send + Sync + 'static {
     fn send(&self, messages: Vec<Message>);
     /// The current members' peer URLs (this member's own entry is ignored).
     fn set_peers(&self, peers: BTreeMap<u64, Vec<String>>);
-    /// Members to which a snapshot failed to arrive since the last call.
-    fn take_snapshot_failures(&self) -> Vec<u64>;
+    /// Unreachable peers and undelivered snapshots since the last call.
+    fn take_failures(&self) -> Vec<PeerFailure>;
     /// Forwards a proposal to the leader `to`; returns once it is in the leader's log.
     fn propose(&self, to: u64, req: InternalRequest) -> BoxFuture<Result<(), ServerError>>;
     /// Asks the leader `to` for a read index.
@@ -217,6 +219,7 @@ pub(crate) struct Shared {
     pub(crate) stream_wakers: Mutex<BTreeMap<u64, Arc<Notify>>>,
     pub(crate) status_tx: watch::Sender<NodeStatus>,
     pub(crate) epoch: tokio::time::Instant,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -324,6 +327,7 @@ pub async fn start<D: Disk>(
         stream_wakers: Mutex::new(BTreeMap::new()),
         status_tx,
         epoch: tokio::time::Instant::now(),
+        metrics: Arc::default(),
         config,
     });
     let raft_loop = raft_loop::RaftLoop::new(
@@ -356,6 +360,11 @@ impl NodeHandle {
     /// The node's configuration.
     pub fn config(&self) -> &NodeConfig {
         &self.shared.config
+    }
+
+    /// This member's metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.shared.metrics)
     }
 
     /// The latest status.
@@ -458,16 +467,19 @@ impl NodeHandle {
         let (tx, rx) = oneshot::channel();
         lock(&self.shared.waiters).insert(id, tx);
         let timeout = self.shared.config.request_timeout();
+        self.shared.metrics.proposals_pending_add(1);
         let outcome = tokio::time::timeout(timeout, async {
             self.submit(req).await?;
             rx.await.map_err(|_| ServerError::Stopped)?
         })
         .await;
+        self.shared.metrics.proposals_pending_add(-1);
         lock(&self.shared.waiters).remove(&id);
-        match outcome {
-            Ok(result) => result,
-            Err(_) => Err(ServerError::Timeout),
+        let result = outcome.unwrap_or(Err(ServerError::Timeout));
+        if result.is_err() {
+            self.shared.metrics.proposal_failed();
         }
+        result
     }
 
     /// Puts a proposal into the leader's log (here, or forwarded).

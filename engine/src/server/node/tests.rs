@@ -44,7 +44,7 @@ impl PeerNetwork for LocalNetwork {
         }
     }
     fn set_peers(&self, _peers: BTreeMap<u64, Vec<String>>) {}
-    fn take_snapshot_failures(&self) -> Vec<u64> {
+    fn take_failures(&self) -> Vec<crate::server::transport::PeerFailure> {
         Vec::new()
     }
     fn propose(&self, to: u64, req: InternalRequest) -> BoxFuture<Result<(), ServerError>> {

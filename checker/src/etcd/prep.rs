@@ -1,0 +1,492 @@
+//! Indexes built before the replay: which acknowledged operation produced which
+//! revision, which operations only observe a revision, the unknown-outcome writes that
+//! may fill gaps, facts about gap revisions seen by reads and watches, and real-time
+//! bounds. Also the real-time order check of acknowledged operations, which needs no
+//! replay. Nothing here executes the model.
+
+use std::collections::BTreeMap;
+
+use crate::history::{EventKind, History, KeyValue, Op, OpResult, Outcome, WatchResponse};
+use crate::verdict::{Property, Verdict};
+
+use super::store::{claims_write, may_write};
+
+/// What a gap revision is known to have done to a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Put this value.
+    Put(String),
+    /// Put some value (seen by a keys-only read).
+    PutSome,
+    /// Deleted the key.
+    Delete,
+}
+
+/// A fact about a gap revision, from a read or a watch.
+#[derive(Debug, Clone)]
+pub struct Fact {
+    /// Key touched at the revision.
+    pub key: String,
+    /// What happened to it.
+    pub change: Change,
+    /// Source line that showed it.
+    pub line: usize,
+}
+
+/// One operation or watch response that shows a revision existed by a time.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    ret: u64,
+    rev: i64,
+    line: usize,
+}
+
+/// Prepared indexes.
+#[derive(Debug, Default)]
+pub struct Prep {
+    /// Highest revision any record shows.
+    pub max_rev: i64,
+    /// The acknowledged op that produced each revision.
+    pub writer_at: Vec<Option<usize>>,
+    /// Acknowledged ops that only observe each revision, in check order.
+    pub obs_at: Vec<Vec<usize>>,
+    /// Acknowledged lease revokes by header revision (they may or may not have written).
+    pub revokes_at: Vec<Vec<usize>>,
+    /// Unknown-outcome ops that may write, by call time.
+    pub unknown: Vec<usize>,
+    /// Facts about gap revisions.
+    pub facts: BTreeMap<i64, Vec<Fact>>,
+    /// `min_ret_from[r]`: earliest time by which revision r is known to exist.
+    pub min_ret_from: Vec<u64>,
+    /// Completed ops by return time, with the running maximum of their revisions.
+    done: Vec<Seen>,
+    done_max: Vec<Seen>,
+    /// Lease ids whose grant had an unknown outcome (or any id, if 0 was asked).
+    pub maybe_leases: Vec<i64>,
+    /// Unknown-outcome ops by the (key, value) pairs they may put.
+    pub unknown_by_put: BTreeMap<(String, String), Vec<usize>>,
+    /// The gap revision an unknown-outcome op must fill, when a fact shows a value only
+    /// it writes.
+    pub pinned: Vec<Option<i64>>,
+    /// Per key: what reads showed of it, to prune gap candidates.
+    pub seen_keys: BTreeMap<String, KeyHistory>,
+}
+
+/// One read of a key: its create/mod revision and version, at a header revision.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyObs {
+    /// create_revision seen.
+    pub create: i64,
+    /// mod_revision seen.
+    pub modified: i64,
+    /// version seen.
+    pub version: i64,
+}
+
+/// What reads showed of one key.
+#[derive(Debug, Clone, Default)]
+pub struct KeyHistory {
+    /// Observations sorted by mod revision.
+    pub obs: Vec<KeyObs>,
+    /// Disjoint, sorted revision intervals `(lo, hi]` in which the key was not written
+    /// (a read at `hi` showed it last modified at `lo`).
+    pub quiet: Vec<(i64, i64)>,
+    /// Revisions of acknowledged puts to the key, sorted.
+    pub known_puts: Vec<i64>,
+}
+
+impl KeyHistory {
+    /// Whether a write to the key at `r` contradicts a read.
+    pub fn quiet_at(&self, r: i64) -> bool {
+        let i = self.quiet.partition_point(|q| q.1 < r);
+        self.quiet.get(i).is_some_and(|q| q.0 < r && r <= q.1)
+    }
+
+    /// The first observation modified at or after `r`.
+    pub fn next_obs(&self, r: i64) -> Option<&KeyObs> {
+        let i = self.obs.partition_point(|o| o.modified < r);
+        self.obs.get(i)
+    }
+
+    /// Acknowledged puts to the key in `(lo, hi]`.
+    pub fn known_puts_in(&self, lo: i64, hi: i64) -> usize {
+        let a = self.known_puts.partition_point(|&x| x <= lo);
+        let b = self.known_puts.partition_point(|&x| x <= hi);
+        b.saturating_sub(a)
+    }
+}
+
+fn puts_of<'a>(op: &'a Op, out: &mut Vec<(&'a str, &'a str)>) {
+    match op {
+        Op::Put(p) => out.push((&p.key, &p.value)),
+        Op::Txn(t) => t
+            .success
+            .iter()
+            .chain(&t.failure)
+            .for_each(|o| puts_of(o, out)),
+        _ => {}
+    }
+}
+
+fn rank(op: &Op) -> u8 {
+    match op {
+        Op::LeaseGrant(_) => 1,
+        Op::LeaseRevoke(_) => 2,
+        _ => 0,
+    }
+}
+
+impl Prep {
+    /// Builds the indexes, or an Illegal verdict for duplicate or impossible revisions.
+    pub fn build(h: &History, allow_gaps: bool) -> Result<Prep, Verdict> {
+        let mut p = Prep::default();
+        let mut writes_possible: i64 = 0;
+        let mut max_line = (0i64, 0usize);
+        let bump = |rev: i64, line: usize, max: &mut (i64, usize)| {
+            if rev > max.0 {
+                *max = (rev, line);
+            }
+        };
+        for o in &h.ops {
+            if may_write(&o.rec.op) && !matches!(o.rec.outcome, Outcome::Fail(_)) {
+                writes_possible += 1;
+            }
+            if let Op::LeaseGrant(_) = o.rec.op {
+                writes_possible += 1; // its expiry may delete keys in a revision
+            }
+            if let Outcome::Ok(ok) = &o.rec.outcome {
+                bump(ok.revision, o.line, &mut max_line);
+            }
+        }
+        for w in &h.watches {
+            for (line, r) in &w.responses {
+                match r {
+                    WatchResponse::Events(e) => {
+                        bump(e.revision, *line, &mut max_line);
+                        for ev in &e.events {
+                            bump(ev.kv.mod_revision, *line, &mut max_line);
+                        }
+                    }
+                    WatchResponse::Progress(pr) => bump(pr.revision, *line, &mut max_line),
+                    WatchResponse::Cancel(_) => {}
+                }
+            }
+        }
+        p.max_rev = max_line.0.max(1);
+        if !allow_gaps && p.max_rev > 1 + writes_possible {
+            return Err(Verdict::illegal(
+                Property::UnexplainedRevision,
+                format!(
+                    "revision {} is shown but at most {} writes could have happened",
+                    p.max_rev, writes_possible
+                ),
+                vec![max_line.1],
+            ));
+        }
+        let len = p.max_rev as usize + 2;
+        p.writer_at = vec![None; len];
+        p.obs_at = vec![Vec::new(); len];
+        p.revokes_at = vec![Vec::new(); len];
+        for (i, o) in h.ops.iter().enumerate() {
+            match &o.rec.outcome {
+                Outcome::Ok(ok) => {
+                    let r = ok.revision.max(0) as usize;
+                    if matches!(o.rec.op, Op::LeaseRevoke(_)) {
+                        p.revokes_at[r].push(i);
+                        p.obs_at[r].push(i);
+                    } else if claims_write(&ok.result) {
+                        if r <= 1 || r as i64 > p.max_rev {
+                            return Err(Verdict::illegal(
+                                Property::UnexplainedRevision,
+                                format!("a write claims revision {r}, which holds no writes"),
+                                vec![o.line],
+                            ));
+                        }
+                        if let Some(j) = p.writer_at[r] {
+                            return Err(Verdict::illegal(
+                                Property::DuplicateRevision,
+                                format!("two acknowledged writes claim revision {r}"),
+                                vec![h.ops[j].line, o.line],
+                            ));
+                        }
+                        p.writer_at[r] = Some(i);
+                    } else {
+                        p.obs_at[r].push(i);
+                    }
+                }
+                Outcome::Unknown => {
+                    if may_write(&o.rec.op) {
+                        p.unknown.push(i);
+                    }
+                    if let Op::LeaseGrant(g) = &o.rec.op {
+                        p.maybe_leases.push(g.id);
+                    }
+                }
+                Outcome::Fail(_) => {}
+            }
+        }
+        for obs in &mut p.obs_at {
+            obs.sort_by_key(|&i| rank(&h.ops[i].rec.op));
+        }
+        p.unknown.sort_by_key(|&i| (h.ops[i].rec.call, i));
+        p.collect_facts(h);
+        p.pin(h);
+        p.collect_key_history(h);
+        p.collect_times(h);
+        Ok(p)
+    }
+
+    fn fact(&mut self, kv: &KeyValue, change: Change, line: usize) {
+        let r = kv.mod_revision;
+        if r > 1 && r <= self.max_rev && self.writer_at[r as usize].is_none() {
+            self.facts.entry(r).or_default().push(Fact {
+                key: kv.key.clone(),
+                change,
+                line,
+            });
+        }
+    }
+
+    fn collect_key_history(&mut self, h: &History) {
+        fn walk(
+            op: &Op,
+            res: &OpResult,
+            header: i64,
+            writer: bool,
+            out: &mut BTreeMap<String, KeyHistory>,
+        ) {
+            match (op, res) {
+                (Op::Range(q), OpResult::Range(r)) if q.revision == 0 => {
+                    for kv in &r.kvs {
+                        let e = out.entry(kv.key.clone()).or_default();
+                        e.obs.push(KeyObs {
+                            create: kv.create_revision,
+                            modified: kv.mod_revision,
+                            version: kv.version,
+                        });
+                        // Inside a writing txn the read may see the txn's own puts.
+                        if !writer {
+                            e.quiet.push((kv.mod_revision, header));
+                        }
+                    }
+                }
+                (Op::Put(p), _) if writer => {
+                    out.entry(p.key.clone())
+                        .or_default()
+                        .known_puts
+                        .push(header);
+                }
+                (Op::Txn(t), OpResult::Txn(r)) => {
+                    let branch = if r.succeeded { &t.success } else { &t.failure };
+                    for (o, res) in branch.iter().zip(&r.responses) {
+                        walk(o, res, header, writer, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out: BTreeMap<String, KeyHistory> = BTreeMap::new();
+        for o in &h.ops {
+            if let Outcome::Ok(ok) = &o.rec.outcome {
+                if let Op::Range(q) = &o.rec.op
+                    && q.serializable
+                {
+                    continue;
+                }
+                let writer = claims_write(&ok.result);
+                walk(&o.rec.op, &ok.result, ok.revision, writer, &mut out);
+            }
+        }
+        for kh in out.values_mut() {
+            kh.obs.sort_by_key(|o| (o.modified, o.version));
+            kh.known_puts.sort_unstable();
+            kh.quiet.sort_unstable();
+            let mut merged: Vec<(i64, i64)> = Vec::with_capacity(kh.quiet.len());
+            for &(lo, hi) in &kh.quiet {
+                match merged.last_mut() {
+                    Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+                    _ => merged.push((lo, hi)),
+                }
+            }
+            kh.quiet = merged;
+        }
+        self.seen_keys = out;
+    }
+
+    fn pin(&mut self, h: &History) {
+        for &i in &self.unknown {
+            let mut puts = Vec::new();
+            puts_of(&h.ops[i].rec.op, &mut puts);
+            for (k, v) in puts {
+                self.unknown_by_put
+                    .entry((k.to_owned(), v.to_owned()))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        self.pinned = vec![None; h.ops.len()];
+        for (r, facts) in &self.facts {
+            for f in facts {
+                if let Change::Put(v) = &f.change
+                    && let Some([only]) = self
+                        .unknown_by_put
+                        .get(&(f.key.clone(), v.clone()))
+                        .map(Vec::as_slice)
+                {
+                    self.pinned[*only] = Some(*r);
+                }
+            }
+        }
+    }
+
+    fn result_facts(&mut self, op: &Op, res: &OpResult, line: usize) {
+        match (op, res) {
+            (Op::Range(q), OpResult::Range(r)) => {
+                for kv in &r.kvs {
+                    let c = if q.keys_only {
+                        Change::PutSome
+                    } else {
+                        Change::Put(kv.value.clone())
+                    };
+                    self.fact(kv, c, line);
+                }
+            }
+            (_, OpResult::Put(r)) => {
+                if let Some(kv) = &r.prev_kv {
+                    self.fact(kv, Change::Put(kv.value.clone()), line);
+                }
+            }
+            (_, OpResult::DeleteRange(r)) => {
+                for kv in &r.prev_kvs {
+                    self.fact(kv, Change::Put(kv.value.clone()), line);
+                }
+            }
+            (Op::Txn(t), OpResult::Txn(r)) => {
+                let branch = if r.succeeded { &t.success } else { &t.failure };
+                for (o, res) in branch.iter().zip(&r.responses) {
+                    self.result_facts(o, res, line);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn collect_facts(&mut self, h: &History) {
+        for o in &h.ops {
+            if let Outcome::Ok(ok) = &o.rec.outcome {
+                self.result_facts(&o.rec.op, &ok.result, o.line);
+            }
+        }
+        for w in &h.watches {
+            for (line, r) in &w.responses {
+                if let WatchResponse::Events(e) = r {
+                    for ev in &e.events {
+                        let v = match ev.kind {
+                            EventKind::Put => Change::Put(ev.kv.value.clone()),
+                            EventKind::Delete => Change::Delete,
+                        };
+                        self.fact(&ev.kv, v, *line);
+                        if let Some(prev) = &ev.prev_kv {
+                            self.fact(prev, Change::Put(prev.value.clone()), *line);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn collect_times(&mut self, h: &History) {
+        let mut seen = Vec::new();
+        for o in &h.ops {
+            if let (Outcome::Ok(ok), Some(ret)) = (&o.rec.outcome, o.rec.ret) {
+                seen.push(Seen {
+                    ret,
+                    rev: ok.revision,
+                    line: o.line,
+                });
+            }
+        }
+        for w in &h.watches {
+            for (line, r) in &w.responses {
+                let (time, rev) = match r {
+                    WatchResponse::Events(e) => (e.time, e.revision),
+                    WatchResponse::Progress(pr) => (pr.time, pr.revision),
+                    WatchResponse::Cancel(_) => continue,
+                };
+                seen.push(Seen {
+                    ret: time,
+                    rev,
+                    line: *line,
+                });
+            }
+        }
+        let len = self.max_rev as usize + 2;
+        self.min_ret_from = vec![u64::MAX; len];
+        for s in &seen {
+            let r = s.rev.clamp(0, self.max_rev) as usize;
+            self.min_ret_from[r] = self.min_ret_from[r].min(s.ret);
+        }
+        for r in (0..len - 1).rev() {
+            self.min_ret_from[r] = self.min_ret_from[r].min(self.min_ret_from[r + 1]);
+        }
+        seen.sort_by_key(|s| (s.ret, s.line));
+        let mut best = Seen {
+            ret: 0,
+            rev: i64::MIN,
+            line: 0,
+        };
+        self.done_max = seen
+            .iter()
+            .map(|s| {
+                if s.rev > best.rev {
+                    best = *s;
+                }
+                best
+            })
+            .collect();
+        self.done = seen;
+    }
+
+    /// The highest revision among ops and watch responses that returned strictly before
+    /// `time`, with the line that showed it.
+    pub fn max_rev_before(&self, time: u64) -> Option<(i64, usize)> {
+        let k = self.done.partition_point(|s| s.ret < time);
+        (k > 0).then(|| (self.done_max[k - 1].rev, self.done_max[k - 1].line))
+    }
+
+    /// Checks real-time order for every acknowledged op (and for unknown-outcome writes
+    /// given their resolved revisions in `resolved`).
+    pub fn check_real_time(&self, h: &History, resolved: &[Option<i64>]) -> Result<(), Verdict> {
+        for (i, o) in h.ops.iter().enumerate() {
+            let (rev, writer) = match &o.rec.outcome {
+                Outcome::Ok(ok) => {
+                    if let Op::Range(q) = &o.rec.op
+                        && q.serializable
+                    {
+                        continue;
+                    }
+                    (ok.revision, claims_write(&ok.result))
+                }
+                _ => match resolved.get(i).copied().flatten() {
+                    Some(r) => (r, true),
+                    None => continue,
+                },
+            };
+            let Some((m, line)) = self.max_rev_before(o.rec.call) else {
+                continue;
+            };
+            if rev < m || (writer && rev == m) {
+                let what = if writer { "write" } else { "read" };
+                return Err(Verdict::illegal(
+                    Property::RealTime,
+                    format!(
+                        "{what} at revision {rev} was invoked after an operation at revision {m} \
+                         had returned (stale {what})"
+                    ),
+                    vec![line, o.line],
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,744 @@
+//! Replays a history revision by revision on the [`Store`] model. Known writers produce
+//! their revisions; every gap is filled by an unknown-outcome write (or a lease expiry)
+//! chosen among candidates that fit real time and the facts later reads showed; each
+//! acknowledged operation is checked against the state at its header revision. Choices
+//! are undone and retried depth-first, bounded by a step budget so the verdict never
+//! depends on the machine's speed. It does not check watches (see `watch`).
+
+use crate::history::{EventKind, History, Op, OpResult, Outcome};
+use crate::verdict::{Property, Verdict};
+
+use super::Options;
+use super::conflict::{Conflict, KeyRange, merge, op_ranges, overlap};
+use super::prep::{Change, Prep};
+use super::store::{ERR_LEASE_NOT_FOUND, Store};
+
+/// Default step budget: model executions allowed during the search.
+pub const STEP_BUDGET_DEFAULT: u64 = 5_000_000;
+
+#[derive(Debug, Clone, Copy)]
+enum Cand {
+    Op(usize),
+    Expire(i64),
+    /// A write outside the history (only with `allow_gaps`).
+    Outside,
+}
+
+#[derive(Debug)]
+struct Frame {
+    rev: i64,
+    cands: Vec<Cand>,
+    next: usize,
+    mark: usize,
+    used_len: usize,
+    /// Keys the chosen candidate changed.
+    touched: Vec<String>,
+    /// The chosen candidate.
+    chosen: Option<Cand>,
+    /// Union of the keys of the failures that came back to this frame.
+    conflict: Conflict,
+}
+
+/// A successful replay: the model after the last revision and each op's revision.
+#[derive(Debug)]
+pub struct Replayed {
+    /// The model; its events give every revision's changes.
+    pub store: Store,
+    /// Revision each unknown-outcome op was resolved to (None: no effect seen).
+    pub resolved: Vec<Option<i64>>,
+}
+
+struct Replay<'a> {
+    h: &'a History,
+    p: &'a Prep,
+    store: Store,
+    used: Vec<bool>,
+    used_log: Vec<usize>,
+    resolved: Vec<Option<i64>>,
+    steps: u64,
+    budget: u64,
+    allow_gaps: bool,
+    /// Keys the last failure depends on (None: unknown).
+    fail_keys: Conflict,
+    /// Skip frames that cannot matter to a failure (fast, but only a hint: an Illegal
+    /// answer is confirmed without it).
+    backjump: bool,
+}
+
+enum Stop {
+    Illegal(Verdict),
+    Budget,
+}
+
+/// Runs the replay: first with conflict-directed backjumping, which finds violations
+/// fast; an Illegal answer from it is then confirmed by plain chronological
+/// backtracking (which is exhaustive), so a verdict never rests on the heuristic.
+pub fn replay(h: &History, p: &Prep, opts: &Options) -> Result<Replayed, Verdict> {
+    match replay_with(h, p, opts, true) {
+        Err(Verdict::Illegal(v)) => match replay_with(h, p, opts, false) {
+            Err(Verdict::Unknown { reason }) => Err(Verdict::Unknown {
+                reason: format!(
+                    "{reason}; a likely violation was found but not confirmed: {}: {}",
+                    v.property, v.message
+                ),
+            }),
+            other => other,
+        },
+        other => other,
+    }
+}
+
+fn replay_with(h: &History, p: &Prep, opts: &Options, backjump: bool) -> Result<Replayed, Verdict> {
+    let budget = opts.step_budget;
+    let mut store = Store::new();
+    store.maybe_leases = p.maybe_leases.iter().copied().collect();
+    let mut rp = Replay {
+        h,
+        p,
+        store,
+        used: vec![false; h.ops.len()],
+        used_log: Vec::new(),
+        resolved: vec![None; h.ops.len()],
+        steps: 0,
+        budget,
+        allow_gaps: opts.allow_gaps,
+        fail_keys: None,
+        backjump,
+    };
+    match rp.run() {
+        Ok(()) => Ok(Replayed {
+            store: rp.store,
+            resolved: rp.resolved,
+        }),
+        Err(Stop::Illegal(v)) => Err(v),
+        Err(Stop::Budget) => Err(Verdict::Unknown {
+            reason: format!(
+                "step budget of {} exhausted while resolving unknown-outcome writes",
+                budget
+            ),
+        }),
+    }
+}
+
+impl Replay<'_> {
+    fn step(&mut self) -> Result<(), Stop> {
+        self.steps += 1;
+        if self.steps > self.budget {
+            Err(Stop::Budget)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn run(&mut self) -> Result<(), Stop> {
+        for r in 0..=1usize.min(self.p.max_rev as usize) {
+            if let Err(v) = self.observe(r as i64)? {
+                return Err(Stop::Illegal(v));
+            }
+        }
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut best: Option<(i64, Verdict)> = None;
+        let mut r: i64 = 2;
+        let mut produced = false;
+        loop {
+            let mut res = Ok(());
+            if !produced {
+                if r > self.p.max_rev {
+                    return Ok(());
+                }
+                res = match self.p.writer_at[r as usize] {
+                    Some(w) => self.apply_known(w, r)?,
+                    None => {
+                        let cands = self.candidates(r);
+                        frames.push(Frame {
+                            rev: r,
+                            cands,
+                            next: 0,
+                            mark: self.store.mark(),
+                            used_len: self.used_log.len(),
+                            touched: Vec::new(),
+                            chosen: None,
+                            conflict: Some(Vec::new()),
+                        });
+                        let last = frames.len() - 1;
+                        if self.fill(&mut frames[last])? {
+                            Ok(())
+                        } else {
+                            frames.pop();
+                            self.fail_keys = Some(self.gap_keys(r));
+                            Err(self.unexplained(r))
+                        }
+                    }
+                };
+            }
+            if res.is_ok() {
+                res = self.observe(r)?;
+            }
+            match res {
+                Ok(()) => {
+                    r += 1;
+                    produced = false;
+                }
+                Err(v) => {
+                    tracing::trace!(
+                        rev = r,
+                        frames = frames.len(),
+                        steps = self.steps,
+                        "backtrack"
+                    );
+                    if best.as_ref().is_none_or(|(br, _)| r > *br) {
+                        best = Some((r, v));
+                    }
+                    // Conflict-directed backjumping: only frames whose choice could
+                    // change the keys the failure depends on are retried.
+                    let mut conflict = self.fail_keys.take();
+                    if !self.backjump {
+                        conflict = None;
+                    }
+                    loop {
+                        let Some(f) = frames.last_mut() else {
+                            let v = best.map(|b| b.1).unwrap_or(Verdict::Ok);
+                            return Err(Stop::Illegal(v));
+                        };
+                        let (mark, used_len) = (f.mark, f.used_len);
+                        self.store.rollback(mark);
+                        self.unwind(used_len);
+                        let last = frames.len() - 1;
+                        if self.relevant(&frames[last], &mut conflict) {
+                            merge(&mut frames[last].conflict, &conflict);
+                            if self.fill(&mut frames[last])? {
+                                r = frames[last].rev;
+                                produced = true;
+                                break;
+                            }
+                            // Every way to fill this frame failed: the earlier frames
+                            // that matter are those touching what its candidates
+                            // depended on.
+                            conflict = frames[last].conflict.take();
+                            let why = if self.backjump {
+                                self.exhausted_keys(&frames[last])
+                            } else {
+                                None
+                            };
+                            merge(&mut conflict, &why);
+                        }
+                        frames.pop();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether frame `f` could matter to a failure on `conflict`; widens `conflict` by
+    /// the keys its txn candidates compare (their effect depends on those).
+    fn relevant(&self, f: &Frame, conflict: &mut Conflict) -> bool {
+        let Some(keys) = conflict.as_mut() else {
+            return true;
+        };
+        let hits = |ranges: &[KeyRange], keys: &[KeyRange]| {
+            ranges.iter().any(|a| keys.iter().any(|b| overlap(a, b)))
+        };
+        let touched: Vec<KeyRange> = f.touched.iter().map(|k| (k.clone(), None)).collect();
+        let mut relevant = hits(&touched, keys);
+        let mut extra = Vec::new();
+        // The store is at the frame's parent state here, so a lease's keys are those
+        // its revoke or expiry would delete at this frame.
+        let lease_hits = |id: i64, keys: &[KeyRange]| {
+            self.store.lease(id).is_some_and(|l| {
+                l.keys
+                    .iter()
+                    .any(|k| keys.iter().any(|b| overlap(&(k.clone(), None), b)))
+            })
+        };
+        // Every candidate counts, tried or not: a frame is a culprit when any of its
+        // choices could change the keys, and if its untried ones cannot help, its own
+        // conflict (why the tried ones failed) is carried further back.
+        for c in f.chosen.iter().chain(&f.cands) {
+            let i = match c {
+                Cand::Op(i) => *i,
+                Cand::Expire(id) => {
+                    relevant |= lease_hits(*id, keys);
+                    continue;
+                }
+                Cand::Outside => continue,
+            };
+            let op = &self.h.ops[i].rec.op;
+            if let Op::LeaseRevoke(l) = op {
+                relevant |= lease_hits(l.id, keys);
+                continue;
+            }
+            let mut ranges = Vec::new();
+            op_ranges(op, &mut ranges);
+            // A put whose key reads show untouched at this revision cannot go here.
+            let placeable = ranges.iter().any(|(k, end)| {
+                end.is_some() || self.p.seen_keys.get(k).is_none_or(|kh| !kh.quiet_at(f.rev))
+            });
+            if placeable && hits(&ranges, keys) {
+                relevant = true;
+                extra.extend(ranges);
+            }
+        }
+        keys.extend(extra);
+        relevant
+    }
+
+    fn unwind(&mut self, len: usize) {
+        while self.used_log.len() > len {
+            if let Some(i) = self.used_log.pop() {
+                self.used[i] = false;
+                self.resolved[i] = None;
+            }
+        }
+    }
+
+    fn use_op(&mut self, i: usize, r: i64) {
+        self.used[i] = true;
+        self.resolved[i] = Some(r);
+        self.used_log.push(i);
+    }
+
+    fn unexplained(&self, r: i64) -> Verdict {
+        let mut lines: Vec<usize> = self
+            .p
+            .facts
+            .get(&r)
+            .map(|f| f.iter().map(|f| f.line).collect())
+            .unwrap_or_default();
+        let shown: Vec<String> = self
+            .p
+            .facts
+            .get(&r)
+            .map(|f| {
+                f.iter()
+                    .map(|f| match &f.change {
+                        Change::Put(v) => format!("put {}={}", f.key, v),
+                        Change::PutSome => format!("put {}", f.key),
+                        Change::Delete => format!("delete {}", f.key),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(&i) = self.p.revokes_at[r as usize].first() {
+            // A revoke returned at `r` and nothing else can have made it: the lease's keys
+            // were to vanish at `r`, but something shows they did not.
+            lines.push(self.h.ops[i].line);
+            let writers_of_keys = self.p.revokes_at[r as usize]
+                .iter()
+                .filter_map(|&j| match &self.h.ops[j].rec.op {
+                    Op::LeaseRevoke(l) => Some(l.id.to_string()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Verdict::illegal(
+                Property::Lease,
+                format!(
+                    "lease {writers_of_keys} revoked at revision {r}, but its keys cannot have \
+                     vanished in that revision (reads still show them, or it had none and no \
+                     other write produced {r})"
+                ),
+                lines,
+            );
+        }
+        let (prev, next) = (r - 1, r + 1);
+        for rr in [prev, next] {
+            if let Some(Some(w)) = self.p.writer_at.get(rr.max(0) as usize) {
+                lines.push(self.h.ops[*w].line);
+            }
+        }
+        Verdict::illegal(
+            Property::UnexplainedRevision,
+            format!(
+                "no acknowledged write produced revision {r} and no unknown-outcome write or lease \
+                 expiry can have (lost or phantom write); records show at {r}: [{}]",
+                shown.join(", ")
+            ),
+            lines,
+        )
+    }
+
+    /// Candidates for gap revision `r`, in the order they are tried.
+    fn candidates(&self, r: i64) -> Vec<Cand> {
+        let deadline = self.p.min_ret_from[r as usize];
+        let fits = |i: usize| {
+            let call = self.h.ops[i].rec.call;
+            !self.used[i]
+                && call < deadline
+                && self.p.max_rev_before(call).is_none_or(|(m, _)| m < r)
+        };
+        let mut c: Vec<Cand> = Vec::new();
+        // A value put at `r` names its writer (values are usually unique).
+        let named = self.p.facts.get(&r).and_then(|fs| {
+            fs.iter().find_map(|f| match &f.change {
+                Change::Put(v) => Some(
+                    self.p
+                        .unknown_by_put
+                        .get(&(f.key.clone(), v.clone()))
+                        .map_or(&[][..], Vec::as_slice),
+                ),
+                _ => None,
+            })
+        });
+        if let Some(named) = named {
+            c.extend(named.iter().copied().filter(|&i| fits(i)).map(Cand::Op));
+        } else {
+            c.extend(
+                self.p.revokes_at[r as usize]
+                    .iter()
+                    .filter(|&&i| !self.used[i])
+                    .map(|&i| Cand::Op(i)),
+            );
+            // Latest call first: an op usually takes effect soon after it is invoked,
+            // and ops invoked long ago and still unplaced most likely never took effect.
+            let end = self
+                .p
+                .unknown
+                .partition_point(|&i| self.h.ops[i].rec.call < deadline);
+            for &i in self.p.unknown[..end].iter().rev() {
+                if fits(i) && self.p.pinned[i].is_none_or(|p| p == r) {
+                    c.push(Cand::Op(i));
+                }
+            }
+            c.extend(self.store.leases_with_keys().into_iter().map(Cand::Expire));
+        }
+        if self.allow_gaps {
+            c.push(Cand::Outside);
+        }
+        c
+    }
+
+    /// Tries the frame's remaining candidates; true when one produced the revision.
+    fn fill(&mut self, f: &mut Frame) -> Result<bool, Stop> {
+        while f.next < f.cands.len() {
+            let cand = f.cands[f.next];
+            f.next += 1;
+            self.step()?;
+            let mark = self.store.mark();
+            let ok = match cand {
+                Cand::Op(i) => match &self.h.ops[i].rec.op {
+                    Op::LeaseRevoke(l) => {
+                        self.store.lease(l.id).is_some_and(|l| l.alive)
+                            && self.store.revoke(l.id) > 0
+                    }
+                    op => self.store.exec(op).is_ok(),
+                },
+                Cand::Expire(id) => self.store.revoke(id) > 0,
+                Cand::Outside => {
+                    self.store.skip_revision();
+                    f.chosen = Some(cand);
+                    f.touched = Vec::new();
+                    return Ok(true);
+                }
+            };
+            if ok && self.store.rev() == f.rev && self.facts_hold(f.rev) && self.reads_allow(f.rev)
+            {
+                if let Cand::Op(i) = cand {
+                    self.use_op(i, f.rev);
+                }
+                f.chosen = Some(cand);
+                f.touched = self
+                    .store
+                    .events(f.rev)
+                    .iter()
+                    .map(|e| e.kv.key.clone())
+                    .collect();
+                return Ok(true);
+            }
+            self.store.rollback(mark);
+        }
+        Ok(false)
+    }
+
+    /// Whether the changes just made at gap revision `r` agree with what later reads show
+    /// of the keys touched: no write inside a quiet interval, no more puts than the
+    /// version seen allows, no delete inside one incarnation of a key.
+    fn reads_allow(&self, r: i64) -> bool {
+        self.store.events(r).iter().all(|e| {
+            let Some(kh) = self.p.seen_keys.get(&e.kv.key) else {
+                return true;
+            };
+            if kh.quiet_at(r) {
+                return false;
+            }
+            let Some(next) = kh.next_obs(r) else {
+                return true;
+            };
+            match e.kind {
+                EventKind::Put => {
+                    next.create != e.kv.create_revision
+                        || e.kv.version + kh.known_puts_in(r, next.modified) as i64 <= next.version
+                }
+                EventKind::Delete => next.create > r,
+            }
+        })
+    }
+
+    fn facts_hold(&self, r: i64) -> bool {
+        let Some(facts) = self.p.facts.get(&r) else {
+            return true;
+        };
+        let events = self.store.events(r);
+        facts.iter().all(|f| {
+            events.iter().any(|e| {
+                e.kv.key == f.key
+                    && match &f.change {
+                        Change::Put(v) => e.kind == EventKind::Put && &e.kv.value == v,
+                        Change::PutSome => e.kind == EventKind::Put,
+                        Change::Delete => e.kind == EventKind::Delete,
+                    }
+            })
+        })
+    }
+
+    fn apply_known(&mut self, w: usize, r: i64) -> Result<Result<(), Verdict>, Stop> {
+        self.step()?;
+        let o = &self.h.ops[w];
+        let Outcome::Ok(ok) = &o.rec.outcome else {
+            return Ok(Ok(()));
+        };
+        let got = self.store.exec(&o.rec.op);
+        let res = match got {
+            Err(e) => {
+                let prop = if e == ERR_LEASE_NOT_FOUND {
+                    Property::Lease
+                } else {
+                    Property::Result
+                };
+                Err(Verdict::illegal(
+                    prop,
+                    format!("acknowledged write at revision {r} must have failed: {e}"),
+                    vec![o.line],
+                ))
+            }
+            Ok(res) if self.store.rev() != r => Err(Verdict::illegal(
+                Property::Result,
+                format!(
+                    "acknowledged write claims revision {r} but changes nothing in the state \
+                     at revision {}; model result {}",
+                    r - 1,
+                    json(&res)
+                ),
+                vec![o.line],
+            )),
+            Ok(res) if res != ok.result => Err(self.mismatch(w, r - 1, &res, &ok.result)),
+            Ok(_) => Ok(()),
+        };
+        if res.is_err() {
+            self.fail_keys = Some(self.ranges_of(w));
+        }
+        Ok(res)
+    }
+
+    /// What the failure of every candidate of frame `f` depends on (the store is at the
+    /// frame's parent state): the keys of every write that fits its revision by time,
+    /// used or not, and of the leases its expiry candidates would end. A leased put among
+    /// them depends on lease state, which keys do not capture: None.
+    fn exhausted_keys(&self, f: &Frame) -> Conflict {
+        let deadline = self.p.min_ret_from[f.rev as usize];
+        let leased = |op: &Op| {
+            fn walk(op: &Op) -> bool {
+                match op {
+                    Op::Put(p) => p.lease != 0,
+                    Op::Txn(t) => t.success.iter().chain(&t.failure).any(walk),
+                    _ => false,
+                }
+            }
+            walk(op)
+        };
+        for &i in &self.p.unknown {
+            if self.h.ops[i].rec.call >= deadline {
+                break;
+            }
+            if leased(&self.h.ops[i].rec.op) {
+                return None;
+            }
+        }
+        let mut v = self.gap_keys(f.rev);
+        for c in &f.cands {
+            match c {
+                Cand::Op(i) => op_ranges(&self.h.ops[*i].rec.op, &mut v),
+                Cand::Expire(id) => {
+                    if let Some(l) = self.store.lease(*id) {
+                        v.extend(l.keys.iter().map(|k| (k.clone(), None)));
+                    }
+                }
+                Cand::Outside => {}
+            }
+        }
+        Some(v)
+    }
+
+    /// Keys that matter when no candidate can fill gap `r`: those of every write that
+    /// could fit it by time (a frame that used one may have to give it back), of the
+    /// facts shown at `r`, and of leases revoked at `r`.
+    fn gap_keys(&self, r: i64) -> Vec<KeyRange> {
+        let deadline = self.p.min_ret_from[r as usize];
+        let mut v = Vec::new();
+        for &i in &self.p.unknown {
+            if self.h.ops[i].rec.call >= deadline {
+                break;
+            }
+            op_ranges(&self.h.ops[i].rec.op, &mut v);
+        }
+        if let Some(fs) = self.p.facts.get(&r) {
+            v.extend(fs.iter().map(|f| (f.key.clone(), None)));
+        }
+        for &i in &self.p.revokes_at[r as usize] {
+            if let Op::LeaseRevoke(l) = &self.h.ops[i].rec.op
+                && let Some(lease) = self.store.lease(l.id)
+            {
+                v.extend(lease.keys.iter().map(|k| (k.clone(), None)));
+            }
+        }
+        v
+    }
+
+    fn ranges_of(&self, i: usize) -> Vec<KeyRange> {
+        let mut v = Vec::new();
+        op_ranges(&self.h.ops[i].rec.op, &mut v);
+        v
+    }
+
+    fn mismatch(&self, i: usize, at: i64, want: &OpResult, got: &OpResult) -> Verdict {
+        let o = &self.h.ops[i];
+        let mut lines = vec![o.line];
+        // The writers of the revisions the two results mention belong to the story.
+        let mut revs = Vec::new();
+        revs_in(want, &mut revs);
+        revs_in(got, &mut revs);
+        for r in revs {
+            if let Some(Some(w)) = self.p.writer_at.get(r.clamp(0, self.p.max_rev) as usize) {
+                lines.push(self.h.ops[*w].line);
+            }
+        }
+        let prop = if self.lease_related(got) {
+            Property::Lease
+        } else {
+            Property::Result
+        };
+        Verdict::illegal(
+            prop,
+            format!(
+                "result differs from the state at revision {at}: expected {} but got {}",
+                json(want),
+                json(got)
+            ),
+            lines,
+        )
+    }
+
+    /// Whether a wrong result shows a key attached to a lease the model has revoked.
+    fn lease_related(&self, res: &OpResult) -> bool {
+        match res {
+            OpResult::Range(r) => r
+                .kvs
+                .iter()
+                .any(|kv| kv.lease != 0 && self.store.lease(kv.lease).is_some_and(|l| !l.alive)),
+            OpResult::Txn(t) => t.responses.iter().any(|r| self.lease_related(r)),
+            _ => false,
+        }
+    }
+
+    /// Checks every op that observes revision `r` (the store is at `r`).
+    fn observe(&mut self, r: i64) -> Result<Result<(), Verdict>, Stop> {
+        let Some(obs) = self.p.obs_at.get(r.max(0) as usize) else {
+            return Ok(Ok(()));
+        };
+        for &i in obs {
+            self.step()?;
+            let o = &self.h.ops[i];
+            let Outcome::Ok(ok) = &o.rec.outcome else {
+                continue;
+            };
+            let lease_err =
+                |msg: String| Ok(Err(Verdict::illegal(Property::Lease, msg, vec![o.line])));
+            match (&o.rec.op, &ok.result) {
+                (Op::Range(_) | Op::DeleteRange(_) | Op::Txn(_), _) => {
+                    let mark = self.store.mark();
+                    let got = self.store.exec(&o.rec.op);
+                    let wrote = self.store.rev() != r;
+                    self.store.rollback(mark);
+                    if got.as_ref().map_or(true, |res| wrote || res != &ok.result) {
+                        self.fail_keys = Some(self.ranges_of(i));
+                    }
+                    match got {
+                        Err(e) => {
+                            return Ok(Err(Verdict::illegal(
+                                Property::Result,
+                                format!("acknowledged at revision {r} but must have failed: {e}"),
+                                vec![o.line],
+                            )));
+                        }
+                        Ok(res) if wrote || res != ok.result => {
+                            return Ok(Err(self.mismatch(i, r, &res, &ok.result)));
+                        }
+                        Ok(_) => {}
+                    }
+                }
+                (Op::LeaseGrant(_), OpResult::LeaseGrant(g)) if !self.store.grant(g.id) => {
+                    return lease_err(format!("lease {} granted twice", g.id));
+                }
+                (Op::LeaseRevoke(l), _) => {
+                    if self.used[i] {
+                        continue;
+                    }
+                    let keys: Vec<String> = self
+                        .store
+                        .lease(l.id)
+                        .map(|x| x.keys.iter().cloned().collect())
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        self.fail_keys = Some(keys.iter().map(|k| (k.clone(), None)).collect());
+                        return lease_err(format!(
+                            "lease {} revoked at revision {r} but its keys {keys:?} did not \
+                             vanish in a revision of their own",
+                            l.id
+                        ));
+                    }
+                    self.store.revoke(l.id);
+                }
+                (Op::LeaseKeepAlive(l), OpResult::LeaseKeepAlive(k))
+                    if k.ttl > 0 && self.store.lease(l.id).is_some_and(|x| !x.alive) =>
+                {
+                    return lease_err(format!(
+                        "keep-alive of lease {} succeeded after it was revoked",
+                        l.id
+                    ));
+                }
+                (Op::LeaseTimeToLive(l), OpResult::LeaseTimeToLive(t)) => {
+                    if let Some(lease) = self.store.lease(l.id) {
+                        if t.ttl > 0 && !lease.alive {
+                            return lease_err(format!("lease {} alive after its revoke", l.id));
+                        }
+                        let mut keys = t.keys.clone();
+                        keys.sort();
+                        let want: Vec<String> = lease.keys.iter().cloned().collect();
+                        if l.keys && t.ttl > 0 && keys != want {
+                            return lease_err(format!(
+                                "lease {} keys at revision {r}: expected {want:?} but got {keys:?}",
+                                l.id
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+fn revs_in(res: &OpResult, out: &mut Vec<i64>) {
+    match res {
+        OpResult::Range(r) => out.extend(r.kvs.iter().map(|k| k.mod_revision)),
+        OpResult::Put(p) => out.extend(p.prev_kv.iter().map(|k| k.mod_revision)),
+        OpResult::DeleteRange(d) => out.extend(d.prev_kvs.iter().map(|k| k.mod_revision)),
+        OpResult::Txn(t) => t.responses.iter().for_each(|r| revs_in(r, out)),
+        _ => {}
+    }
+}
+
+/// Compact JSON of a result for messages.
+pub fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}

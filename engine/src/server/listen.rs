@@ -1,0 +1,88 @@
+//! The client listener: etcd's gRPC services on one address.
+//!
+//! In real mode HTTP (`/health`, `/version`, `/metrics`, the JSON gateway) shares the
+//! port: tonic's routes and the HTTP routes are one axum router, served with HTTP/1.1
+//! and cleartext HTTP/2 on the same socket. Under the simulator only gRPC runs
+//! (madsim-tonic carries gRPC alone).
+
+use std::net::SocketAddr;
+
+use tokio::sync::watch;
+
+use crate::pb::etcdserverpb::kv_server::KvServer;
+
+use super::config::ServerConfig;
+use super::error::ServerError;
+use super::grpc::kv::KvService;
+use super::node::NodeHandle;
+
+/// Slack over `--max-request-bytes` for the gRPC layer, so the server itself can answer
+/// an oversize request with etcd's "request is too large" instead of a transport error.
+pub const GRPC_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// Adds the client-facing gRPC services of a member, each with its message size limit, to
+/// `$start` (real tonic's `Routes` or the simulator's server builder: both have
+/// `add_service`). The one list serves both listeners.
+macro_rules! with_client_services {
+    ($start:expr, $node:expr, $limit:expr) => {
+        $start.add_service(KvServer::new(KvService::new($node.clone())).max_decoding_message_size($limit))
+    };
+}
+
+/// Serves clients on `addr` until `shutdown` turns true. Returns once the listener is
+/// bound (real mode) or its task is started (simulator).
+pub async fn serve_clients(
+    addr: SocketAddr,
+    node: NodeHandle,
+    config: ServerConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
+    let limit = config.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+    serve(addr, node, limit, shutdown).await
+}
+
+#[cfg(not(madsim))]
+async fn serve(
+    addr: SocketAddr,
+    node: NodeHandle,
+    limit: usize,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
+    let routes = with_client_services!(tonic::service::Routes::default(), node, limit);
+    let router = super::http::client_router(routes, node);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServerError::Internal(format!("cannot listen on {addr}: {e}")))?;
+    tokio::spawn(async move {
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(%addr, error = %e, "client listener failed");
+        }
+    });
+    Ok(())
+}
+
+#[cfg(madsim)]
+async fn serve(
+    addr: SocketAddr,
+    node: NodeHandle,
+    limit: usize,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
+    let router = with_client_services!(tonic::transport::Server::builder(), node, limit);
+    tokio::spawn(async move {
+        let result = router
+            .serve_with_shutdown(addr, async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(%addr, error = %e, "client listener failed");
+        }
+    });
+    Ok(())
+}

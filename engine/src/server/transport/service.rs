@@ -1,0 +1,193 @@
+//! The receiving end of the peer link: the `detcdpeerpb.Peer` gRPC service. It checks
+//! that each Raft stream is meant for this cluster and member, decodes the messages and
+//! hands them to the node's [`PeerHandler`]; forwarded requests go to the same handler.
+//!
+//! Not here: what the node does with them.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::future::BoxFuture;
+
+use super::Shared;
+use super::errors::status_from_server_error;
+use super::link::decode_message;
+use crate::pb::detcdpeerpb::peer_server::{Peer, PeerServer};
+use crate::pb::detcdpeerpb::{
+    ProposeRequest, ProposeResponse, RaftAck, RaftBatch, ReadIndexRequest, ReadIndexResponse,
+};
+use crate::pb::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use crate::raft::Message;
+use crate::server::error::ServerError;
+
+/// What the node does with what peers send. Implemented by the node runtime.
+pub trait PeerHandler: Send + Sync + 'static {
+    /// Raft messages from member `from` addressed to this member, decoded and checked,
+    /// in arrival order.
+    fn step(&self, from: u64, messages: Vec<Message>);
+    /// A follower forwarded a proposal: propose it here (on the leader) and finish once
+    /// it is accepted into the log (not once committed).
+    fn propose(
+        &self,
+        request: crate::pb::detcdpeerpb::InternalRequest,
+    ) -> BoxFuture<'static, Result<(), ServerError>>;
+    /// A follower asks for a read index: confirm leadership, then give the index.
+    fn read_index(&self) -> BoxFuture<'static, Result<u64, ServerError>>;
+    /// A follower forwarded a lease keep-alive (the leader is the primary lessor).
+    fn lease_keep_alive(
+        &self,
+        request: LeaseKeepAliveRequest,
+    ) -> BoxFuture<'static, Result<LeaseKeepAliveResponse, ServerError>>;
+    /// A follower forwarded a lease time-to-live query.
+    fn lease_time_to_live(
+        &self,
+        request: LeaseTimeToLiveRequest,
+    ) -> BoxFuture<'static, Result<LeaseTimeToLiveResponse, ServerError>>;
+}
+
+/// The `Peer` service as tonic mounts it (the simulator's generated server also names
+/// its interceptor type).
+#[cfg(not(madsim))]
+pub type PeerGrpcServer<H> = PeerServer<PeerService<H>>;
+/// The `Peer` service as tonic mounts it (the simulator's generated server also names
+/// its interceptor type).
+#[cfg(madsim)]
+pub type PeerGrpcServer<H> = PeerServer<PeerService<H>, tonic::codegen::IdentityInterceptor>;
+
+/// The `Peer` service of one member (built by [`super::Transport::service`]).
+pub struct PeerService<H> {
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+}
+
+impl<H: PeerHandler> PeerService<H> {
+    /// The service wrapped for tonic, with the message size limits raised.
+    pub(crate) fn server(shared: Arc<Shared>, handler: Arc<H>) -> PeerGrpcServer<H> {
+        PeerServer::new(PeerService { shared, handler })
+            .max_decoding_message_size(super::PEER_GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(super::PEER_GRPC_MESSAGE_BYTES_MAX)
+    }
+
+    /// Checks a batch's header; a mismatch ends the stream with this status.
+    fn check_header(&self, batch: &RaftBatch) -> Result<(), tonic::Status> {
+        if batch.cluster_id != self.shared.cluster_id {
+            return Err(tonic::Status::failed_precondition(format!(
+                "peer stream from member {:x} is for cluster {:x}, this is cluster {:x}",
+                batch.from, batch.cluster_id, self.shared.cluster_id
+            )));
+        }
+        if batch.to != self.shared.member_id {
+            return Err(tonic::Status::failed_precondition(format!(
+                "peer stream from member {:x} is for member {:x}, this is member {:x}",
+                batch.from, batch.to, self.shared.member_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Decodes a batch's messages, dropping it whole if any fails to decode and any
+    /// message whose addresses disagree with the batch.
+    fn decode_batch(&self, batch: RaftBatch) -> Vec<Message> {
+        let mut messages = Vec::with_capacity(batch.messages.len());
+        for bytes in &batch.messages {
+            match decode_message(bytes) {
+                Ok(message) => messages.push(message),
+                Err(error) => {
+                    tracing::warn!(from = batch.from, %error, "undecodable raft batch dropped");
+                    self.count_invalid(batch.messages.len());
+                    return Vec::new();
+                }
+            }
+        }
+        let before = messages.len();
+        messages.retain(|m| m.from == batch.from && m.to == self.shared.member_id);
+        if messages.len() != before {
+            tracing::warn!(from = batch.from, "misaddressed raft messages dropped");
+            self.count_invalid(before - messages.len());
+        }
+        messages
+    }
+
+    fn count_invalid(&self, count: usize) {
+        let count = u64::try_from(count).unwrap_or(u64::MAX);
+        self.shared
+            .dropped_inbound_invalid
+            .fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+#[tonic::async_trait]
+impl<H: PeerHandler> Peer for PeerService<H> {
+    async fn raft(
+        &self,
+        request: tonic::Request<tonic::Streaming<RaftBatch>>,
+    ) -> Result<tonic::Response<RaftAck>, tonic::Status> {
+        let mut stream = request.into_inner();
+        while let Some(batch) = stream.message().await? {
+            self.check_header(&batch)?;
+            let from = batch.from;
+            let messages = self.decode_batch(batch);
+            if !messages.is_empty() {
+                self.handler.step(from, messages);
+            }
+        }
+        Ok(tonic::Response::new(RaftAck {}))
+    }
+
+    async fn propose(
+        &self,
+        request: tonic::Request<ProposeRequest>,
+    ) -> Result<tonic::Response<ProposeResponse>, tonic::Status> {
+        let Some(inner) = request.into_inner().request else {
+            return Err(tonic::Status::invalid_argument(
+                "forwarded proposal carries no request",
+            ));
+        };
+        let error = match self.handler.propose(inner).await {
+            Ok(()) => String::new(),
+            Err(error) => error.to_string(),
+        };
+        Ok(tonic::Response::new(ProposeResponse { error }))
+    }
+
+    async fn read_index(
+        &self,
+        _request: tonic::Request<ReadIndexRequest>,
+    ) -> Result<tonic::Response<ReadIndexResponse>, tonic::Status> {
+        let response = match self.handler.read_index().await {
+            Ok(index) => ReadIndexResponse {
+                index,
+                error: String::new(),
+            },
+            Err(error) => ReadIndexResponse {
+                index: 0,
+                error: error.to_string(),
+            },
+        };
+        Ok(tonic::Response::new(response))
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        request: tonic::Request<LeaseKeepAliveRequest>,
+    ) -> Result<tonic::Response<LeaseKeepAliveResponse>, tonic::Status> {
+        self.handler
+            .lease_keep_alive(request.into_inner())
+            .await
+            .map(tonic::Response::new)
+            .map_err(|e| status_from_server_error(&e))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: tonic::Request<LeaseTimeToLiveRequest>,
+    ) -> Result<tonic::Response<LeaseTimeToLiveResponse>, tonic::Status> {
+        self.handler
+            .lease_time_to_live(request.into_inner())
+            .await
+            .map(tonic::Response::new)
+            .map_err(|e| status_from_server_error(&e))
+    }
+}
