@@ -112,14 +112,12 @@ async fn serve(members: u64) -> (NodeHandle, SocketAddr) {
 }
 
 async fn wait_leader(node: &NodeHandle) {
-    let mut status = node.status_changes();
     tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        status.wait_for(|s| s.is_leader),
+        node.wait_status(|s| s.is_leader),
     )
     .await
-    .expect("elected in time")
-    .expect("node runs");
+    .expect("elected in time");
 }
 
 /// One HTTP/1.1 request; returns the status code and the body.

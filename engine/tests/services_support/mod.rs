@@ -103,14 +103,12 @@ pub async fn single_node_with(config: NodeConfig) -> NodeHandle {
     let node = start(config, MemDisk::new(), Arc::new(NoPeers))
         .await
         .expect("the node starts");
-    let mut status = node.status_changes();
     tokio::time::timeout(
         Duration::from_millis(WAIT_MS),
-        status.wait_for(|s| s.is_leader),
+        node.wait_status(|s| s.is_leader),
     )
     .await
-    .expect("the member elects itself in time")
-    .expect("the node runs");
+    .expect("the member elects itself in time");
     node
 }
 

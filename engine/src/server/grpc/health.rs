@@ -50,11 +50,12 @@ impl Health for HealthService {
         _request: Request<HealthCheckRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER_RESPONSES_MAX);
-        let mut changes = self.node.status_changes();
+        let node = self.node.clone();
         tokio::spawn(async move {
             let mut last = None;
+            let mut status = node.status();
             loop {
-                let now = serving(&changes.borrow_and_update());
+                let now = serving(&status);
                 if last != Some(now) {
                     last = Some(now);
                     if tx
@@ -68,7 +69,7 @@ impl Health for HealthService {
                 tokio::select! {
                     biased;
                     _ = tx.closed() => return,
-                    changed = changes.changed() => if changed.is_err() { return },
+                    next = node.status_change(status) => status = next,
                 }
             }
         });

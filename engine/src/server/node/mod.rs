@@ -16,6 +16,7 @@
 
 mod apply;
 mod raft_loop;
+mod status;
 #[cfg(test)]
 mod tests;
 
@@ -28,7 +29,7 @@ use std::time::Duration;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::mvcc::{KvConfig, KvState};
 use crate::pb::detcdpeerpb::{InternalRequest, internal_request};
@@ -217,7 +218,7 @@ pub(crate) struct Shared {
     waiters: Mutex<BTreeMap<u64, Waiter>>,
     ids: Mutex<IdGen>,
     pub(crate) stream_wakers: Mutex<BTreeMap<u64, Arc<Notify>>>,
-    pub(crate) status_tx: watch::Sender<NodeStatus>,
+    pub(crate) status: status::StatusCell,
     pub(crate) epoch: tokio::time::Instant,
     pub(crate) metrics: Arc<Metrics>,
 }
@@ -257,7 +258,6 @@ pub struct NodeHandle {
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
     network: Arc<dyn PeerNetwork>,
-    status_rx: watch::Receiver<NodeStatus>,
 }
 
 /// Starts a node on `disk`: recovers its durable state (or founds / joins a cluster when
@@ -311,7 +311,6 @@ pub async fn start<D: Disk>(
     };
     network.set_peers(members.peer_urls());
 
-    let (status_tx, status_rx) = watch::channel(NodeStatus::default());
     let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE_MAX);
     let limits = Limits {
         response_bytes_max: config.request_bytes_max,
@@ -325,7 +324,7 @@ pub async fn start<D: Disk>(
         waiters: Mutex::new(BTreeMap::new()),
         ids: Mutex::new(IdGen::new(&mut rng)),
         stream_wakers: Mutex::new(BTreeMap::new()),
-        status_tx,
+        status: status::StatusCell::default(),
         epoch: tokio::time::Instant::now(),
         metrics: Arc::default(),
         config,
@@ -342,7 +341,6 @@ pub async fn start<D: Disk>(
         shared,
         commands,
         network,
-        status_rx,
     })
 }
 
@@ -369,12 +367,17 @@ impl NodeHandle {
 
     /// The latest status.
     pub fn status(&self) -> NodeStatus {
-        *self.status_rx.borrow()
+        self.shared.status.get()
     }
 
-    /// A receiver that sees every status change (for health checks and tests).
-    pub fn status_changes(&self) -> watch::Receiver<NodeStatus> {
-        self.status_rx.clone()
+    /// Waits until `pred` holds for the status and returns that status.
+    pub async fn wait_status(&self, pred: impl Fn(&NodeStatus) -> bool) -> NodeStatus {
+        self.shared.status.wait_for(pred).await
+    }
+
+    /// Waits until the status differs from `last` and returns the new one.
+    pub async fn status_change(&self, last: NodeStatus) -> NodeStatus {
+        self.shared.status.wait_for(|s| *s != last).await
     }
 
     /// A response header for `revision`, with this member's IDs and term.
@@ -505,12 +508,15 @@ impl NodeHandle {
 
     /// Waits until a leader is known (up to an election timeout and a half).
     async fn wait_for_leader(&self) -> Result<NodeId, ServerError> {
-        let mut rx = self.status_rx.clone();
         let wait = self.shared.config.election_timeout() * 3 / 2;
-        let found = tokio::time::timeout(wait, rx.wait_for(|s| s.leader != 0 || s.stopped)).await;
+        let found = tokio::time::timeout(
+            wait,
+            self.shared.status.wait_for(|s| s.leader != 0 || s.stopped),
+        )
+        .await;
         match found {
-            Ok(Ok(status)) if !status.stopped => Ok(status.leader),
-            Ok(Ok(_)) | Ok(Err(_)) => Err(ServerError::Stopped),
+            Ok(status) if !status.stopped => Ok(status.leader),
+            Ok(_) => Err(ServerError::Stopped),
             Err(_) => Err(ServerError::NoLeader),
         }
     }
@@ -553,10 +559,15 @@ impl NodeHandle {
 
     /// Waits until this member has applied `index`.
     pub async fn wait_applied(&self, index: u64) -> Result<(), ServerError> {
-        let mut rx = self.status_rx.clone();
-        match rx.wait_for(|s| s.applied >= index || s.stopped).await {
-            Ok(s) if !s.stopped => Ok(()),
-            _ => Err(ServerError::Stopped),
+        let status = self
+            .shared
+            .status
+            .wait_for(|s| s.applied >= index || s.stopped)
+            .await;
+        if status.stopped {
+            Err(ServerError::Stopped)
+        } else {
+            Ok(())
         }
     }
 
@@ -689,11 +700,14 @@ impl NodeHandle {
         })
         .await?;
         rx.await.map_err(|_| ServerError::Stopped)??;
-        let mut status = self.status_rx.clone();
         let timeout = self.shared.config.request_timeout();
-        match tokio::time::timeout(timeout, status.wait_for(|s| s.leader == target)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(ServerError::Stopped),
+        let status = self
+            .shared
+            .status
+            .wait_for(|s| s.leader == target || s.stopped);
+        match tokio::time::timeout(timeout, status).await {
+            Ok(s) if s.stopped => Err(ServerError::Stopped),
+            Ok(_) => Ok(()),
             Err(_) => Err(ServerError::Timeout),
         }
     }

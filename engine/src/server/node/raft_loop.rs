@@ -148,11 +148,11 @@ impl<D: Disk> RaftLoop<D> {
             }
         }
         self.fail_everything(ServerError::Stopped);
-        let mut status = *self.shared.status_tx.borrow();
-        status.stopped = true;
-        status.leader = 0;
-        status.is_leader = false;
-        let _ = self.shared.status_tx.send(status);
+        self.shared.status.update(|status| {
+            status.stopped = true;
+            status.leader = 0;
+            status.is_leader = false;
+        });
         self.shared.metrics.set_leader(false, false);
     }
 
@@ -318,9 +318,9 @@ impl<D: Disk> RaftLoop<D> {
         let was_leader = self.soft.role == Role::Leader;
         let is_leader = soft.role == Role::Leader;
         if soft.leader != self.soft.leader && soft.leader != 0 {
-            let mut status = *self.shared.status_tx.borrow();
-            status.leader_changes += 1;
-            let _ = self.shared.status_tx.send(status);
+            self.shared
+                .status
+                .update(|status| status.leader_changes += 1);
             self.shared.metrics.leader_changed();
         }
         self.soft = soft;
@@ -405,7 +405,7 @@ impl<D: Disk> RaftLoop<D> {
             .conf_state
             .learners
             .contains(&self.shared.config.member_id);
-        let previous = *self.shared.status_tx.borrow();
+        let previous = self.shared.status.get();
         let next = super::NodeStatus {
             leader: status.leader,
             term: status.term,
@@ -419,9 +419,7 @@ impl<D: Disk> RaftLoop<D> {
         let metrics = &self.shared.metrics;
         metrics.set_leader(next.leader != 0, next.is_leader);
         metrics.set_indexes(next.commit, next.applied);
-        if next != previous {
-            let _ = self.shared.status_tx.send(next);
-        }
+        self.shared.status.set(next);
     }
 
     fn fail_everything(&mut self, err: ServerError) {
