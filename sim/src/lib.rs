@@ -12,6 +12,8 @@
 
 pub mod disk;
 pub mod fault;
+#[cfg(madsim)]
+mod isolate;
 pub mod run;
 pub mod trace;
 #[cfg(madsim)]

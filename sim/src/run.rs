@@ -43,7 +43,7 @@ pub struct RunConfig {
 }
 
 /// What a run produced.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RunResult {
     /// The seed.
     pub seed: u64,
@@ -75,4 +75,18 @@ impl RunResult {
 }
 
 #[cfg(madsim)]
-pub use crate::world::run;
+pub use crate::world::run_in_process;
+
+/// Runs one simulated run in a forked child process (see `isolate` for why), so that
+/// every run of a seed replays exactly, whatever ran before it in this process. A
+/// child that dies is reported as a failure of the run.
+#[cfg(madsim)]
+pub fn run(config: &RunConfig) -> RunResult {
+    let child_config = config.clone();
+    crate::isolate::in_child(move || run_in_process(&child_config)).unwrap_or_else(|e| RunResult {
+        seed: config.seed,
+        verdict: "Unknown: the run did not finish".to_owned(),
+        failures: vec![e],
+        ..RunResult::default()
+    })
+}

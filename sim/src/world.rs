@@ -487,9 +487,11 @@ fn percentile(sorted: &[u64], per_mille: usize) -> u64 {
     sorted[(sorted.len() - 1) * per_mille / 1000]
 }
 
-/// Runs one simulated run. It builds its own madsim runtime from the seed; a panic
-/// inside the simulation (an engine assertion) becomes a failure, not a crash.
-pub fn run(config: &RunConfig) -> RunResult {
+/// Runs one simulated run in this process. It builds its own madsim runtime from the
+/// seed on a fresh thread; a panic inside the simulation (an engine assertion) becomes
+/// a failure, not a crash. A second run of the same seed in the same process may
+/// diverge (see [`crate::run::run`], which forks to avoid that).
+pub fn run_in_process(config: &RunConfig) -> RunResult {
     let wall = std::time::Instant::now();
     let trace = TraceLog::default();
     let recorder = Recorder::default();
