@@ -351,6 +351,18 @@ impl World {
         for d in self.disks.values() {
             d.mem().fail_next_syncs(0);
         }
+        // Members whose loop stopped (a fatal storage error, say) restart like down ones.
+        let stopped: Vec<u64> = lock(&self.nodes)
+            .iter()
+            .filter(|(_, n)| n.status().stopped)
+            .map(|(i, _)| *i)
+            .collect();
+        for m in stopped {
+            self.log(m, "stopped; restarting".to_owned());
+            self.trace
+                .push(format!("{} n{m} was stopped", self.now_ms()));
+            self.restart_member(m);
+        }
         for m in self.down.clone() {
             self.restart_member(m);
         }
@@ -365,6 +377,7 @@ impl World {
             let statuses: BTreeMap<u64, _> = lock(&self.nodes)
                 .iter()
                 .map(|(i, n)| (*i, n.status()))
+                .filter(|(_, s)| !s.stopped)
                 .collect();
             let leader = statuses.iter().find(|(_, s)| s.is_leader);
             match leader {
@@ -664,8 +677,6 @@ async fn simulate(config: RunConfig, trace: TraceLog, recorder: Recorder) -> Sim
                 .name("final-reader")
                 .ip("10.0.2.2".parse().expect("constant ip"))
                 .build();
-            let rec = recorder.clone();
-            let tr = trace.clone();
             let id = client_count + 1;
             let op = Op::Range(detcd_checker::history::RangeRequest {
                 key: "k".to_owned(),
@@ -676,10 +687,21 @@ async fn simulate(config: RunConfig, trace: TraceLog, recorder: Recorder) -> Sim
                 keys_only: false,
                 serializable: false,
             });
-            let ok = reader
-                .spawn(async move { kv::call(id, leader, op, start, &rec, &tr).await })
-                .await
-                .unwrap_or(false);
+            // Retried until the bound, since leadership may still move after the heal.
+            let deadline = Instant::now() + Duration::from_millis(config.liveness_ms);
+            let mut target = leader;
+            let ok = loop {
+                let (rec, tr, op) = (recorder.clone(), trace.clone(), op.clone());
+                let ok = reader
+                    .spawn(async move { kv::call(id, target, op, start, &rec, &tr).await })
+                    .await
+                    .unwrap_or(false);
+                if ok || Instant::now() >= deadline {
+                    break ok;
+                }
+                tokio::time::sleep(Duration::from_millis(LIVENESS_POLL_MS)).await;
+                target = world.leader().unwrap_or(target);
+            };
             if ok {
                 final_kvs = recorder.ops().last().and_then(|o| match &o.outcome {
                     Outcome::Ok(ok) => match &ok.result {
@@ -714,5 +736,55 @@ async fn simulate(config: RunConfig, trace: TraceLog, recorder: Recorder) -> Sim
         failures,
         logs,
         final_kvs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use detcd_checker::history::{OkOutcome, PutRequest, PutResult};
+
+    use super::*;
+
+    fn put(key: &str, outcome: Outcome) -> OpRecord {
+        OpRecord {
+            client: 1,
+            call: 0,
+            ret: None,
+            op: Op::Put(PutRequest {
+                key: key.to_owned(),
+                value: "v".to_owned(),
+                lease: 0,
+                prev_kv: false,
+            }),
+            outcome,
+        }
+    }
+
+    fn ok(revision: i64) -> Outcome {
+        Outcome::Ok(OkOutcome {
+            revision,
+            result: OpResult::Put(PutResult { prev_kv: None }),
+        })
+    }
+
+    #[test]
+    fn an_acknowledged_put_missing_at_the_end_is_a_lost_write() {
+        let ops = vec![put("a", ok(5)), put("b", ok(6)), put("c", Outcome::Unknown)];
+        let intact: BTreeMap<String, i64> = [("a".to_owned(), 5), ("b".to_owned(), 7)].into();
+        assert!(lost_writes(&ops, &intact).is_empty());
+        let stale: BTreeMap<String, i64> = [("a".to_owned(), 3), ("b".to_owned(), 6)].into();
+        let found = lost_writes(&ops, &stale);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("a acknowledged at revision 5"));
+        let gone: BTreeMap<String, i64> = [("b".to_owned(), 6)].into();
+        assert_eq!(lost_writes(&ops, &gone).len(), 1);
+    }
+
+    #[test]
+    fn percentiles_pick_from_the_sorted_samples() {
+        let samples: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&samples, 500), 50);
+        assert_eq!(percentile(&samples, 990), 99);
+        assert_eq!(percentile(&[], 500), 0);
     }
 }

@@ -87,3 +87,53 @@ fn the_same_seed_gives_the_same_trace() {
     let other = run(&config(2, faults()));
     assert_ne!(first.trace_hash, other.trace_hash, "the seed must matter");
 }
+
+#[test]
+fn every_fault_kind_applies_and_the_cluster_recovers() {
+    let events = vec![
+        (1_200, FaultEvent::PacketLoss { rate_ppm: 20_000 }),
+        (
+            1_400,
+            FaultEvent::DiskSlow {
+                member: 1,
+                profile: DiskProfile::Hdd,
+            },
+        ),
+        (1_600, FaultEvent::Crash { member: 2 }),
+        (2_000, FaultEvent::Restart { member: 2 }),
+        (2_200, FaultEvent::Pause { member: 3 }),
+        (2_800, FaultEvent::Resume { member: 3 }),
+        (3_000, FaultEvent::Asymmetric { from: 1, to: 2 }),
+        (3_200, FaultEvent::Clog { member: 3 }),
+        (3_600, FaultEvent::Unclog { member: 3 }),
+        (3_800, FaultEvent::PartitionLeaderAway),
+        (
+            4_200,
+            FaultEvent::FsyncError {
+                member: 1,
+                count: 2,
+            },
+        ),
+        (4_400, FaultEvent::Kill { member: 3 }),
+    ];
+    let result = run(&config(3, events));
+    assert!(
+        result.passed(),
+        "failures: {:?}\ntrace tail: {:#?}",
+        result.failures,
+        result.trace.iter().rev().take(15).collect::<Vec<_>>()
+    );
+    for kind in [
+        "Crash",
+        "Pause",
+        "Clog",
+        "PartitionLeaderAway",
+        "FsyncError",
+        "Kill",
+    ] {
+        assert!(
+            result.trace.iter().any(|l| l.contains(kind)),
+            "{kind} missing from the trace"
+        );
+    }
+}
