@@ -693,7 +693,10 @@ async fn simulate(config: RunConfig, trace: TraceLog, recorder: Recorder) -> Sim
             let ok = loop {
                 let (rec, tr, op) = (recorder.clone(), trace.clone(), op.clone());
                 let ok = reader
-                    .spawn(async move { kv::call(id, target, op, start, &rec, &tr).await })
+                    .spawn(async move {
+                        let mut conns = kv::Connections::new();
+                        kv::call(id, target, op, start, &mut conns, &rec, &tr).await
+                    })
                     .await
                     .unwrap_or(false);
                 if ok || Instant::now() >= deadline {

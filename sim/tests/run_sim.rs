@@ -137,3 +137,25 @@ fn every_fault_kind_applies_and_the_cluster_recovers() {
         );
     }
 }
+
+/// A small sweep, run by hand: `... --test run_sim -- --ignored --nocapture`.
+#[test]
+#[ignore = "a sweep of many seeds; run by hand"]
+fn sweep_faulted_seeds() {
+    let mut failed = Vec::new();
+    for seed in 1..=30 {
+        let r = run(&config(seed, faults()));
+        eprintln!(
+            "seed {seed}: {} ops, {} sim ms, {} wall ms, p50/p99 {:?} us, {:?}",
+            r.history.len(),
+            r.sim_ms,
+            r.wall_ms,
+            r.commit_latency_us,
+            r.failures
+        );
+        if !r.passed() {
+            failed.push(seed);
+        }
+    }
+    assert!(failed.is_empty(), "failing seeds: {failed:?}");
+}

@@ -4,6 +4,7 @@
 //! broken connection after sending makes a write's outcome unknown. It does not retry
 //! and does not check results.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use detcd_checker::history::{
@@ -155,27 +156,45 @@ pub async fn send(client: &mut KvClient<Channel>, op: &Op) -> Result<OkOutcome, 
     }
 }
 
-/// Sends `op` to member `endpoint` with a timeout and records it. Returns whether it
-/// succeeded.
+/// A client's open connections, by member; a connection that failed is dropped.
+pub type Connections = BTreeMap<u64, KvClient<Channel>>;
+
+/// Sends `op` to member `endpoint` (reusing or opening a connection in `conns`) with a
+/// timeout and records it. Returns whether it succeeded.
 pub async fn call(
     client_id: u64,
     endpoint: u64,
     op: Op,
     start: Instant,
+    conns: &mut Connections,
     recorder: &Recorder,
     trace: &TraceLog,
 ) -> bool {
     let writes = !matches!(op, Op::Range(_));
     let call = since(start);
     let timeout = Duration::from_millis(OP_TIMEOUT_MS);
+    let cached = conns.remove(&endpoint);
     let result = tokio::time::timeout(timeout, async {
-        match KvClient::connect(member_url(endpoint)).await {
-            // Nothing was sent: the request had no effect.
-            Err(e) => Err((false, format!("connect: {e}"))),
-            Ok(mut c) => send(&mut c, &op).await.map_err(|m| (true, m)),
-        }
+        let mut c = match cached {
+            Some(c) => c,
+            None => match KvClient::connect(member_url(endpoint)).await {
+                Ok(c) => c,
+                // Nothing was sent: the request had no effect.
+                Err(e) => return Err((false, format!("connect: {e}"))),
+            },
+        };
+        let sent = send(&mut c, &op).await.map_err(|m| (true, m))?;
+        Ok((c, sent))
     })
     .await;
+    let result = match result {
+        Ok(Ok((c, sent))) => {
+            conns.insert(endpoint, c);
+            Ok(Ok(sent))
+        }
+        Ok(Err(e)) => Ok(Err(e)),
+        Err(elapsed) => Err(elapsed),
+    };
     let ret = since(start);
     let (outcome, ret) = match result {
         Ok(Ok(ok)) => (Outcome::Ok(ok), Some(ret)),
@@ -206,11 +225,15 @@ pub async fn call(
 pub async fn run_client(cfg: KvClientConfig, recorder: Recorder, trace: TraceLog) {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut seq = 0;
+    let mut conns = Connections::new();
     while Instant::now() < cfg.stop {
         seq += 1;
         let op = draw_op(&mut rng, &cfg, seq);
         let endpoint = rng.random_range(1..=cfg.members.max(1));
-        let ok = call(cfg.client, endpoint, op, cfg.start, &recorder, &trace).await;
+        let ok = call(
+            cfg.client, endpoint, op, cfg.start, &mut conns, &recorder, &trace,
+        )
+        .await;
         let pause = if ok { THINK_MS } else { BACKOFF_MS };
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
