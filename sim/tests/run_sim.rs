@@ -159,3 +159,23 @@ fn sweep_faulted_seeds() {
     }
     assert!(failed.is_empty(), "failing seeds: {failed:?}");
 }
+
+#[test]
+fn hdd_commits_are_slower_than_ssd_commits() {
+    let ssd = run(&config(4, Vec::new()));
+    let hdd = run(&RunConfig {
+        disk: DiskProfile::Hdd,
+        ..config(4, Vec::new())
+    });
+    assert!(
+        ssd.passed() && hdd.passed(),
+        "{:?} {:?}",
+        ssd.failures,
+        hdd.failures
+    );
+    eprintln!(
+        "ssd {:?} hdd {:?}",
+        ssd.commit_latency_us, hdd.commit_latency_us
+    );
+    assert!(hdd.commit_latency_us.0 > ssd.commit_latency_us.0);
+}
