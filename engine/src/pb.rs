@@ -2,6 +2,8 @@
 //!
 //! Module names follow the protobuf packages, so paths read as in etcd:
 //! `pb::etcdserverpb::RangeRequest`, `pb::mvccpb::KeyValue`, `pb::v3lockpb::LockRequest`.
+//! The client-API packages also carry serde impls in the proto3 JSON mapping (proto field
+//! names, 64-bit integers as strings, bytes as base64) for the HTTP gateway.
 //! Nothing here is written by hand; behaviour lives in the modules that use these types.
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -9,26 +11,31 @@
 /// Key-value records and watch events (`mvccpb`).
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");
+    include!(concat!(env!("OUT_DIR"), "/mvccpb.serde.rs"));
 }
 
 /// Auth records (`authpb`).
 pub mod authpb {
     tonic::include_proto!("authpb");
+    include!(concat!(env!("OUT_DIR"), "/authpb.serde.rs"));
 }
 
 /// The client API: KV, Watch, Lease, Cluster, Maintenance, Auth (`etcdserverpb`).
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
+    include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));
 }
 
 /// The lock service (`v3lockpb`).
 pub mod v3lockpb {
     tonic::include_proto!("v3lockpb");
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.serde.rs"));
 }
 
 /// The election service (`v3electionpb`).
 pub mod v3electionpb {
     tonic::include_proto!("v3electionpb");
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.serde.rs"));
 }
 
 /// detcd's peer protocol and Raft entry payloads (`detcdpeerpb`); not etcd's API.

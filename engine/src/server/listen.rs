@@ -1,32 +1,136 @@
 //! The client listener: etcd's gRPC services on one address.
 //!
-//! In real mode, HTTP (`/health`, `/version`, `/metrics`, the JSON gateway) shares the
-//! port once the HTTP module provides its router; under the simulator only gRPC runs
+//! In real mode HTTP (`/health`, `/version`, `/metrics`, the JSON gateway) shares the
+//! port: tonic's routes and the HTTP routes are one axum router, served with HTTP/1.1
+//! and cleartext HTTP/2 on the same socket. Under the simulator only gRPC runs
 //! (madsim-tonic carries gRPC alone).
 
 use std::net::SocketAddr;
 
 use tokio::sync::watch;
 
+use crate::pb::etcdserverpb::cluster_server::ClusterServer;
 use crate::pb::etcdserverpb::kv_server::KvServer;
+use crate::pb::etcdserverpb::lease_server::LeaseServer;
+use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::pb::etcdserverpb::watch_server::WatchServer;
+use crate::pb::health::health_server::HealthServer;
+use crate::pb::v3electionpb::election_server::ElectionServer;
+use crate::pb::v3lockpb::lock_server::LockServer;
 
 use super::config::ServerConfig;
 use super::error::ServerError;
+use super::grpc::cluster::ClusterService;
+use super::grpc::election::ElectionService;
+use super::grpc::health::HealthService;
 use super::grpc::kv::KvService;
+use super::grpc::lease::LeaseService;
+use super::grpc::lock::LockService;
+use super::grpc::maintenance::MaintenanceService;
+use super::grpc::watch::WatchService;
 use super::node::NodeHandle;
 
-/// Serves clients on `addr` until `shutdown` turns true. Returns once the listener task
-/// is started.
+/// Slack over `--max-request-bytes` for the gRPC layer, so the server itself can answer
+/// an oversize request with etcd's "request is too large" instead of a transport error.
+pub const GRPC_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// Adds the client-facing gRPC services of a member, each with its message size limit, to
+/// `$start` (real tonic's `Routes` or the simulator's server builder: both have
+/// `add_service`). The one list serves both listeners.
+macro_rules! with_client_services {
+    ($start:expr, $node:expr, $token:expr, $limit:expr) => {
+        $start
+            .add_service(
+                KvServer::new(KvService::new($node.clone())).max_decoding_message_size($limit),
+            )
+            .add_service(
+                WatchServer::new(WatchService::new($node.clone()))
+                    .max_decoding_message_size($limit),
+            )
+            .add_service(
+                LeaseServer::new(LeaseService::new($node.clone()))
+                    .max_decoding_message_size($limit),
+            )
+            .add_service(
+                ClusterServer::new(ClusterService::new($node.clone(), $token, unix_time_s))
+                    .max_decoding_message_size($limit),
+            )
+            .add_service(
+                MaintenanceServer::new(MaintenanceService::new($node.clone()))
+                    .max_decoding_message_size($limit),
+            )
+            .add_service(
+                LockServer::new(LockService::new($node.clone())).max_decoding_message_size($limit),
+            )
+            .add_service(
+                ElectionServer::new(ElectionService::new($node.clone()))
+                    .max_decoding_message_size($limit),
+            )
+            .add_service(HealthServer::new(HealthService::new($node.clone())))
+    };
+}
+
+/// Seconds since the Unix epoch, for new member IDs (etcd mixes the time in).
+#[cfg(not(madsim))]
+fn unix_time_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A fixed time under the simulator, so member IDs are the same in every run.
+#[cfg(madsim)]
+fn unix_time_s() -> i64 {
+    1_700_000_000
+}
+
+/// Serves clients on `addr` until `shutdown` turns true. Returns once the listener is
+/// bound (real mode) or its task is started (simulator).
 pub async fn serve_clients(
     addr: SocketAddr,
     node: NodeHandle,
     config: ServerConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
+    let limit = config.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+    serve(addr, node, config.initial_cluster_token, limit, shutdown).await
+}
+
+#[cfg(not(madsim))]
+async fn serve(
+    addr: SocketAddr,
+    node: NodeHandle,
+    token: String,
+    limit: usize,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServerError> {
-    let request_bytes_max = config.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
-    let kv =
-        KvServer::new(KvService::new(node.clone())).max_decoding_message_size(request_bytes_max);
-    let router = tonic::transport::Server::builder().add_service(kv);
+    let routes = with_client_services!(tonic::service::Routes::default(), node, token, limit);
+    let router = super::http::client_router(routes, node);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServerError::Internal(format!("cannot listen on {addr}: {e}")))?;
+    tokio::spawn(async move {
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(%addr, error = %e, "client listener failed");
+        }
+    });
+    Ok(())
+}
+
+#[cfg(madsim)]
+async fn serve(
+    addr: SocketAddr,
+    node: NodeHandle,
+    token: String,
+    limit: usize,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
+    let router = with_client_services!(tonic::transport::Server::builder(), node, token, limit);
     tokio::spawn(async move {
         let result = router
             .serve_with_shutdown(addr, async move {
@@ -39,7 +143,3 @@ pub async fn serve_clients(
     });
     Ok(())
 }
-
-/// Slack over `--max-request-bytes` for the gRPC layer, so the server itself can answer
-/// an oversize request with etcd's "request is too large" instead of a transport error.
-pub const GRPC_OVERHEAD_BYTES: usize = 64 * 1024;

@@ -6,9 +6,12 @@
 pub mod config;
 pub mod error;
 pub mod grpc;
+#[cfg(not(madsim))]
+pub mod http;
 pub mod ids;
 pub mod listen;
 pub mod membership;
+pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod run;

@@ -13,16 +13,20 @@ use crate::pb::etcdserverpb::{
 use crate::server::error::ServerError;
 use crate::server::node::{Applied, NodeHandle};
 
+use super::{Quota, unexpected};
+
 /// The KV service of one member.
 #[derive(Clone)]
 pub struct KvService {
     node: NodeHandle,
+    quota: Quota,
 }
 
 impl KvService {
     /// The service for `node`.
     pub fn new(node: NodeHandle) -> Self {
-        KvService { node }
+        let quota = Quota::new(node.clone());
+        KvService { node, quota }
     }
 
     fn check_size(&self, bytes: usize) -> Result<(), ServerError> {
@@ -35,10 +39,6 @@ impl KvService {
     fn header(&self, header: Option<ResponseHeader>) -> Option<ResponseHeader> {
         Some(self.node.header(header.map_or(0, |h| h.revision)))
     }
-}
-
-fn unexpected(applied: &Applied) -> Status {
-    Status::internal(format!("etcdserver: unexpected apply result {applied:?}"))
 }
 
 #[tonic::async_trait]
@@ -64,6 +64,7 @@ impl Kv for KvService {
         let req = request.into_inner();
         self.check_size(req.encoded_len())?;
         validate_put(&req).map_err(ServerError::from)?;
+        self.quota.admit(req.encoded_len()).await?;
         match self.node.write(Write::Put(req)).await? {
             Applied::Put(mut response) => {
                 response.header = self.header(response.header);
@@ -102,6 +103,7 @@ impl Kv for KvService {
             response.header = self.header(response.header);
             return Ok(Response::new(response));
         }
+        self.quota.admit(req.encoded_len()).await?;
         match self.node.write(Write::Txn(req)).await? {
             Applied::Txn(mut response) => {
                 response.header = self.header(response.header);

@@ -44,6 +44,7 @@ use crate::watch::{Limits, WatchHub};
 
 use super::error::ServerError;
 use super::membership::{MemberRecord, Membership};
+use super::metrics::Metrics;
 use super::transport::PeerFailure;
 
 pub use raft_loop::Command;
@@ -218,6 +219,7 @@ pub(crate) struct Shared {
     pub(crate) stream_wakers: Mutex<BTreeMap<u64, Arc<Notify>>>,
     pub(crate) status_tx: watch::Sender<NodeStatus>,
     pub(crate) epoch: tokio::time::Instant,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -325,6 +327,7 @@ pub async fn start<D: Disk>(
         stream_wakers: Mutex::new(BTreeMap::new()),
         status_tx,
         epoch: tokio::time::Instant::now(),
+        metrics: Arc::default(),
         config,
     });
     let raft_loop = raft_loop::RaftLoop::new(
@@ -357,6 +360,11 @@ impl NodeHandle {
     /// The node's configuration.
     pub fn config(&self) -> &NodeConfig {
         &self.shared.config
+    }
+
+    /// This member's metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.shared.metrics)
     }
 
     /// The latest status.
@@ -459,16 +467,19 @@ impl NodeHandle {
         let (tx, rx) = oneshot::channel();
         lock(&self.shared.waiters).insert(id, tx);
         let timeout = self.shared.config.request_timeout();
+        self.shared.metrics.proposals_pending_add(1);
         let outcome = tokio::time::timeout(timeout, async {
             self.submit(req).await?;
             rx.await.map_err(|_| ServerError::Stopped)?
         })
         .await;
+        self.shared.metrics.proposals_pending_add(-1);
         lock(&self.shared.waiters).remove(&id);
-        match outcome {
-            Ok(result) => result,
-            Err(_) => Err(ServerError::Timeout),
+        let result = outcome.unwrap_or(Err(ServerError::Timeout));
+        if result.is_err() {
+            self.shared.metrics.proposal_failed();
         }
+        result
     }
 
     /// Puts a proposal into the leader's log (here, or forwarded).

@@ -153,6 +153,7 @@ impl<D: Disk> RaftLoop<D> {
         status.leader = 0;
         status.is_leader = false;
         let _ = self.shared.status_tx.send(status);
+        self.shared.metrics.set_leader(false, false);
     }
 
     fn handle(&mut self, command: Command) {
@@ -287,10 +288,15 @@ impl<D: Disk> RaftLoop<D> {
         if let Some(soft) = ready.soft_state {
             self.on_soft_state(soft);
         }
+        let syncs = ready.hard_state.is_some() || !ready.entries.is_empty();
+        let started = tokio::time::Instant::now();
         self.storage
             .persist(&ready)
             .await
             .map_err(|e| ServerError::Internal(e.to_string()))?;
+        if syncs {
+            self.shared.metrics.wal_fsync.observe(started.elapsed());
+        }
         if let Some(snapshot) = &ready.snapshot {
             self.restore_snapshot(&snapshot.data, snapshot.meta.index)?;
             self.last_snapshot_index = snapshot.meta.index;
@@ -315,6 +321,7 @@ impl<D: Disk> RaftLoop<D> {
             let mut status = *self.shared.status_tx.borrow();
             status.leader_changes += 1;
             let _ = self.shared.status_tx.send(status);
+            self.shared.metrics.leader_changed();
         }
         self.soft = soft;
         if is_leader && !was_leader {
@@ -373,10 +380,16 @@ impl<D: Disk> RaftLoop<D> {
             Err(e) => return Err(ServerError::Internal(e.to_string())),
         }
         let meta = self.raw.log().snapshot_meta().clone();
+        let started = tokio::time::Instant::now();
         self.storage
             .save_snapshot(meta, &data)
             .await
             .map_err(|e| ServerError::Internal(e.to_string()))?;
+        self.shared
+            .metrics
+            .backend_commit
+            .observe(started.elapsed());
+        self.shared.metrics.set_db_size(data.len() as u64);
         self.last_snapshot_index = applied;
         tracing::info!(
             member = self.shared.config.member_id,
@@ -403,6 +416,9 @@ impl<D: Disk> RaftLoop<D> {
             leader_changes: previous.leader_changes,
             stopped: self.stop,
         };
+        let metrics = &self.shared.metrics;
+        metrics.set_leader(next.leader != 0, next.is_leader);
+        metrics.set_indexes(next.commit, next.applied);
         if next != previous {
             let _ = self.shared.status_tx.send(next);
         }

@@ -1,0 +1,311 @@
+//! `detcd-bench compare`: starts two servers one after the other with the same
+//! settings on the same disk, runs the same workloads against each, and prints one
+//! table with both rows and their ratio.
+//!
+//! Servers are given as command templates, so the same code compares detcd with etcd,
+//! or etcd with itself. Placeholders: `{dir}` (a fresh data directory on the chosen
+//! disk), `{client}` and `{peer}` (free loopback ports). It runs single-node servers
+//! only and does not tune them.
+
+use crate::load::{self, LoadError, LoadOpts, Workload};
+use crate::stats::Summary;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Time a started server gets to answer Maintenance.Status, in milliseconds.
+pub const SERVER_READY_TIMEOUT_MS: u64 = 20_000;
+
+/// The command that starts Debian's etcd 3.4 as a single node.
+pub const ETCD_COMMAND: &str = "/usr/bin/etcd --name default --data-dir {dir} \
+--listen-client-urls http://127.0.0.1:{client} --advertise-client-urls http://127.0.0.1:{client} \
+--listen-peer-urls http://127.0.0.1:{peer} --initial-advertise-peer-urls http://127.0.0.1:{peer} \
+--initial-cluster default=http://127.0.0.1:{peer}";
+
+/// Errors of a comparison.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// The server could not be started.
+    #[error("start {name} ({command}): {source}")]
+    Spawn {
+        /// Server name.
+        name: String,
+        /// Expanded command.
+        command: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server did not answer in time.
+    #[error("{name} did not become ready within {SERVER_READY_TIMEOUT_MS} ms; its log is {log}")]
+    NotReady {
+        /// Server name.
+        name: String,
+        /// Its log file.
+        log: PathBuf,
+    },
+    /// The server exited before it became ready.
+    #[error("{name} exited with {status} before it became ready; its log is {log}")]
+    Exited {
+        /// Server name.
+        name: String,
+        /// Exit status.
+        status: std::process::ExitStatus,
+        /// Its log file.
+        log: PathBuf,
+    },
+    /// A workload failed.
+    #[error("{name}: {source}")]
+    Load {
+        /// Server name.
+        name: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// A file or port operation failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One server to compare.
+#[derive(Clone, Debug)]
+pub struct ServerSpec {
+    /// Name for the table.
+    pub name: String,
+    /// Command template (run with `sh -c`).
+    pub command: String,
+}
+
+/// A started server; killed when dropped.
+pub struct RunningServer {
+    child: Child,
+    /// Client endpoint (`127.0.0.1:port`).
+    pub endpoint: String,
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Expands a command template.
+pub fn expand(template: &str, dir: &Path, client: u16, peer: u16) -> String {
+    template
+        .replace("{dir}", &dir.display().to_string())
+        .replace("{client}", &client.to_string())
+        .replace("{peer}", &peer.to_string())
+}
+
+/// Starts `spec` with a data directory under `data_root` and waits until it reports a
+/// leader. The server's output goes to `<data dir>.log`.
+pub async fn start(spec: &ServerSpec, data_root: &Path) -> Result<RunningServer, CompareError> {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{}-", spec.name))
+        .tempdir_in(data_root)?
+        .keep();
+    let (client, peer) = (free_port()?, free_port()?);
+    let command = expand(&spec.command, &dir, client, peer);
+    let log_path = dir.with_extension("log");
+    let log = std::fs::File::create(&log_path)?;
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {command}"))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|source| CompareError::Spawn {
+            name: spec.name.clone(),
+            command: command.clone(),
+            source,
+        })?;
+    let mut server = RunningServer {
+        child,
+        endpoint: format!("127.0.0.1:{client}"),
+    };
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(SERVER_READY_TIMEOUT_MS) {
+        if let Some(status) = server.child.try_wait()? {
+            return Err(CompareError::Exited {
+                name: spec.name.clone(),
+                status,
+                log: log_path,
+            });
+        }
+        if load::find_leader(std::slice::from_ref(&server.endpoint))
+            .await
+            .is_ok()
+        {
+            return Ok(server);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(CompareError::NotReady {
+        name: spec.name.clone(),
+        log: log_path,
+    })
+}
+
+/// One workload of a comparison with its load shape.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// Workload.
+    pub workload: Workload,
+    /// Load options (endpoints are filled in per server).
+    pub opts: LoadOpts,
+}
+
+/// A row of the comparison table: one case on both servers.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Row {
+    /// Case label.
+    pub case: String,
+    /// First server's numbers.
+    pub a: Summary,
+    /// Second server's numbers.
+    pub b: Summary,
+}
+
+/// Runs every case on `a` and then on `b` (each a fresh server) and returns the rows.
+pub async fn compare(
+    a: &ServerSpec,
+    b: &ServerSpec,
+    data_root: &Path,
+    cases: &[Case],
+) -> Result<Vec<Row>, CompareError> {
+    let mut results: Vec<Vec<Summary>> = Vec::new();
+    for spec in [a, b] {
+        let server = start(spec, data_root).await?;
+        let mut sums = Vec::new();
+        for case in cases {
+            let opts = LoadOpts {
+                endpoints: vec![server.endpoint.clone()],
+                ..case.opts.clone()
+            };
+            let s =
+                load::run(&opts, &case.workload)
+                    .await
+                    .map_err(|source| CompareError::Load {
+                        name: spec.name.clone(),
+                        source,
+                    })?;
+            sums.push(s);
+        }
+        results.push(sums);
+    }
+    let b_sums = results.pop().unwrap_or_default();
+    let a_sums = results.pop().unwrap_or_default();
+    Ok(cases
+        .iter()
+        .zip(a_sums.into_iter().zip(b_sums))
+        .map(|(case, (a, b))| Row {
+            case: format!(
+                "{} conns={} clients={}",
+                case.workload.name(),
+                case.opts.conns,
+                case.opts.clients
+            ),
+            a,
+            b,
+        })
+        .collect())
+}
+
+/// The comparison as a text table: per case, one row per server and the ratio a/b.
+pub fn table(a_name: &str, b_name: &str, rows: &[Row]) -> String {
+    let ms = |us: u64| us as f64 / 1000.0;
+    let mut out = format!(
+        "{:<44} {:<8} {:>10} {:>9} {:>9} {:>9}\n",
+        "case", "server", "QPS", "p50 ms", "p99 ms", "errors"
+    );
+    for r in rows {
+        for (name, s) in [(a_name, &r.a), (b_name, &r.b)] {
+            out.push_str(&format!(
+                "{:<44} {:<8} {:>10.1} {:>9.3} {:>9.3} {:>9}\n",
+                r.case,
+                name,
+                s.qps,
+                ms(s.latency_us_p50),
+                ms(s.latency_us_p99),
+                s.errors
+            ));
+        }
+        let ratio = |x: f64, y: f64| if y > 0.0 { x / y } else { f64::NAN };
+        out.push_str(&format!(
+            "{:<44} {:<8} {:>10.2} {:>9.2} {:>9.2}\n",
+            r.case,
+            format!("{a_name}/{b_name}"),
+            ratio(r.a.qps, r.b.qps),
+            ratio(r.a.latency_us_p50 as f64, r.b.latency_us_p50 as f64),
+            ratio(r.a.latency_us_p99 as f64, r.b.latency_us_p99 as f64),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Latencies;
+
+    #[test]
+    fn expands_placeholders() {
+        let c = expand(
+            "srv --d {dir} --c {client} --p {peer} {client}",
+            Path::new("/x"),
+            1,
+            2,
+        );
+        assert_eq!(c, "srv --d /x --c 1 --p 2 1");
+    }
+
+    #[test]
+    fn table_shows_both_rows_and_the_ratio() {
+        let mut l = Latencies::new().expect("hist");
+        l.record(Duration::from_millis(2));
+        let a = l.summary("put", Duration::from_secs(1), 0);
+        let b = l.summary("put", Duration::from_millis(500), 0);
+        let t = table(
+            "detcd",
+            "etcd",
+            &[Row {
+                case: "put".into(),
+                a,
+                b,
+            }],
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[1].contains("detcd") && lines[2].contains("etcd"));
+        assert!(
+            lines[3].contains("detcd/etcd") && lines[3].contains("0.50"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn a_server_that_exits_is_reported() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        let root = tempfile::tempdir().expect("tempdir");
+        let spec = ServerSpec {
+            name: "false".into(),
+            command: "false".into(),
+        };
+        // `false` exits at once: start reports it instead of waiting for the timeout.
+        let r = rt.block_on(start(&spec, root.path()));
+        assert!(
+            matches!(r, Err(CompareError::Exited { .. })),
+            "{:?}",
+            r.err()
+        );
+    }
+}

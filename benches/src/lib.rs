@@ -1,0 +1,17 @@
+//! detcd-bench: the benchmark bodies behind the criterion benches, and the load
+//! generator `detcd-bench`, which speaks etcd's v3 gRPC API and so measures detcd and
+//! etcd alike.
+//!
+//! This crate runs on real tokio only; it never builds under the simulator, so it may
+//! read clocks and touch real files. It deliberately holds no server code: end-to-end
+//! numbers come from a running endpoint given on the command line.
+
+#![warn(missing_docs)]
+
+pub mod bodies;
+pub mod compare;
+pub mod disk;
+pub mod load;
+pub mod record;
+pub mod stats;
+pub mod svg;
