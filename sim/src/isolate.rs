@@ -1,0 +1,77 @@
+//! Runs one simulation in a forked child process and brings its result back over a
+//! pipe. Why: tokio seeds each thread's internal RNG (which picks the wake shard of a
+//! `tokio::sync::watch` receiver and the branch order of an unbiased `select!`) from a
+//! process-wide counter, so a second run of the same seed in the same process can
+//! schedule differently. A child forked from a parent that never touches that RNG
+//! starts from the same counter every time, and its fresh thread draws everything else
+//! from the seeded simulator. This module does nothing else: no retries, no timeouts.
+
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Runs `f` on a fresh thread of a forked child and returns its value.
+///
+/// The parent must not use tokio's thread RNG itself (it does not run the simulator).
+pub fn in_child<T, F>(f: F) -> Result<T, String>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` is a valid two-element array for pipe(2) to fill.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: pipe(2) succeeded, so both descriptors are open and owned only here.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: the child only spawns a thread, runs `f`, writes to the pipe and calls
+    // `_exit`; it never returns into the caller's stack.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        drop(read_end);
+        let mut out = std::fs::File::from(write_end);
+        let body = std::thread::Builder::new()
+            .name("sim-run".to_owned())
+            .spawn(f)
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                t.join()
+                    .map_err(|_| "the simulation thread panicked".to_owned())
+            })
+            .and_then(|v| serde_json::to_vec(&v).map_err(|e| e.to_string()));
+        let (code, bytes) = match body {
+            Ok(bytes) => (0, bytes),
+            Err(e) => (1, e.into_bytes()),
+        };
+        let _ = out.write_all(&bytes);
+        drop(out);
+        // SAFETY: ends the child without running the parent's destructors or atexit.
+        unsafe { libc::_exit(code) };
+    }
+    drop(write_end);
+    let mut bytes = Vec::new();
+    let read = std::fs::File::from(read_end).read_to_end(&mut bytes);
+    let mut status = 0;
+    // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+    let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+    if waited != pid {
+        return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
+    }
+    read.map_err(|e| format!("reading the child's result: {e}"))?;
+    let exited_ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    if !exited_ok {
+        let text = String::from_utf8_lossy(&bytes);
+        return Err(format!(
+            "the simulation process failed (status {status}): {text}"
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("the child's result is not readable: {e}"))
+}

@@ -1,0 +1,22 @@
+//! detcd-sim: the deterministic simulation harness.
+//!
+//! - [`fault`]: fault events and timed schedules, as JSON data;
+//! - [`disk`]: the simulated disk (a `MemDisk` with latency profiles and faults);
+//! - [`trace`]: the event list and its hash, for determinism checks;
+//! - [`run`]: the one entry point: a [`run::RunConfig`] in, a [`run::RunResult`] out.
+//!
+//! Under `--cfg madsim` the crate also holds the cluster world (real detcd members on
+//! simulated hosts) and the recording workloads, and [`run::run`] executes a whole
+//! simulated run. Without it only the data types build, so tools can read and write
+//! schedules and configs; the crate never runs members on real threads or sockets.
+
+pub mod disk;
+pub mod fault;
+#[cfg(madsim)]
+mod isolate;
+pub mod run;
+pub mod trace;
+#[cfg(madsim)]
+pub mod workload;
+#[cfg(madsim)]
+mod world;

@@ -1,0 +1,92 @@
+//! The one entry point of a simulated run: [`RunConfig`] (seed, cluster shape, disk,
+//! schedule, workload, time bounds) in, [`RunResult`] (trace and hash, history,
+//! checker verdict, failures, latencies, logs) out. The types build everywhere; [`run`]
+//! exists only under `--cfg madsim`. It writes no files: saving artifacts is the
+//! caller's job.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::disk::DiskProfile;
+use crate::fault::Schedule;
+
+/// Which workload the clients run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum WorkloadSpec {
+    /// Mixed KV (puts with unique values, gets, deletes) over a small key set.
+    Kv {
+        /// Concurrent clients, each on its own simulated host.
+        clients: u64,
+        /// Distinct keys.
+        keys: u64,
+    },
+}
+
+/// Everything that defines a run; the same config gives the same run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// The seed of the simulator and of every RNG in the run.
+    pub seed: u64,
+    /// Cluster size.
+    pub members: u64,
+    /// Every member's disk profile at boot.
+    pub disk: DiskProfile,
+    /// The faults.
+    pub schedule: Schedule,
+    /// The clients' workload.
+    pub workload: WorkloadSpec,
+    /// Workload time before the final heal, simulated ms.
+    pub duration_ms: u64,
+    /// Bound after the heal for a leader and every member caught up, simulated ms.
+    pub liveness_ms: u64,
+}
+
+/// What a run produced.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunResult {
+    /// The seed.
+    pub seed: u64,
+    /// Hash over `trace`.
+    pub trace_hash: u64,
+    /// The events, in order, for first-divergence reports.
+    pub trace: Vec<String>,
+    /// The history, JSON lines in the checker's format.
+    pub history: Vec<String>,
+    /// The checker's verdict: "OK", "Illegal: ..." or "Unknown: ...".
+    pub verdict: String,
+    /// Liveness, convergence, lost-write and checker failures; empty means pass.
+    pub failures: Vec<String>,
+    /// Simulated time of the whole run, ms.
+    pub sim_ms: u64,
+    /// Wall-clock time of the whole run, ms.
+    pub wall_ms: u64,
+    /// p50 and p99 of acknowledged writes' latency, µs.
+    pub commit_latency_us: (u64, u64),
+    /// Per-member log lines (world events concerning the member).
+    pub logs: BTreeMap<u64, Vec<String>>,
+}
+
+impl RunResult {
+    /// Whether the run passed every check.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+#[cfg(madsim)]
+pub use crate::world::run_in_process;
+
+/// Runs one simulated run in a forked child process (see `isolate` for why), so that
+/// every run of a seed replays exactly, whatever ran before it in this process. A
+/// child that dies is reported as a failure of the run.
+#[cfg(madsim)]
+pub fn run(config: &RunConfig) -> RunResult {
+    let child_config = config.clone();
+    crate::isolate::in_child(move || run_in_process(&child_config)).unwrap_or_else(|e| RunResult {
+        seed: config.seed,
+        verdict: "Unknown: the run did not finish".to_owned(),
+        failures: vec![e],
+        ..RunResult::default()
+    })
+}

@@ -1,0 +1,240 @@
+//! The mixed KV workload: each client, on its own simulated host, sends puts with
+//! unique values, linearizable gets and deletes over a small key set to random
+//! members, one request at a time, and records each with its outcome. A timeout or a
+//! broken connection after sending makes a write's outcome unknown. It does not retry
+//! and does not check results.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use detcd_checker::history::{
+    self as h, DeleteRangeResult, OkOutcome, Op, OpRecord, OpResult, Outcome, PutResult,
+    RangeResult,
+};
+use detcd_engine::pb::etcdserverpb::kv_client::KvClient;
+use detcd_engine::pb::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
+use detcd_engine::pb::mvccpb;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use super::Recorder;
+use crate::trace::TraceLog;
+
+/// How long a client waits for one response before calling it unknown.
+pub const OP_TIMEOUT_MS: u64 = 1_000;
+/// Pause between a client's requests.
+pub const THINK_MS: u64 = 20;
+/// Pause after a failed or timed-out request.
+pub const BACKOFF_MS: u64 = 100;
+
+/// One client's parameters.
+#[derive(Clone, Debug)]
+pub struct KvClientConfig {
+    /// Client id in the history (1-based).
+    pub client: u64,
+    /// Cluster size; members are at `10.0.0.<i>:2379`.
+    pub members: u64,
+    /// Distinct keys `k0..k<keys>`.
+    pub keys: u64,
+    /// Seed of this client's choices.
+    pub seed: u64,
+    /// Time zero of the history.
+    pub start: Instant,
+    /// When to stop sending.
+    pub stop: Instant,
+}
+
+/// The client URL of member `i`.
+pub fn member_url(i: u64) -> String {
+    format!("http://10.0.0.{i}:2379")
+}
+
+/// Nanoseconds since `start`.
+pub fn since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A history key-value from a wire key-value.
+pub fn kv_to_history(kv: &mvccpb::KeyValue) -> h::KeyValue {
+    h::KeyValue {
+        key: String::from_utf8_lossy(&kv.key).into_owned(),
+        value: String::from_utf8_lossy(&kv.value).into_owned(),
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+        lease: kv.lease,
+    }
+}
+
+/// A request and whether it may change state.
+fn draw_op(rng: &mut ChaCha8Rng, cfg: &KvClientConfig, seq: u64) -> Op {
+    let key = format!("k{}", rng.random_range(0..cfg.keys.max(1)));
+    match rng.random_range(0..100u32) {
+        0..50 => Op::Put(h::PutRequest {
+            key,
+            value: format!("c{}.{seq}", cfg.client),
+            lease: 0,
+            prev_kv: false,
+        }),
+        50..85 => Op::Range(h::RangeRequest {
+            key,
+            range_end: None,
+            revision: 0,
+            limit: 0,
+            count_only: false,
+            keys_only: false,
+            serializable: false,
+        }),
+        _ => Op::DeleteRange(h::DeleteRangeRequest {
+            key,
+            range_end: None,
+            prev_kv: false,
+        }),
+    }
+}
+
+/// Sends one history request over `client`; `Err` carries the gRPC error text.
+pub async fn send(client: &mut KvClient<Channel>, op: &Op) -> Result<OkOutcome, String> {
+    let to_bytes = |s: &str| s.as_bytes().to_vec();
+    match op {
+        Op::Put(p) => {
+            let r = client
+                .put(PutRequest {
+                    key: to_bytes(&p.key),
+                    value: to_bytes(&p.value),
+                    ..PutRequest::default()
+                })
+                .await
+                .map_err(|e| e.message().to_owned())?
+                .into_inner();
+            Ok(OkOutcome {
+                revision: r.header.map_or(0, |hd| hd.revision),
+                result: OpResult::Put(PutResult { prev_kv: None }),
+            })
+        }
+        Op::Range(q) => {
+            let r = client
+                .range(RangeRequest {
+                    key: to_bytes(&q.key),
+                    range_end: q.range_end.as_deref().map(to_bytes).unwrap_or_default(),
+                    serializable: q.serializable,
+                    ..RangeRequest::default()
+                })
+                .await
+                .map_err(|e| e.message().to_owned())?
+                .into_inner();
+            Ok(OkOutcome {
+                revision: r.header.map_or(0, |hd| hd.revision),
+                result: OpResult::Range(RangeResult {
+                    kvs: r.kvs.iter().map(kv_to_history).collect(),
+                    count: r.count,
+                    more: r.more,
+                }),
+            })
+        }
+        Op::DeleteRange(d) => {
+            let r = client
+                .delete_range(DeleteRangeRequest {
+                    key: to_bytes(&d.key),
+                    range_end: d.range_end.as_deref().map(to_bytes).unwrap_or_default(),
+                    ..DeleteRangeRequest::default()
+                })
+                .await
+                .map_err(|e| e.message().to_owned())?
+                .into_inner();
+            Ok(OkOutcome {
+                revision: r.header.map_or(0, |hd| hd.revision),
+                result: OpResult::DeleteRange(DeleteRangeResult {
+                    deleted: r.deleted,
+                    prev_kvs: Vec::new(),
+                }),
+            })
+        }
+        other => Err(format!("the kv workload does not send {other:?}")),
+    }
+}
+
+/// A client's open connections, by member; a connection that failed is dropped.
+pub type Connections = BTreeMap<u64, KvClient<Channel>>;
+
+/// Sends `op` to member `endpoint` (reusing or opening a connection in `conns`) with a
+/// timeout and records it. Returns whether it succeeded.
+pub async fn call(
+    client_id: u64,
+    endpoint: u64,
+    op: Op,
+    start: Instant,
+    conns: &mut Connections,
+    recorder: &Recorder,
+    trace: &TraceLog,
+) -> bool {
+    let writes = !matches!(op, Op::Range(_));
+    let call = since(start);
+    let timeout = Duration::from_millis(OP_TIMEOUT_MS);
+    let cached = conns.remove(&endpoint);
+    let result = tokio::time::timeout(timeout, async {
+        let mut c = match cached {
+            Some(c) => c,
+            None => match KvClient::connect(member_url(endpoint)).await {
+                Ok(c) => c,
+                // Nothing was sent: the request had no effect.
+                Err(e) => return Err((false, format!("connect: {e}"))),
+            },
+        };
+        let sent = send(&mut c, &op).await.map_err(|m| (true, m))?;
+        Ok((c, sent))
+    })
+    .await;
+    let result = match result {
+        Ok(Ok((c, sent))) => {
+            conns.insert(endpoint, c);
+            Ok(Ok(sent))
+        }
+        Ok(Err(e)) => Ok(Err(e)),
+        Err(elapsed) => Err(elapsed),
+    };
+    let ret = since(start);
+    let (outcome, ret) = match result {
+        Ok(Ok(ok)) => (Outcome::Ok(ok), Some(ret)),
+        Ok(Err((sent, message))) if sent && writes => {
+            trace.push(format!("{ret} c{client_id} n{endpoint} unknown: {message}"));
+            (Outcome::Unknown, None)
+        }
+        Ok(Err((_, message))) => (Outcome::Fail(message), Some(ret)),
+        Err(_) => (Outcome::Unknown, None),
+    };
+    let ok = matches!(outcome, Outcome::Ok(_));
+    trace.push(format!(
+        "{call} c{client_id} n{endpoint} {} -> {}",
+        serde_json::to_string(&op).unwrap_or_default(),
+        serde_json::to_string(&outcome).unwrap_or_default()
+    ));
+    recorder.record(OpRecord {
+        client: client_id,
+        call,
+        ret,
+        op,
+        outcome,
+    });
+    ok
+}
+
+/// Runs one client until `cfg.stop`.
+pub async fn run_client(cfg: KvClientConfig, recorder: Recorder, trace: TraceLog) {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut seq = 0;
+    let mut conns = Connections::new();
+    while Instant::now() < cfg.stop {
+        seq += 1;
+        let op = draw_op(&mut rng, &cfg, seq);
+        let endpoint = rng.random_range(1..=cfg.members.max(1));
+        let ok = call(
+            cfg.client, endpoint, op, cfg.start, &mut conns, &recorder, &trace,
+        )
+        .await;
+        let pause = if ok { THINK_MS } else { BACKOFF_MS };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
