@@ -156,28 +156,34 @@ impl Outcome {
     }
 }
 
-/// Runs one configuration; with `check_determinism`, runs it twice and compares traces.
-/// Only under `--cfg madsim`, where the simulator exists.
+/// A second run's trace hash and trace, for the determinism check.
+pub type Rerun = (u64, Vec<String>);
+
+/// How the determinism check does its second run.
+pub type RerunFn<'a> = &'a dyn Fn(&RunConfig) -> Result<Rerun, String>;
+
+/// Runs one configuration; with `rerun`, runs it again through `rerun` (in this process
+/// or another) and compares the traces. Only under `--cfg madsim`, where the simulator
+/// exists.
 #[cfg(madsim)]
-pub fn run_one(job: Job, config: RunConfig, check_determinism: bool) -> Outcome {
+pub fn run_one(job: Job, config: RunConfig, rerun: Option<RerunFn<'_>>) -> Outcome {
     let start = std::time::Instant::now();
     let result = detcd_sim::run::run(&config);
-    let divergence = if check_determinism {
-        let again = detcd_sim::run::run(&config);
-        if again.trace_hash == result.trace_hash {
-            None
-        } else {
-            Some(
-                first_divergence(&result.trace, &again.trace).unwrap_or(Divergence {
-                    index: result.trace.len(),
-                    first: Some(format!("hash {:016x}", result.trace_hash)),
-                    second: Some(format!("hash {:016x}", again.trace_hash)),
-                }),
-            )
-        }
-    } else {
-        None
-    };
+    let divergence = rerun.and_then(|rerun| match rerun(&config) {
+        Err(e) => Some(Divergence {
+            index: 0,
+            first: None,
+            second: Some(format!("the second run failed: {e}")),
+        }),
+        Ok((hash, _)) if hash == result.trace_hash => None,
+        Ok((hash, trace)) => Some(
+            first_divergence(&result.trace, &trace).unwrap_or(Divergence {
+                index: result.trace.len(),
+                first: Some(format!("hash {:016x}", result.trace_hash)),
+                second: Some(format!("hash {hash:016x}")),
+            }),
+        ),
+    });
     let wall_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     Outcome {
         job,

@@ -67,6 +67,13 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Internal: run a saved RunConfig (JSON) and print its trace hash and trace; the
+    /// determinism check runs the second run this way.
+    #[command(hide = true)]
+    Trace {
+        /// The configuration file.
+        config: PathBuf,
+    },
     /// Replay an artifact folder, or a schedule file on a scenario's configuration.
     Replay {
         /// An artifact folder written by a failing run.
@@ -87,7 +94,8 @@ enum Command {
 
 #[derive(Args)]
 struct Common {
-    /// Run each seed twice and report the first diverging trace event.
+    /// Run each seed a second time, in a fresh process, and report the first diverging
+    /// trace event.
     #[arg(long)]
     check_determinism: bool,
     /// Where failing runs write their artifact folders.
@@ -154,6 +162,7 @@ fn real_main() -> Result<bool> {
             let jobs = sweep::jobs(&names, sweep::parse_seeds(&seeds)?, Shard::parse(&shard)?)?;
             sweep_jobs(jobs, no_progress, fail_fast, &common)
         }
+        Command::Trace { config } => trace(&config),
         Command::Replay {
             dir,
             schedule,
@@ -211,7 +220,63 @@ fn execute(
     config: detcd_sim::run::RunConfig,
     check_determinism: bool,
 ) -> Result<Outcome> {
-    Ok(sweep::run_one(job, config, check_determinism))
+    let rerun: sweep::RerunFn<'_> = &rerun_in_child;
+    Ok(sweep::run_one(
+        job,
+        config,
+        check_determinism.then_some(rerun),
+    ))
+}
+
+/// Runs `config` again in a fresh `detcd-sim trace` process, so the check covers what a
+/// replay on another machine does: nothing carried over from this process.
+#[cfg(madsim)]
+fn rerun_in_child(config: &detcd_sim::run::RunConfig) -> Result<sweep::Rerun, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let file = std::env::temp_dir().join(format!(
+        "detcd-sim-{}-seed{}.json",
+        std::process::id(),
+        config.seed
+    ));
+    let text = serde_json::to_string(config).map_err(|e| e.to_string())?;
+    std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let output = std::process::Command::new(exe)
+        .arg("trace")
+        .arg(&file)
+        .output()
+        .map_err(|e| format!("spawning the second run: {e}"));
+    let _ = std::fs::remove_file(&file);
+    let output = output?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines();
+    let hash = lines
+        .next()
+        .and_then(|l| u64::from_str_radix(l.trim(), 16).ok())
+        .ok_or("the second run printed no hash")?;
+    Ok((hash, lines.map(str::to_owned).collect()))
+}
+
+/// `detcd-sim trace FILE`: runs a saved configuration, prints the trace hash (hex) and
+/// then the trace, one event a line.
+#[cfg(madsim)]
+fn trace(file: &std::path::Path) -> Result<bool> {
+    let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
+    let config: detcd_sim::run::RunConfig =
+        serde_json::from_str(&text).with_context(|| file.display().to_string())?;
+    let r = detcd_sim::run::run(&config);
+    println!("{:016x}", r.trace_hash);
+    for line in &r.trace {
+        println!("{}", line.replace('\n', "\\n"));
+    }
+    Ok(true)
+}
+
+#[cfg(not(madsim))]
+fn trace(_: &std::path::Path) -> Result<bool> {
+    anyhow::bail!("this build has no simulator")
 }
 
 /// Without the simulator compiled in, only `list` works.
