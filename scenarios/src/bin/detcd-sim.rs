@@ -1,0 +1,369 @@
+//! `detcd-sim`: runs detcd's named fault scenarios and swarm mode in the deterministic
+//! simulator. `list`, `run`, `sweep`, `replay`; see `detcd-sim help`.
+//!
+//! Exit status: 0 when every run passed, 1 when one failed (artifacts are written), 2 on
+//! bad usage or an unreadable file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use detcd_scenarios::sweep::{self, Job, Outcome, Shard, Summary};
+use detcd_scenarios::{artifact, catalog, swarm};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// What to tell the user to run to replay an artifact.
+const REPLAY_PROGRAM: &str = "ci/sim";
+
+#[derive(Parser)]
+#[command(
+    name = "detcd-sim",
+    about = "detcd's deterministic fault scenarios",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the named scenarios.
+    List,
+    /// Run one scenario with one seed.
+    Run {
+        /// Scenario name (see `list`), or `swarm`.
+        #[arg(long)]
+        scenario: String,
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Print the fault schedule (JSON) before running.
+        #[arg(long)]
+        print_schedule: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run many seeds across scenarios and swarm mode; print a summary table.
+    Sweep {
+        /// Comma-separated scenario names, `all` (every named scenario and swarm), or
+        /// `swarm`.
+        #[arg(long, default_value = "all")]
+        scenarios: String,
+        /// Seeds: `N` for 0..N or `A..B`.
+        #[arg(long, default_value = "10")]
+        seeds: String,
+        /// Run only shard K of N (`K/N`, 1-based).
+        #[arg(long, default_value = "1/1")]
+        shard: String,
+        /// Hide the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+        /// Stop at the first failing run.
+        #[arg(long)]
+        fail_fast: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Internal: run a saved RunConfig (JSON) and print its trace hash and trace; the
+    /// determinism check runs the second run this way.
+    #[command(hide = true)]
+    Trace {
+        /// The configuration file.
+        config: PathBuf,
+    },
+    /// Replay an artifact folder, or a schedule file on a scenario's configuration.
+    Replay {
+        /// An artifact folder written by a failing run.
+        dir: Option<PathBuf>,
+        /// A schedule JSON file to run instead of the scenario's own.
+        #[arg(long, conflicts_with = "dir")]
+        schedule: Option<PathBuf>,
+        /// With --schedule: the scenario whose shape and workload to use.
+        #[arg(long, default_value = "calm")]
+        scenario: String,
+        /// With --schedule: the seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// Run each seed a second time, in a fresh process, and report the first diverging
+    /// trace event.
+    #[arg(long)]
+    check_determinism: bool,
+    /// Where failing runs write their artifact folders.
+    #[arg(long, default_value = "sim-artifacts")]
+    out: PathBuf,
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("detcd-sim: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Ok(true): every run passed.
+fn real_main() -> Result<bool> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::List => {
+            for s in catalog::all() {
+                println!("{:<22} {}", s.name, s.about);
+            }
+            println!("{:<22} a random fault mix and rates per seed", swarm::NAME);
+            Ok(true)
+        }
+        Command::Run {
+            scenario,
+            seed,
+            print_schedule,
+            common,
+        } => {
+            let config = sweep::config_for(&scenario, seed)?;
+            if print_schedule {
+                println!("{}", serde_json::to_string_pretty(&config.schedule)?);
+            }
+            let outcome = execute(Job { scenario, seed }, config, common.check_determinism)?;
+            report_one(&outcome, &common)
+        }
+        Command::Sweep {
+            scenarios,
+            seeds,
+            shard,
+            no_progress,
+            fail_fast,
+            common,
+        } => {
+            let names: Vec<String> = if scenarios == "all" {
+                catalog::all()
+                    .iter()
+                    .map(|s| s.name.to_owned())
+                    .chain([swarm::NAME.to_owned()])
+                    .collect()
+            } else {
+                scenarios
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            };
+            let jobs = sweep::jobs(&names, sweep::parse_seeds(&seeds)?, Shard::parse(&shard)?)?;
+            sweep_jobs(jobs, no_progress, fail_fast, &common)
+        }
+        Command::Trace { config } => trace(&config),
+        Command::Replay {
+            dir,
+            schedule,
+            scenario,
+            seed,
+            common,
+        } => {
+            let (job, config, expected) = match (dir, schedule) {
+                (Some(dir), _) => {
+                    let saved = artifact::load(&dir)?;
+                    let name = dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let scenario = name
+                        .rsplit_once("-seed")
+                        .map(|(s, _)| s.to_owned())
+                        .unwrap_or(name);
+                    (
+                        Job {
+                            scenario,
+                            seed: saved.config.seed,
+                        },
+                        saved.config,
+                        saved.trace_hash,
+                    )
+                }
+                (None, Some(file)) => {
+                    let mut config = sweep::config_for(&scenario, seed)?;
+                    config.schedule = artifact::load_schedule(&file)?;
+                    config.schedule.validate(config.members)?;
+                    (Job { scenario, seed }, config, None)
+                }
+                (None, None) => anyhow::bail!("replay needs an artifact folder or --schedule FILE"),
+            };
+            let outcome = execute(job, config, common.check_determinism)?;
+            let mut ok = report_one(&outcome, &common)?;
+            if let Some(expected) = expected {
+                let same = expected == outcome.result.trace_hash;
+                println!(
+                    "recorded trace hash {expected:016x}: {}",
+                    if same { "reproduced" } else { "NOT reproduced" }
+                );
+                ok &= same;
+            }
+            Ok(ok)
+        }
+    }
+}
+
+/// Runs one job in the simulator (twice with the determinism check).
+#[cfg(madsim)]
+fn execute(
+    job: Job,
+    config: detcd_sim::run::RunConfig,
+    check_determinism: bool,
+) -> Result<Outcome> {
+    let rerun: sweep::RerunFn<'_> = &rerun_in_child;
+    Ok(sweep::run_one(
+        job,
+        config,
+        check_determinism.then_some(rerun),
+    ))
+}
+
+/// Runs `config` again in a fresh `detcd-sim trace` process, so the check covers what a
+/// replay on another machine does: nothing carried over from this process.
+#[cfg(madsim)]
+fn rerun_in_child(config: &detcd_sim::run::RunConfig) -> Result<sweep::Rerun, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let file = std::env::temp_dir().join(format!(
+        "detcd-sim-{}-seed{}.json",
+        std::process::id(),
+        config.seed
+    ));
+    let text = serde_json::to_string(config).map_err(|e| e.to_string())?;
+    std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let output = std::process::Command::new(exe)
+        .arg("trace")
+        .arg(&file)
+        .output()
+        .map_err(|e| format!("spawning the second run: {e}"));
+    let _ = std::fs::remove_file(&file);
+    let output = output?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines();
+    let hash = lines
+        .next()
+        .and_then(|l| u64::from_str_radix(l.trim(), 16).ok())
+        .ok_or("the second run printed no hash")?;
+    Ok((hash, lines.map(str::to_owned).collect()))
+}
+
+/// `detcd-sim trace FILE`: runs a saved configuration, prints the trace hash (hex) and
+/// then the trace, one event a line.
+#[cfg(madsim)]
+fn trace(file: &std::path::Path) -> Result<bool> {
+    let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
+    let config: detcd_sim::run::RunConfig =
+        serde_json::from_str(&text).with_context(|| file.display().to_string())?;
+    let r = detcd_sim::run::run(&config);
+    println!("{:016x}", r.trace_hash);
+    for line in &r.trace {
+        println!("{}", line.replace('\n', "\\n"));
+    }
+    Ok(true)
+}
+
+#[cfg(not(madsim))]
+fn trace(_: &std::path::Path) -> Result<bool> {
+    anyhow::bail!("this build has no simulator")
+}
+
+/// Without the simulator compiled in, only `list` works.
+#[cfg(not(madsim))]
+fn execute(_: Job, _: detcd_sim::run::RunConfig, _: bool) -> Result<Outcome> {
+    anyhow::bail!(
+        "this build has no simulator: build with RUSTFLAGS=\"--cfg madsim\" (ci/sim does)"
+    )
+}
+
+/// Prints one run's result; on failure prints its schedule and writes its artifacts.
+fn report_one(outcome: &Outcome, common: &Common) -> Result<bool> {
+    let r = &outcome.result;
+    println!(
+        "{} seed {}: trace hash {:016x}, verdict {}, {} ops, sim {} ms, wall {} ms, commit p50 {} us p99 {} us",
+        outcome.job.scenario,
+        outcome.job.seed,
+        r.trace_hash,
+        r.verdict,
+        r.history.len(),
+        r.sim_ms,
+        r.wall_ms,
+        r.commit_latency_us.0,
+        r.commit_latency_us.1
+    );
+    let failures = outcome.failures();
+    if failures.is_empty() {
+        println!("PASS");
+        return Ok(true);
+    }
+    print_failure(outcome, common)?;
+    Ok(false)
+}
+
+fn print_failure(outcome: &Outcome, common: &Common) -> Result<()> {
+    for f in outcome.failures() {
+        println!(
+            "FAIL {} seed {}: {f}",
+            outcome.job.scenario, outcome.job.seed
+        );
+    }
+    println!(
+        "schedule: {}",
+        serde_json::to_string(&outcome.config.schedule)?
+    );
+    let dir = artifact::write_failure(&common.out, outcome, REPLAY_PROGRAM)
+        .with_context(|| format!("writing artifacts under {}", common.out.display()))?;
+    println!("artifacts: {}", dir.display());
+    println!("replay: {REPLAY_PROGRAM} replay {}", dir.display());
+    Ok(())
+}
+
+fn sweep_jobs(jobs: Vec<Job>, no_progress: bool, fail_fast: bool, common: &Common) -> Result<bool> {
+    let start = Instant::now();
+    let bar = if no_progress {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(jobs.len() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {elapsed}, eta {eta} {msg}")
+            .context("progress template")?,
+    );
+    let mut summary = Summary::default();
+    let mut failed = Vec::new();
+    for job in jobs {
+        let config = sweep::config_for(&job.scenario, job.seed)?;
+        bar.set_message(format!("{} seed {}", job.scenario, job.seed));
+        let outcome = execute(job, config, common.check_determinism)?;
+        summary.add(&outcome);
+        bar.inc(1);
+        if !outcome.failures().is_empty() {
+            bar.suspend(|| print_failure(&outcome, common))?;
+            failed.push(format!(
+                "{} seed {}",
+                outcome.job.scenario, outcome.job.seed
+            ));
+            if fail_fast {
+                break;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let elapsed_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    print!("{}", summary.table(elapsed_ms));
+    if !failed.is_empty() {
+        println!("failed: {}", failed.join(", "));
+    }
+    Ok(failed.is_empty())
+}
