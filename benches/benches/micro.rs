@@ -8,8 +8,8 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use detcd_bench::bodies::{
-    WAL_BATCH_SIZES, WAL_VALUE_BYTES, WalBench, cas_history, checker_wgl, raft_cluster,
-    raft_proposals,
+    WAL_BATCH_SIZES, WAL_VALUE_BYTES, WalBench, cas_history, checker_etcd, checker_wgl,
+    etcd_history, raft_cluster, raft_proposals,
 };
 use detcd_bench::disk::disks_from_env;
 
@@ -78,7 +78,11 @@ fn checker(c: &mut Criterion) {
     group.bench_function(format!("wgl_cas_register_{}_ops", h.len()), |b| {
         b.iter(|| checker_wgl(&h).unwrap_or_else(|e| panic!("check: {e}")))
     });
-    // TODO(bench-etcd-checker): the etcd revision checker, once on main.
+    let h = etcd_history(CHECKER_OPS);
+    group.throughput(Throughput::Elements(h.ops.len() as u64));
+    group.bench_function(format!("etcd_revision_{}_ops", h.ops.len()), |b| {
+        b.iter(|| checker_etcd(&h).unwrap_or_else(|e| panic!("check: {e}")))
+    });
     group.finish();
 }
 

@@ -9,8 +9,12 @@
 //! TODO(bench-sim): add a body that runs a fixed scenario and reports simulated seconds
 //! per wall second once `detcd-sim` is on main.
 
+use detcd_checker::etcd;
+use detcd_checker::generate::{GenConfig as EtcdGenConfig, generate};
+use detcd_checker::history::History;
 use detcd_checker::models::generate::{GenConfig, register_history};
 use detcd_checker::models::{CasRegister, Keyed, RegisterOp, RegisterOutput};
+use detcd_checker::verdict::Verdict;
 use detcd_checker::wgl::{Operation, Outcome, check};
 use detcd_engine::raft::Config;
 use detcd_engine::raft::harness::Cluster;
@@ -178,8 +182,27 @@ pub fn checker_wgl(
     }
 }
 
-// TODO(bench-etcd-checker): bench the etcd revision checker (`detcd_checker::etcd`)
-// on generated etcd histories once the `checker` branch is on main.
+/// A generated etcd history of `ops` client operations (8 clients, 10 keys, 1% unknown
+/// writes, watches, leases and compactions: the generator's defaults), for
+/// [`checker_etcd`].
+pub fn etcd_history(ops: usize) -> History {
+    generate(&EtcdGenConfig {
+        seed: 1,
+        ops,
+        ..EtcdGenConfig::default()
+    })
+}
+
+/// Checks `history` with the etcd revision checker; a generated history is correct by
+/// construction, so anything but OK is an error. Returns the operations checked.
+pub fn checker_etcd(history: &History) -> Result<usize, BodyError> {
+    match etcd::check(history, &etcd::Options::default()) {
+        Verdict::Ok => Ok(history.ops.len()),
+        other => Err(BodyError::Check(format!(
+            "generated etcd history judged {other:?}"
+        ))),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -215,5 +238,22 @@ mod tests {
             .expect("a read in 50 ops");
         bad.output = Some(RegisterOutput::Read(Some(-12345)));
         assert!(checker_wgl(&h).is_err());
+    }
+
+    #[test]
+    fn etcd_checker_body_accepts_generated_and_rejects_broken() {
+        let h = etcd_history(300);
+        assert_eq!(checker_etcd(&h).expect("check"), h.ops.len());
+        let cfg = EtcdGenConfig {
+            seed: 1,
+            ops: 300,
+            ..EtcdGenConfig::default()
+        };
+        let bad = detcd_checker::generate::generate_mutated(
+            &cfg,
+            detcd_checker::generate::Mutation::LostWrite,
+        )
+        .expect("a write to lose in 300 ops");
+        assert!(checker_etcd(&bad).is_err());
     }
 }

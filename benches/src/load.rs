@@ -5,8 +5,9 @@
 //! share `--conns` HTTP/2 connections round-robin. It does not start servers (see
 //! `compare`) and judges nothing (see `record` and `detcd-check`).
 
-use crate::record::{self, OpRecord, Outcome, RecordedKv};
+use crate::record;
 use crate::stats::{Latencies, StatsError, Summary};
+use detcd_checker::history::{KeyValue, OkOutcome, OpRecord, Outcome};
 use detcd_engine::pb::etcdserverpb::kv_client::KvClient;
 use detcd_engine::pb::etcdserverpb::lease_client::LeaseClient;
 use detcd_engine::pb::etcdserverpb::maintenance_client::MaintenanceClient;
@@ -227,9 +228,9 @@ fn padded_key(index: u64, key_bytes: usize) -> String {
     format!("{index:0key_bytes$}")
 }
 
-fn kvs_of(kvs: &[detcd_engine::pb::mvccpb::KeyValue]) -> Vec<RecordedKv> {
+fn kvs_of(kvs: &[detcd_engine::pb::mvccpb::KeyValue]) -> Vec<KeyValue> {
     kvs.iter()
-        .map(|kv| RecordedKv {
+        .map(|kv| KeyValue {
             key: String::from_utf8_lossy(&kv.key).into_owned(),
             value: String::from_utf8_lossy(&kv.value).into_owned(),
             create_revision: kv.create_revision,
@@ -317,7 +318,7 @@ async fn kv_client(
                 let r = kv.range(req).await.map(|r| {
                     let r = r.into_inner();
                     let rev = r.header.map_or(0, |h| h.revision);
-                    (rev, record::range_result(&kvs_of(&r.kvs), r.count, r.more))
+                    (rev, record::range_result(kvs_of(&r.kvs), r.count, r.more))
                 });
                 (record::range_op(key, *serializable), r)
             }
@@ -333,7 +334,7 @@ async fn kv_client(
         let outcome = match result {
             Ok((revision, result)) => {
                 out.lat.record(elapsed);
-                Outcome::Ok { revision, result }
+                Outcome::Ok(OkOutcome { revision, result })
             }
             Err(status) => {
                 out.errors += 1;
@@ -342,11 +343,11 @@ async fn kv_client(
             }
         };
         if record {
-            let ret_ns = matches!(outcome, Outcome::Ok { .. }).then_some(ret_ns);
+            let ret_ns = matches!(outcome, Outcome::Ok(_)).then_some(ret_ns);
             out.records.push(OpRecord {
                 client: id,
-                call_ns,
-                ret_ns,
+                call: call_ns,
+                ret: ret_ns,
                 op,
                 outcome,
             });

@@ -1,128 +1,81 @@
-//! Writes what a load run did as a history in the checker's JSON-lines format (see
-//! checker/README.md, "History format"), so `detcd-check` can judge a live run.
+//! Writes what a load run did as a history in the checker's JSON-lines format, using
+//! the checker's own `detcd_checker::history` serde types, so `detcd-check` can judge a
+//! live run and the two can never disagree on the format.
 //!
-//! TODO(bench-history-types): build these records from `detcd_checker::history` types
-//! once that module is on main; until then they are assembled here with `serde_json`
-//! following the documented format. Only the requests the load generator sends are
-//! covered (put, range, txn with one put); keys and values are ASCII, as the format
-//! wants UTF-8 strings.
+//! Only the requests the load generator sends are covered (put, range, txn with one
+//! put); keys and values are ASCII, as the format wants UTF-8 strings. It does not
+//! record watches or leases.
 
-use serde_json::{Value, json};
+use detcd_checker::history::{
+    KeyValue, Meta, Op, OpRecord, OpResult, PutRequest, PutResult, RangeRequest, RangeResult,
+    Record, TxnRequest, TxnResult,
+};
 use std::io::Write;
 use std::path::Path;
 
-/// What one operation returned.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    /// Success, with the response header revision and the result object.
-    Ok {
-        /// Header revision.
-        revision: i64,
-        /// The `result` object (`{"put":{}}`, `{"range":{...}}`, ...).
-        result: Value,
-    },
-    /// Anything else: the request may or may not have taken effect.
-    Unknown,
+/// History format version written in the `meta` line.
+pub const HISTORY_FORMAT_VERSION: u32 = 1;
+
+/// The op of a put.
+pub fn put_op(key: &str, value: &str) -> Op {
+    Op::Put(PutRequest {
+        key: key.into(),
+        value: value.into(),
+        ..Default::default()
+    })
 }
 
-/// One recorded operation.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OpRecord {
-    /// Client id (a client issues one request at a time).
-    pub client: u64,
-    /// Nanoseconds since the run started when the request was sent.
-    pub call_ns: u64,
-    /// Nanoseconds since the run started when the answer came (None: unknown outcome).
-    pub ret_ns: Option<u64>,
-    /// The `op` object.
-    pub op: Value,
-    /// The outcome.
-    pub outcome: Outcome,
+/// The op of a one-key range.
+pub fn range_op(key: &str, serializable: bool) -> Op {
+    Op::Range(RangeRequest {
+        key: key.into(),
+        serializable,
+        ..Default::default()
+    })
 }
 
-/// The `op` object of a put.
-pub fn put_op(key: &str, value: &str) -> Value {
-    json!({"put": {"key": key, "value": value}})
-}
-
-/// The `op` object of a one-key range.
-pub fn range_op(key: &str, serializable: bool) -> Value {
-    json!({"range": {"key": key, "serializable": serializable}})
-}
-
-/// The `op` object of a txn with no compares whose success branch is one put.
-pub fn txn_put_op(key: &str, value: &str) -> Value {
-    json!({"txn": {"compare": [], "success": [put_op(key, value)], "failure": []}})
+/// The op of a txn with no compares whose success branch is one put.
+pub fn txn_put_op(key: &str, value: &str) -> Op {
+    Op::Txn(TxnRequest {
+        compare: vec![],
+        success: vec![put_op(key, value)],
+        failure: vec![],
+    })
 }
 
 /// The result of a put.
-pub fn put_result() -> Value {
-    json!({"put": {}})
+pub fn put_result() -> OpResult {
+    OpResult::Put(PutResult::default())
 }
 
 /// The result of a txn that ran its success branch of one put.
-pub fn txn_put_result(succeeded: bool) -> Value {
-    json!({"txn": {"succeeded": succeeded, "responses": if succeeded { vec![put_result()] } else { vec![] }}})
-}
-
-/// One key-value as a range result lists it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RecordedKv {
-    /// Key (lossy UTF-8).
-    pub key: String,
-    /// Value (lossy UTF-8).
-    pub value: String,
-    /// Create revision.
-    pub create_revision: i64,
-    /// Mod revision.
-    pub mod_revision: i64,
-    /// Version.
-    pub version: i64,
-    /// Lease id.
-    pub lease: i64,
+pub fn txn_put_result(succeeded: bool) -> OpResult {
+    OpResult::Txn(TxnResult {
+        succeeded,
+        responses: if succeeded {
+            vec![put_result()]
+        } else {
+            vec![]
+        },
+    })
 }
 
 /// The result of a range.
-pub fn range_result(kvs: &[RecordedKv], count: i64, more: bool) -> Value {
-    let kvs: Vec<Value> = kvs
-        .iter()
-        .map(|kv| {
-            json!({"key": kv.key, "value": kv.value, "create_revision": kv.create_revision,
-                   "mod_revision": kv.mod_revision, "version": kv.version, "lease": kv.lease})
-        })
-        .collect();
-    json!({"range": {"kvs": kvs, "count": count, "more": more}})
-}
-
-impl OpRecord {
-    /// The record as one JSON line (no newline).
-    pub fn to_line(&self) -> String {
-        let mut v =
-            json!({"type": "op", "client": self.client, "call": self.call_ns, "op": self.op});
-        if let Some(ret) = self.ret_ns {
-            v["ret"] = json!(ret);
-        }
-        v["outcome"] = match &self.outcome {
-            Outcome::Ok { revision, result } => {
-                json!({"ok": {"revision": revision, "result": result}})
-            }
-            Outcome::Unknown => json!("unknown"),
-        };
-        v.to_string()
-    }
+pub fn range_result(kvs: Vec<KeyValue>, count: i64, more: bool) -> OpResult {
+    OpResult::Range(RangeResult { kvs, count, more })
 }
 
 /// Writes a `meta` line and then `records` sorted by call time to `path`.
 pub fn write_history(path: &Path, source: &str, records: &mut [OpRecord]) -> std::io::Result<()> {
-    records.sort_by_key(|r| (r.call_ns, r.client));
+    records.sort_by_key(|r| (r.call, r.client));
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(
-        out,
-        "{}",
-        json!({"type": "meta", "version": 1, "source": source})
-    )?;
+    let meta = Record::Meta(Meta {
+        version: HISTORY_FORMAT_VERSION,
+        source: source.into(),
+    });
+    writeln!(out, "{}", serde_json::to_string(&meta)?)?;
     for r in records.iter() {
-        writeln!(out, "{}", r.to_line())?;
+        writeln!(out, "{}", serde_json::to_string(&Record::Op(r.clone()))?)?;
     }
     out.flush()
 }
@@ -130,67 +83,63 @@ pub fn write_history(path: &Path, source: &str, records: &mut [OpRecord]) -> std
 #[cfg(test)]
 mod tests {
     use super::*;
+    use detcd_checker::history::{History, OkOutcome, Outcome};
 
-    #[test]
-    fn lines_follow_the_documented_shape() {
-        let ok = OpRecord {
-            client: 1,
-            call_ns: 10,
-            ret_ns: Some(20),
-            op: put_op("a", "1"),
-            outcome: Outcome::Ok {
-                revision: 5,
+    fn ok_put(client: u64, call: u64) -> OpRecord {
+        OpRecord {
+            client,
+            call,
+            ret: Some(call + 1),
+            op: put_op("k", "v"),
+            outcome: Outcome::Ok(OkOutcome {
+                revision: 2,
                 result: put_result(),
-            },
-        };
-        let v: Value = serde_json::from_str(&ok.to_line()).expect("json");
-        assert_eq!(v["type"], "op");
-        assert_eq!(v["ret"], 20);
-        assert_eq!(v["op"]["put"]["key"], "a");
-        assert_eq!(v["outcome"]["ok"]["revision"], 5);
-        let unknown = OpRecord {
-            ret_ns: None,
-            outcome: Outcome::Unknown,
-            ..ok
-        };
-        let v: Value = serde_json::from_str(&unknown.to_line()).expect("json");
-        assert!(v.get("ret").is_none());
-        assert_eq!(v["outcome"], "unknown");
-        let r = range_result(
-            &[RecordedKv {
-                key: "a".into(),
-                value: "1".into(),
-                create_revision: 2,
-                mod_revision: 5,
-                version: 3,
-                lease: 0,
-            }],
-            1,
-            false,
-        );
-        assert_eq!(r["range"]["kvs"][0]["mod_revision"], 5);
-        assert_eq!(txn_put_result(true)["txn"]["responses"][0], put_result());
+            }),
+        }
     }
 
     #[test]
-    fn history_file_is_sorted_by_call() {
+    fn history_file_is_sorted_by_call_and_parses_back() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("h.jsonl");
-        let mk = |client, call_ns| OpRecord {
-            client,
-            call_ns,
-            ret_ns: Some(call_ns + 1),
-            op: put_op("k", "v"),
-            outcome: Outcome::Ok {
-                revision: 2,
-                result: put_result(),
-            },
-        };
-        write_history(&path, "test", &mut [mk(2, 30), mk(1, 10)]).expect("write");
+        let mut unknown = ok_put(3, 20);
+        unknown.ret = None;
+        unknown.outcome = Outcome::Unknown;
+        let mut range = ok_put(4, 40);
+        range.op = range_op("k", true);
+        range.outcome = Outcome::Ok(OkOutcome {
+            revision: 2,
+            result: range_result(
+                vec![KeyValue {
+                    key: "k".into(),
+                    value: "v".into(),
+                    create_revision: 2,
+                    mod_revision: 2,
+                    version: 1,
+                    lease: 0,
+                }],
+                1,
+                false,
+            ),
+        });
+        let mut txn = ok_put(5, 50);
+        txn.op = txn_put_op("k", "w");
+        txn.outcome = Outcome::Ok(OkOutcome {
+            revision: 3,
+            result: txn_put_result(true),
+        });
+        let mut recs = [ok_put(2, 30), ok_put(1, 10), unknown, range, txn];
+        write_history(&path, "test", &mut recs).expect("write");
         let text = std::fs::read_to_string(&path).expect("read");
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 6);
         assert!(lines[0].contains("\"meta\""));
-        assert!(lines[1].contains("\"call\":10") && lines[2].contains("\"call\":30"));
+        assert!(lines[1].contains("\"call\":10") && lines[2].contains("\"call\":20"));
+        assert!(!lines[2].contains("\"ret\"") && lines[2].contains("\"unknown\""));
+        let h = History::parse(&text).expect("the checker parses what we write");
+        assert_eq!(h.meta.map(|m| m.source), Some("test".to_string()));
+        let calls: Vec<u64> = h.ops.iter().map(|o| o.rec.call).collect();
+        assert_eq!(calls, vec![10, 20, 30, 40, 50]);
+        assert_eq!(h.ops[4].rec.op, txn_put_op("k", "w"));
     }
 }
