@@ -6,63 +6,24 @@
 
 #![cfg(not(madsim))]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use detcd_engine::mvcc::KvConfig;
-use detcd_engine::pb::detcdpeerpb::InternalRequest;
+use detcd_engine::pb::etcdserverpb::PutRequest;
 use detcd_engine::pb::etcdserverpb::kv_client::KvClient;
 use detcd_engine::pb::etcdserverpb::kv_server::KvServer;
-use detcd_engine::pb::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
-    PutRequest,
-};
-use detcd_engine::raft::Message;
-use detcd_engine::server::error::ServerError;
 use detcd_engine::server::grpc::kv::KvService;
 use detcd_engine::server::http::client_router;
 use detcd_engine::server::membership::MemberRecord;
 use detcd_engine::server::metrics::sample;
-use detcd_engine::server::node::{self, BoxFuture, NodeConfig, NodeHandle, PeerNetwork};
-use detcd_engine::server::transport::PeerFailure;
+use detcd_engine::server::node::{self, NoPeers, NodeConfig, NodeHandle};
 use detcd_engine::storage::{MemDisk, Preallocation, WalOptions};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The largest request the test node accepts (small, to test the limit cheaply).
 const REQUEST_BYTES_MAX: usize = 4096;
-
-/// A network with no peers: nothing is sent, nothing is forwarded.
-struct NoPeers;
-
-impl PeerNetwork for NoPeers {
-    fn send(&self, _messages: Vec<Message>) {}
-    fn set_peers(&self, _peers: BTreeMap<u64, Vec<String>>) {}
-    fn take_failures(&self) -> Vec<PeerFailure> {
-        Vec::new()
-    }
-    fn propose(&self, _to: u64, _req: InternalRequest) -> BoxFuture<Result<(), ServerError>> {
-        Box::pin(async { Err(ServerError::NoLeader) })
-    }
-    fn read_index(&self, _to: u64) -> BoxFuture<Result<u64, ServerError>> {
-        Box::pin(async { Err(ServerError::NoLeader) })
-    }
-    fn lease_keep_alive(
-        &self,
-        _to: u64,
-        _req: LeaseKeepAliveRequest,
-    ) -> BoxFuture<Result<LeaseKeepAliveResponse, ServerError>> {
-        Box::pin(async { Err(ServerError::NoLeader) })
-    }
-    fn lease_time_to_live(
-        &self,
-        _to: u64,
-        _req: LeaseTimeToLiveRequest,
-    ) -> BoxFuture<Result<LeaseTimeToLiveResponse, ServerError>> {
-        Box::pin(async { Err(ServerError::NoLeader) })
-    }
-}
 
 /// Starts member 1 of a cluster of `members` (the others never answer) and serves its
 /// client port on 127.0.0.1; returns the node and the bound address.

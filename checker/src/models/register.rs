@@ -127,79 +127,55 @@ fn observed_register(
     }
 }
 
-impl Model for Register {
-    type State = RegisterState;
-    type Input = Keyed<RegisterOp>;
-    type Output = RegisterOutput;
+/// The `Model` and `Partition` impls of a register flavour; `$cas` says whether it also
+/// accepts compare-and-set.
+macro_rules! register_model {
+    ($model:ty, $cas:expr) => {
+        impl Model for $model {
+            type State = RegisterState;
+            type Input = Keyed<RegisterOp>;
+            type Output = RegisterOutput;
 
-    fn init(&self) -> RegisterState {
-        RegisterState::new()
-    }
+            fn init(&self) -> RegisterState {
+                RegisterState::new()
+            }
 
-    fn step(
-        &self,
-        state: &RegisterState,
-        input: &Self::Input,
-        output: Option<&RegisterOutput>,
-    ) -> Option<RegisterState> {
-        step_register(state, input, output, false)
-    }
+            fn step(
+                &self,
+                state: &RegisterState,
+                input: &Self::Input,
+                output: Option<&RegisterOutput>,
+            ) -> Option<RegisterState> {
+                step_register(state, input, output, $cas)
+            }
 
-    fn effects(&self, input: &Self::Input) -> Option<Vec<u64>> {
-        effects_register(input)
-    }
+            fn effects(&self, input: &Self::Input) -> Option<Vec<u64>> {
+                effects_register(input)
+            }
 
-    fn observed(&self, input: &Self::Input, output: Option<&RegisterOutput>) -> Option<Vec<u64>> {
-        observed_register(input, output)
-    }
+            fn observed(
+                &self,
+                input: &Self::Input,
+                output: Option<&RegisterOutput>,
+            ) -> Option<Vec<u64>> {
+                observed_register(input, output)
+            }
 
-    fn interchangeable(&self, a: &Self::Input, b: &Self::Input) -> bool {
-        a == b
-    }
+            fn interchangeable(&self, a: &Self::Input, b: &Self::Input) -> bool {
+                a == b
+            }
+        }
+
+        impl Partition for $model {
+            fn key(&self, input: &Self::Input) -> Vec<u8> {
+                input.key.clone()
+            }
+        }
+    };
 }
 
-impl Partition for Register {
-    fn key(&self, input: &Self::Input) -> Vec<u8> {
-        input.key.clone()
-    }
-}
-
-impl Model for CasRegister {
-    type State = RegisterState;
-    type Input = Keyed<RegisterOp>;
-    type Output = RegisterOutput;
-
-    fn init(&self) -> RegisterState {
-        RegisterState::new()
-    }
-
-    fn step(
-        &self,
-        state: &RegisterState,
-        input: &Self::Input,
-        output: Option<&RegisterOutput>,
-    ) -> Option<RegisterState> {
-        step_register(state, input, output, true)
-    }
-
-    fn effects(&self, input: &Self::Input) -> Option<Vec<u64>> {
-        effects_register(input)
-    }
-
-    fn observed(&self, input: &Self::Input, output: Option<&RegisterOutput>) -> Option<Vec<u64>> {
-        observed_register(input, output)
-    }
-
-    fn interchangeable(&self, a: &Self::Input, b: &Self::Input) -> bool {
-        a == b
-    }
-}
-
-impl Partition for CasRegister {
-    fn key(&self, input: &Self::Input) -> Vec<u8> {
-        input.key.clone()
-    }
-}
+register_model!(Register, false);
+register_model!(CasRegister, true);
 
 #[cfg(test)]
 mod tests {

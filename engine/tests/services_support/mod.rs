@@ -2,21 +2,14 @@
 //! network with no peers, short ticks, and helpers to feed request streams.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use detcd_engine::mvcc::KvConfig;
-use detcd_engine::pb::detcdpeerpb::InternalRequest;
-use detcd_engine::pb::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
-    PutRequest, RangeRequest,
-};
-use detcd_engine::raft::Message;
-use detcd_engine::server::error::ServerError;
+use detcd_engine::pb::etcdserverpb::{PutRequest, RangeRequest};
 use detcd_engine::server::grpc::ResponseStream;
 use detcd_engine::server::membership::MemberRecord;
-use detcd_engine::server::node::{BoxFuture, NodeConfig, NodeHandle, PeerNetwork, start};
+use detcd_engine::server::node::{NoPeers, NodeConfig, NodeHandle, start};
 use detcd_engine::storage::{MemDisk, Preallocation, WalOptions};
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -27,37 +20,6 @@ use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 pub const MEMBER_ID: u64 = 1;
 /// How long a test waits for something that should happen promptly.
 pub const WAIT_MS: u64 = 5_000;
-
-/// A network without peers: a single member never needs one.
-struct NoPeers;
-
-impl PeerNetwork for NoPeers {
-    fn send(&self, _messages: Vec<Message>) {}
-    fn set_peers(&self, _peers: BTreeMap<u64, Vec<String>>) {}
-    fn take_failures(&self) -> Vec<detcd_engine::server::transport::PeerFailure> {
-        Vec::new()
-    }
-    fn propose(&self, _to: u64, _req: InternalRequest) -> BoxFuture<Result<(), ServerError>> {
-        Box::pin(async { Err(ServerError::NoLeader) })
-    }
-    fn read_index(&self, _to: u64) -> BoxFuture<Result<u64, ServerError>> {
-        Box::pin(async { Err(ServerError::NoLeader) })
-    }
-    fn lease_keep_alive(
-        &self,
-        _to: u64,
-        _req: LeaseKeepAliveRequest,
-    ) -> BoxFuture<Result<LeaseKeepAliveResponse, ServerError>> {
-        Box::pin(async { Err(ServerError::NoLeader) })
-    }
-    fn lease_time_to_live(
-        &self,
-        _to: u64,
-        _req: LeaseTimeToLiveRequest,
-    ) -> BoxFuture<Result<LeaseTimeToLiveResponse, ServerError>> {
-        Box::pin(async { Err(ServerError::NoLeader) })
-    }
-}
 
 /// The configuration of the test member; `quota_backend_bytes` 0 means the default.
 pub fn config(quota_backend_bytes: u64) -> NodeConfig {

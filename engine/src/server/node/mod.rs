@@ -88,6 +88,38 @@ pub trait PeerNetwork: Send + Sync + 'static {
     ) -> BoxFuture<Result<LeaseTimeToLiveResponse, ServerError>>;
 }
 
+/// The network of a member with no peers (a single-member cluster, tests): nothing is
+/// sent, and anything that would go to a leader elsewhere fails with "no leader".
+pub struct NoPeers;
+
+impl PeerNetwork for NoPeers {
+    fn send(&self, _messages: Vec<Message>) {}
+    fn set_peers(&self, _peers: BTreeMap<u64, Vec<String>>) {}
+    fn take_failures(&self) -> Vec<PeerFailure> {
+        Vec::new()
+    }
+    fn propose(&self, _to: u64, _req: InternalRequest) -> BoxFuture<Result<(), ServerError>> {
+        Box::pin(async { Err(ServerError::NoLeader) })
+    }
+    fn read_index(&self, _to: u64) -> BoxFuture<Result<u64, ServerError>> {
+        Box::pin(async { Err(ServerError::NoLeader) })
+    }
+    fn lease_keep_alive(
+        &self,
+        _to: u64,
+        _req: LeaseKeepAliveRequest,
+    ) -> BoxFuture<Result<LeaseKeepAliveResponse, ServerError>> {
+        Box::pin(async { Err(ServerError::NoLeader) })
+    }
+    fn lease_time_to_live(
+        &self,
+        _to: u64,
+        _req: LeaseTimeToLiveRequest,
+    ) -> BoxFuture<Result<LeaseTimeToLiveResponse, ServerError>> {
+        Box::pin(async { Err(ServerError::NoLeader) })
+    }
+}
+
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
