@@ -14,6 +14,8 @@ pub mod disk;
 pub mod fault;
 #[cfg(madsim)]
 mod isolate;
+#[cfg(madsim)]
+mod membership;
 pub mod run;
 pub mod trace;
 #[cfg(madsim)]
