@@ -15,6 +15,8 @@ pub mod fault;
 #[cfg(madsim)]
 mod isolate;
 #[cfg(madsim)]
+mod logs;
+#[cfg(madsim)]
 mod membership;
 pub mod run;
 pub mod trace;

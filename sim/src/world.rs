@@ -19,9 +19,12 @@ use madsim::runtime::{Handle, NodeHandle as Host, Runtime};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 
 use crate::disk::{DiskProfile, SimDisk};
 use crate::fault::FaultEvent;
+use crate::logs::{MEMBER_LOG_LEVEL, MemberLogs};
 use crate::membership;
 use crate::run::{Profile, RunConfig, RunResult, WorkloadSpec};
 use crate::trace::{self, TraceLog};
@@ -443,7 +446,7 @@ impl World {
             .filter(|m| *m != not && !self.paused.contains(m))
             .collect();
         match self.leader().filter(|l| *l != not) {
-            Some(l) if attempt % 2 == 0 => Some(l),
+            Some(l) if attempt.is_multiple_of(2) => Some(l),
             _ => up.get(attempt as usize % up.len().max(1)).copied(),
         }
     }
@@ -776,22 +779,27 @@ pub fn run_in_process(config: &RunConfig) -> RunResult {
         result.failures.push(format!("bad schedule: {e}"));
         return result;
     }
+    let member_logs = MemberLogs::default();
     let outcome = {
         let config = config.clone();
         let trace = trace.clone();
         let recorder = recorder.clone();
+        let member_logs = member_logs.clone();
         // A fresh thread per run: std's hash-map keys are drawn once per thread, so
         // only a thread whose first draw happens inside this seeded runtime replays
         // exactly. A panic inside the simulation ends the thread, not the caller.
         std::thread::Builder::new()
             .name(format!("sim-seed-{}", config.seed))
             .spawn(move || {
+                let subscriber = tracing_subscriber::registry()
+                    .with(member_logs.layer().with_filter(member_log_filter()));
+                let _logging = tracing::subscriber::set_default(subscriber);
                 let mut runtime =
                     Runtime::with_seed_and_config(config.seed, madsim::Config::default());
                 runtime.set_time_limit(Duration::from_millis(
                     config.duration_ms + config.liveness_ms + TIME_LIMIT_SLACK_MS,
                 ));
-                runtime.block_on(simulate(config, trace, recorder))
+                runtime.block_on(simulate(config, trace, recorder, member_logs))
             })
             .map_err(|e| -> Box<dyn std::any::Any + Send> { Box::new(e.to_string()) })
             .and_then(|t| t.join())
@@ -800,7 +808,7 @@ pub fn run_in_process(config: &RunConfig) -> RunResult {
     match outcome {
         Ok(sim) => {
             result.sim_ms = sim.sim_ms;
-            result.logs = sim.logs;
+            result.logs = merge_logs(sim.logs, member_logs.lines());
             result.failures.extend(sim.failures);
             if let Some(final_kvs) = &sim.final_kvs {
                 result.failures.extend(lost_writes(&ops, final_kvs));
@@ -868,7 +876,40 @@ struct SimOutcome {
     final_kvs: Option<BTreeMap<String, i64>>,
 }
 
-async fn simulate(config: RunConfig, trace: TraceLog, recorder: Recorder) -> SimOutcome {
+/// What the members' logs keep: the project's own events down to
+/// [`MEMBER_LOG_LEVEL`], warnings from everything else (the simulator's and gRPC's
+/// debug chatter left out).
+fn member_log_filter() -> Targets {
+    Targets::new()
+        .with_default(tracing::Level::WARN)
+        .with_target("detcd", MEMBER_LOG_LEVEL)
+}
+
+/// The world's lines and the members' tracing lines of each member, ordered by their
+/// leading simulated millisecond (stable, world lines first on ties).
+fn merge_logs(
+    mut world: BTreeMap<u64, Vec<String>>,
+    members: BTreeMap<u64, Vec<String>>,
+) -> BTreeMap<u64, Vec<String>> {
+    for (m, lines) in members {
+        let all = world.entry(m).or_default();
+        all.extend(lines);
+        all.sort_by_key(|l| {
+            l.split(' ')
+                .next()
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(u64::MAX)
+        });
+    }
+    world
+}
+
+async fn simulate(
+    config: RunConfig,
+    trace: TraceLog,
+    recorder: Recorder,
+    member_logs: MemberLogs,
+) -> SimOutcome {
     let mut failures = Vec::new();
     let mut world = match World::boot(&config, trace.clone()) {
         Ok(w) => w,
@@ -882,6 +923,7 @@ async fn simulate(config: RunConfig, trace: TraceLog, recorder: Recorder) -> Sim
         }
     };
     let start = world.start;
+    member_logs.set_start(start);
     let observer = world
         .handle
         .create_node()

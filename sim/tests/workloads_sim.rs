@@ -64,6 +64,19 @@ fn every_profile_records_what_the_checker_reads() {
     ] {
         assert!(history.contains(needle), "no {needle} in the history");
     }
+    // The members' own tracing lines reach the per-member logs, with simulated time.
+    let member_lines: Vec<&String> = r
+        .logs
+        .values()
+        .flatten()
+        .filter(|l| l.contains(" detcd_engine::"))
+        .collect();
+    assert!(!member_lines.is_empty(), "{:?}", r.logs);
+    assert!(
+        r.logs.keys().all(|m| (1..=3).contains(m)),
+        "{:?}",
+        r.logs.keys()
+    );
 }
 
 #[test]
