@@ -11,6 +11,7 @@ use std::time::Duration;
 use detcd_checker::etcd::{self, Options};
 use detcd_checker::history::{History, Meta, Op, OpRecord, OpResult, Outcome, Record};
 use detcd_checker::verdict::Verdict;
+use detcd_engine::pb::etcdserverpb::Member;
 use detcd_engine::server::config::{self, Command, ServerConfig};
 use detcd_engine::server::node::NodeHandle;
 use detcd_engine::server::run as server_run;
@@ -48,6 +49,8 @@ type Slots = Arc<Mutex<BTreeMap<u64, (ServerConfig, SimDisk)>>>;
 type Failed = Arc<Mutex<BTreeMap<u64, String>>>;
 /// Attempts at one membership change before giving up.
 const MEMBERSHIP_ATTEMPTS: u32 = 5;
+/// Attempts at listing the members before giving up.
+const MEMBERSHIP_LIST_ATTEMPTS: u32 = 10;
 /// Pause between membership attempts, simulated ms.
 const MEMBERSHIP_RETRY_MS: u64 = 300;
 
@@ -451,23 +454,31 @@ impl World {
         }
     }
 
-    /// Whether `member` is in the member list, as some up member reports it.
-    async fn listed(&self, member: u64) -> Option<bool> {
-        for attempt in 0..MEMBERSHIP_ATTEMPTS {
-            let endpoint = self.contact(member, attempt)?;
-            let listed = self
-                .admin
-                .spawn(membership::list(endpoint))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r);
-            if let Ok((_, members)) = listed {
-                let url = membership::peer_url(member);
-                return Some(members.iter().any(|m| m.peer_ur_ls.contains(&url)));
+    /// The cluster ID and member list, as some up member other than `not` reports it.
+    async fn list_members(&self, not: u64) -> Result<(u64, Vec<Member>), String> {
+        let mut last = "no member to ask".to_owned();
+        for attempt in 0..MEMBERSHIP_LIST_ATTEMPTS {
+            if let Some(endpoint) = self.contact(not, attempt) {
+                match self
+                    .admin
+                    .spawn(membership::list(endpoint))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
+                {
+                    Ok(r) => return Ok(r),
+                    Err(e) => last = e,
+                }
             }
             tokio::time::sleep(Duration::from_millis(MEMBERSHIP_RETRY_MS)).await;
         }
-        None
+        Err(last)
+    }
+
+    /// Whether `member` is in the member list, as some up member reports it.
+    async fn listed(&self, member: u64) -> Option<bool> {
+        let (_, members) = self.list_members(member).await.ok()?;
+        Some(members.iter().any(|m| membership::is_member(m, member)))
     }
 
     async fn member_remove(&mut self, member: u64) -> String {
@@ -508,8 +519,12 @@ impl World {
         if !self.removed.contains(&member) {
             return " (not removed: skipped)".to_owned();
         }
+        self.joins += 1;
+        let port = u16::try_from(self.joins)
+            .ok()
+            .and_then(|j| membership::PEER_PORT_FIRST.checked_add(j))
+            .unwrap_or(u16::MAX);
         let mut last = String::new();
-        let mut added = None;
         for attempt in 0..MEMBERSHIP_ATTEMPTS {
             let Some(endpoint) = self.contact(member, attempt) else {
                 last = "no member to ask".to_owned();
@@ -517,15 +532,12 @@ impl World {
             };
             match self
                 .admin
-                .spawn(membership::add(endpoint, member))
+                .spawn(membership::add(endpoint, member, port))
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|r| r)
             {
-                Ok(r) => {
-                    added = Some(r);
-                    break;
-                }
+                Ok(_) => break,
                 Err(e) => last = e,
             }
             // An add whose answer was lost may have happened: look before retrying.
@@ -534,31 +546,33 @@ impl World {
             }
             tokio::time::sleep(Duration::from_millis(MEMBERSHIP_RETRY_MS)).await;
         }
-        if added.is_none() {
-            for attempt in 0..MEMBERSHIP_ATTEMPTS {
-                let Some(endpoint) = self.contact(member, attempt) else {
-                    break;
-                };
-                if let Ok(Ok(r)) = self.admin.spawn(membership::list(endpoint)).await {
-                    let url = membership::peer_url(member);
-                    if r.1.iter().any(|m| m.peer_ur_ls.contains(&url)) {
-                        added = Some(r);
-                    }
-                    break;
-                }
+        // The cluster's own list says whether, and on which port, it was added.
+        match self.list_members(member).await {
+            Ok((cluster_id, members))
+                if members.iter().any(|m| membership::is_member(m, member)) =>
+            {
+                self.boot_joining(member, cluster_id, &members)
             }
+            Ok(_) => format!(" (not added: {last})"),
+            Err(e) => format!(" (outcome unknown: {last}; list: {e})"),
         }
-        let Some((cluster_id, members)) = added else {
-            return format!(" (not added: {last})");
-        };
-        let config = match membership::joining_config(member, cluster_id, &members) {
+    }
+
+    /// Boots `member` afresh (empty disk) to join the cluster listed in `members`.
+    fn boot_joining(&mut self, member: u64, cluster_id: u64, members: &[Member]) -> String {
+        let listed = members.iter().find(|m| membership::is_member(m, member));
+        let id = listed.map_or(0, |m| m.id);
+        let port = listed
+            .and_then(|m| m.peer_ur_ls.first())
+            .and_then(|u| u.rsplit(':').next()?.parse().ok())
+            .unwrap_or(membership::PEER_PORT_FIRST);
+        let config = match membership::joining_config(member, port, cluster_id, members) {
             Ok(c) => c,
             Err(e) => return format!(" (added, but cannot boot: {e})"),
         };
-        let Some(id) = self.host_id(member) else {
+        let Some(host) = self.host_id(member) else {
             return " (no host)".to_owned();
         };
-        self.joins += 1;
         let profile = self
             .disks
             .get(&member)
@@ -571,15 +585,40 @@ impl World {
         lock(&self.slots).insert(member, (config, disk));
         self.removed.remove(&member);
         self.down.remove(&member);
-        self.handle.restart(id);
+        self.handle.restart(host);
         self.log(member, "joining as a fresh member".to_owned());
-        format!(
-            " (added as {:x})",
-            members
-                .iter()
-                .find(|m| m.peer_ur_ls.contains(&membership::peer_url(member)))
-                .map_or(0, |m| m.id)
-        )
+        format!(" (added as {id:x} on peer port {port})")
+    }
+
+    /// After the final heal, makes the world agree with the cluster's member list: a
+    /// membership change whose outcome was unknown may have happened after all.
+    async fn reconcile_membership(&mut self) {
+        let (cluster_id, members) = match self.list_members(0).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.trace
+                    .push(format!("{} membership: cannot list: {e}", self.now_ms()));
+                return;
+            }
+        };
+        for m in 1..=self.members {
+            let listed = members.iter().any(|x| membership::is_member(x, m));
+            let note = if listed && self.removed.contains(&m) {
+                self.boot_joining(m, cluster_id, &members)
+            } else if !listed && !self.removed.contains(&m) {
+                self.stop_member(m, true);
+                self.down.remove(&m);
+                self.removed.insert(m);
+                " (removed after all)".to_owned()
+            } else {
+                continue;
+            };
+            self.log(m, format!("membership reconciled{note}"));
+            self.trace.push(format!(
+                "{} membership n{m} reconciled{note}",
+                self.now_ms()
+            ));
+        }
     }
 
     fn heal_all(&mut self) {
@@ -614,6 +653,16 @@ impl World {
             self.log(m, "stopped; restarting".to_owned());
             self.trace
                 .push(format!("{} n{m} was stopped", self.now_ms()));
+            self.restart_member(m);
+        }
+        // Members whose last start failed (a leftover injected fault, say) get another.
+        let failed: Vec<u64> = lock(&self.failed)
+            .keys()
+            .copied()
+            .filter(|m| !self.removed.contains(m) && !self.down.contains(m))
+            .collect();
+        for m in failed {
+            self.log(m, "start had failed; restarting".to_owned());
             self.restart_member(m);
         }
         for m in self.down.clone() {
@@ -978,6 +1027,7 @@ async fn simulate(
     for c in clients {
         let _ = c.await;
     }
+    world.reconcile_membership().await;
 
     let mut final_kvs = None;
     match world.await_liveness(config.liveness_ms).await {
