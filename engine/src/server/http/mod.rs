@@ -10,6 +10,7 @@
 //! TLS; the binary owns the listener.
 
 mod gateway;
+mod gateway_stream;
 mod grpc_count;
 mod health;
 
@@ -20,6 +21,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use super::grpc::cluster::ClusterService;
 use super::metrics::{CLUSTER_VERSION, Metrics, SERVER_VERSION};
 use super::node::NodeHandle;
 
@@ -33,8 +35,13 @@ struct HttpState {
 }
 
 /// The client port's router: the gRPC services in `grpc` (counted in the metrics), plus
-/// `/health`, `/version`, `/metrics` and the JSON gateway over `node`.
-pub fn client_router(grpc: tonic::service::Routes, node: NodeHandle) -> Router {
+/// `/health`, `/version`, `/metrics` and the JSON gateway over `node` (whose Cluster
+/// service is `cluster`).
+pub fn client_router(
+    grpc: tonic::service::Routes,
+    node: NodeHandle,
+    cluster: ClusterService,
+) -> Router {
     let metrics = node.metrics();
     let grpc = grpc_count::counted(grpc.into_axum_router(), Arc::clone(&metrics));
     let state = HttpState {
@@ -46,7 +53,8 @@ pub fn client_router(grpc: tonic::service::Routes, node: NodeHandle) -> Router {
         .route("/version", get(version))
         .route("/metrics", get(metrics_text))
         .with_state(state);
-    grpc.merge(plain).merge(Gateway::new(node).router())
+    grpc.merge(plain)
+        .merge(Gateway::new(node, cluster).router())
 }
 
 /// A JSON response with `status`.
