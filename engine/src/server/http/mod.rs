@@ -3,7 +3,8 @@
 //!
 //! [`client_router`] merges tonic's routes with these HTTP routes into one axum
 //! `Router`, so gRPC (HTTP/2 cleartext) and HTTP/1.1 clients share one listener as they
-//! do with etcd. It also counts every gRPC call in `grpc_server_handled_total`.
+//! do with etcd. It also counts every gRPC call in `grpc_server_handled_total` and
+//! honours the `hasleader` metadata ([`has_leader`]).
 //!
 //! Real mode only (`cfg(not(madsim))`): the simulator carries gRPC without HTTP, so these
 //! routes are covered by real-tokio tests. This module does not bind sockets or handle
@@ -12,6 +13,7 @@
 mod gateway;
 mod gateway_stream;
 mod grpc_count;
+pub mod has_leader;
 mod health;
 
 use std::sync::Arc;
@@ -43,7 +45,13 @@ pub fn client_router(
     cluster: ClusterService,
 ) -> Router {
     let metrics = node.metrics();
-    let grpc = grpc_count::counted(grpc.into_axum_router(), Arc::clone(&metrics));
+    let leader_checked = grpc
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            has_leader::require_leader,
+        ));
+    let grpc = grpc_count::counted(leader_checked, Arc::clone(&metrics));
     let state = HttpState {
         node: node.clone(),
         metrics,
