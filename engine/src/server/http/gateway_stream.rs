@@ -109,16 +109,23 @@ where
     }))
 }
 
-/// The JSON line for one streamed response or error.
+/// The JSON line for one streamed response or error. The response is encoded straight
+/// into the line (not through a `serde_json::Value`), so its fields keep the proto's
+/// order, as etcd's lines do.
 pub(crate) fn result_line<Resp: Serialize>(item: Result<Resp, Status>) -> Vec<u8> {
-    let value = match item {
-        Ok(response) => match serde_json::to_value(&response) {
-            Ok(result) => serde_json::json!({ "result": result }),
-            Err(e) => stream_error(&Status::internal(format!("cannot encode JSON: {e}"))),
-        },
-        Err(status) => stream_error(&status),
+    let mut line = match item.map(|response| serde_json::to_vec(&response)) {
+        Ok(Ok(result)) => {
+            let mut line = b"{\"result\":".to_vec();
+            line.extend(result);
+            line.push(b'}');
+            line
+        }
+        Ok(Err(e)) => {
+            let status = Status::internal(format!("cannot encode JSON: {e}"));
+            stream_error(&status).to_string().into_bytes()
+        }
+        Err(status) => stream_error(&status).to_string().into_bytes(),
     };
-    let mut line = value.to_string().into_bytes();
     line.push(b'\n');
     line
 }
@@ -219,6 +226,20 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert_eq!(lines[0], r#"{"result":{"ID":"5","TTL":"9"}}"#);
+        let with_header = String::from_utf8(result_line(Ok(LeaseKeepAliveResponse {
+            header: Some(crate::pb::etcdserverpb::ResponseHeader {
+                revision: 3,
+                ..Default::default()
+            }),
+            id: 5,
+            ttl: 9,
+        })))
+        .expect("utf-8");
+        assert_eq!(
+            with_header,
+            "{\"result\":{\"header\":{\"revision\":\"3\"},\"ID\":\"5\",\"TTL\":\"9\"}}\n",
+            "the header comes first, as in the proto"
+        );
         let error: serde_json::Value = serde_json::from_str(lines[1]).expect("json");
         assert_eq!(error["error"]["grpc_code"], 14);
         assert_eq!(error["error"]["http_code"], 503);
