@@ -558,8 +558,18 @@ async fn script(ep: &str) -> Vec<(String, u16, BTreeSet<String>)> {
     out
 }
 
+/// An `etcd` process, killed when dropped (also when the test fails).
+struct Etcd(Child);
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the installed `etcd` on free loopback ports, or `None` if there is none.
-fn start_etcd(dir: &std::path::Path) -> Option<(Child, String)> {
+fn start_etcd(dir: &std::path::Path) -> Option<(Etcd, String)> {
     let found = Command::new("etcd")
         .arg("--version")
         .stdout(Stdio::null())
@@ -589,7 +599,7 @@ fn start_etcd(dir: &std::path::Path) -> Option<(Child, String)> {
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
-    Some((child, format!("127.0.0.1:{client}")))
+    Some((Etcd(child), format!("127.0.0.1:{client}")))
 }
 
 /// Differences from etcd that are known: etcd 3.4 leaves the header out of Alarm and
@@ -613,7 +623,7 @@ const KNOWN_DIFFERENCES: &[&str] = &[
 #[tokio::test]
 async fn answers_have_the_shape_of_etcds() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let Some((mut etcd, etcd_ep)) = start_etcd(&dir.path().join("etcd")) else {
+    let Some((etcd, etcd_ep)) = start_etcd(&dir.path().join("etcd")) else {
         eprintln!("no etcd binary installed: the shape comparison is skipped");
         return;
     };
@@ -632,8 +642,7 @@ async fn answers_have_the_shape_of_etcds() {
     })
     .await;
     let theirs = script(&etcd_ep).await;
-    let _ = etcd.kill();
-    let _ = etcd.wait();
+    drop(etcd);
 
     let (_cluster, ep) = single().await;
     let ours = script(&ep).await;
