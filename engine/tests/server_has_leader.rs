@@ -146,6 +146,21 @@ async fn a_member_without_a_leader_refuses_calls_that_require_one() {
     };
     assert_eq!(refused.code(), Code::Unavailable);
     assert_eq!(refused.message(), "etcdserver: no leader");
+
+    // The etcd-client crate's own option sets the same metadata.
+    let endpoint = format!("127.0.0.1:{}", alone.client_port);
+    let options = etcd_client::ConnectOptions::new().with_require_leader(true);
+    let mut client = etcd_client::Client::connect([endpoint], Some(options))
+        .await
+        .expect("connects");
+    let serializable = etcd_client::GetOptions::new().with_serializable();
+    match client.get("k", Some(serializable)).await {
+        Err(etcd_client::Error::GRpcStatus(status)) => {
+            assert_eq!(status.code(), Code::Unavailable);
+            assert_eq!(status.message(), "etcdserver: no leader");
+        }
+        other => panic!("expected no leader, got {other:?}"),
+    }
 }
 
 /// A request stream of one message that then stays open.
