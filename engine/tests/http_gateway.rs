@@ -4,10 +4,6 @@
 //! compares the shape of the answers.
 //!
 //! HTTP/1.1 is written by hand, so the test sees exactly what a curl user sees.
-//!
-//! Not covered: promoting a learner that never started. etcd refuses that (the learner
-//! is not in sync); this server's node does not check yet and the promotion costs the
-//! cluster its quorum, so the test does not do it.
 
 #![cfg(not(madsim))]
 
@@ -358,8 +354,19 @@ async fn cluster_member_paths() {
     )
     .await;
     assert_eq!(status, 200, "{updated}");
-    // Only learners are promoted. (An unstarted learner is not promoted here: the node
-    // does not check yet that a learner has caught up, see the module docs.)
+    // Only learners are promoted, and only once they have caught up: the learner added
+    // above never started, so promoting it is refused.
+    let (status, behind) = post(
+        &ep,
+        "/v3/cluster/member/promote",
+        &format!(r#"{{"ID":"{learner}"}}"#),
+    )
+    .await;
+    assert_eq!(status, 412, "{behind}");
+    assert_eq!(
+        behind["error"],
+        "etcdserver: can only promote a learner member which is in sync with leader"
+    );
     let voter = id_of(&members[0]);
     let (status, refused) = post(
         &ep,

@@ -12,7 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::pb::detcdpeerpb::{InternalRequest, LeaseExpire, internal_request};
 use crate::persist::RaftStorage;
-use crate::raft::{ConfChange, Message, RaftError, RawNode, Ready, Role, SoftState};
+use crate::raft::{
+    ConfChange, ConfChangeKind, Message, RaftError, RawNode, Ready, Role, SoftState,
+};
 use crate::storage::Disk;
 
 use super::{
@@ -20,6 +22,10 @@ use super::{
 };
 use crate::server::error::ServerError;
 use crate::server::transport::PeerFailure;
+
+/// The share of the leader's log (in percent) a learner must hold before it may be
+/// promoted.
+const LEARNER_READY_PERCENT: u64 = 90;
 
 /// Work for the raft loop.
 pub enum Command {
@@ -168,6 +174,9 @@ impl<D: Disk> RaftLoop<D> {
                     .map_err(|e| raft_error(e, leader));
                 let _ = reply.send(result);
             }
+            Command::ConfChange { change, reply } if !self.promotion_ready(&change) => {
+                let _ = reply.send(Err(ServerError::LearnerNotReady));
+            }
             Command::ConfChange { change, reply } => match self.raw.propose_conf_change(change) {
                 Ok(index) => {
                     self.conf_waiters.insert(index, reply);
@@ -192,6 +201,22 @@ impl<D: Disk> RaftLoop<D> {
                 );
             }
         }
+    }
+
+    /// Whether `change` may go ahead: promoting a learner needs the learner to hold at
+    /// least [`LEARNER_READY_PERCENT`] of the leader's log, as etcd requires; a learner
+    /// that never started would otherwise become a voter that cannot vote.
+    fn promotion_ready(&self, change: &ConfChange) -> bool {
+        if change.kind != ConfChangeKind::AddVoter {
+            return true;
+        }
+        let status = self.raw.status();
+        if !status.conf_state.learners.contains(&change.node_id) {
+            return true;
+        }
+        let learner_match = status.progress.get(&change.node_id).map_or(0, |p| p.0);
+        let leader_match = status.last_index;
+        learner_match * 100 >= leader_match * LEARNER_READY_PERCENT
     }
 
     fn on_tick(&mut self) {
