@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bugs::Bug;
 use crate::disk::DiskProfile;
 use crate::fault::Schedule;
 
@@ -40,6 +41,9 @@ pub struct RunConfig {
     pub duration_ms: u64,
     /// Bound after the heal for a leader and every member caught up, simulated ms.
     pub liveness_ms: u64,
+    /// Deliberate server bugs every member runs with (the self-test); empty normally.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bugs: Vec<Bug>,
 }
 
 /// What a run produced.

@@ -89,7 +89,8 @@ impl World {
         let mut hosts = BTreeMap::new();
         let mut disks = BTreeMap::new();
         for i in 1..=config.members {
-            let server_config = member_config(i, config.members)?;
+            let mut server_config = member_config(i, config.members)?;
+            server_config.sim_bugs = crate::bugs::engine_switches(&config.bugs);
             let disk = SimDisk::new(config.disk, config.seed ^ (i << 32));
             disks.insert(i, disk.clone());
             let registry = Arc::clone(&nodes);

@@ -229,6 +229,9 @@ pub struct ServerConfig {
     pub auto_compaction: AutoCompaction,
     /// Log verbosity.
     pub log_level: LogLevel,
+    /// Deliberate bugs for the simulator's self-test; never set by the command line.
+    #[cfg(madsim)]
+    pub sim_bugs: super::node::sim_bugs::SimBugs,
 }
 
 /// What the command line asks for.
@@ -507,6 +510,8 @@ fn validate(flags: Flags) -> Result<ServerConfig, ConfigError> {
         max_request_bytes: flags.max_request_bytes,
         auto_compaction,
         log_level: flags.log_level,
+        #[cfg(madsim)]
+        sim_bugs: Default::default(),
     })
 }
 

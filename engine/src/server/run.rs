@@ -77,6 +77,8 @@ pub fn node_config(config: &ServerConfig, seed: u64) -> NodeConfig {
         seed,
         wal: WalOptions::default(),
         watch_progress_interval_ms: WATCH_PROGRESS_INTERVAL_MS,
+        #[cfg(madsim)]
+        sim_bugs: config.sim_bugs,
     }
 }
 
