@@ -91,6 +91,7 @@ impl World {
         for i in 1..=config.members {
             let mut server_config = member_config(i, config.members)?;
             server_config.sim_bugs = crate::bugs::engine_switches(&config.bugs);
+            server_config.sim_wal_segment_bytes = crate::run::SIM_WAL_SEGMENT_BYTES;
             let disk = SimDisk::new(config.disk, config.seed ^ (i << 32));
             disks.insert(i, disk.clone());
             let registry = Arc::clone(&nodes);

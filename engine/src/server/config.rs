@@ -232,6 +232,11 @@ pub struct ServerConfig {
     /// Deliberate bugs for the simulator's self-test; never set by the command line.
     #[cfg(madsim)]
     pub sim_bugs: super::node::sim_bugs::SimBugs,
+    /// WAL segment size in the simulator, bytes (0: the real default); the record limit
+    /// becomes at most half of it. The simulated disk holds every preallocated byte in
+    /// memory, so smaller segments are cheaper.
+    #[cfg(madsim)]
+    pub sim_wal_segment_bytes: u64,
 }
 
 /// What the command line asks for.
@@ -512,6 +517,8 @@ fn validate(flags: Flags) -> Result<ServerConfig, ConfigError> {
         log_level: flags.log_level,
         #[cfg(madsim)]
         sim_bugs: Default::default(),
+        #[cfg(madsim)]
+        sim_wal_segment_bytes: 0,
     })
 }
 
