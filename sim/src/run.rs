@@ -72,6 +72,10 @@ pub struct RunResult {
     pub sim_ms: u64,
     /// Wall-clock time of the whole run, ms.
     pub wall_ms: u64,
+    /// CPU time (user + system) of the process that ran it, ms: unlike `wall_ms`, not
+    /// inflated when other work shares the machine. 0 when not measured.
+    #[serde(default)]
+    pub cpu_ms: u64,
     /// p50 and p99 of acknowledged writes' latency, µs.
     pub commit_latency_us: (u64, u64),
     /// Per-member log lines (world events concerning the member).
@@ -94,7 +98,12 @@ pub use crate::world::run_in_process;
 #[cfg(madsim)]
 pub fn run(config: &RunConfig) -> RunResult {
     let child_config = config.clone();
-    crate::isolate::in_child(move || run_in_process(&child_config)).unwrap_or_else(|e| RunResult {
+    crate::isolate::in_child(move || {
+        let mut result = run_in_process(&child_config);
+        result.cpu_ms = crate::isolate::own_cpu_ms();
+        result
+    })
+    .unwrap_or_else(|e| RunResult {
         seed: config.seed,
         verdict: "Unknown: the run did not finish".to_owned(),
         failures: vec![e],
