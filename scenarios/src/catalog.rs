@@ -7,7 +7,7 @@
 
 use detcd_sim::disk::DiskProfile;
 use detcd_sim::fault::FaultEvent;
-use detcd_sim::run::{RunConfig, WorkloadSpec};
+use detcd_sim::run::{Profile, RunConfig, WorkloadSpec};
 
 use crate::ScenarioError;
 use crate::plan::{Plan, rest};
@@ -91,6 +91,21 @@ pub fn all() -> &'static [Scenario] {
             about: "packet loss, clogged members and pauses under load",
             build: flaky_network,
         },
+        Scenario {
+            name: "membership-change-under-faults",
+            about: "5 members: remove one, power off another, add the first back fresh, isolate the leader",
+            build: membership_change_under_faults,
+        },
+        Scenario {
+            name: "lease-expiry-across-leader-change",
+            about: "lease clients let leases expire and revoke them while the leader dies and is isolated",
+            build: lease_expiry_across_leader_change,
+        },
+        Scenario {
+            name: "watch-across-compaction",
+            about: "watchers resume from revisions while Kubernetes-like clients compact, under a power loss",
+            build: watch_across_compaction,
+        },
     ]
 }
 
@@ -131,6 +146,15 @@ fn with(seed: u64, members: u64, disk: DiskProfile, plan: Plan) -> RunConfig {
     RunConfig {
         schedule: plan.finish(),
         ..base(seed, members, disk)
+    }
+}
+
+/// A mixed workload: `profiles` assigned round-robin to one client each.
+pub fn mix(profiles: &[Profile]) -> WorkloadSpec {
+    WorkloadSpec::Mix {
+        clients: profiles.len() as u64,
+        keys: KEYS,
+        profiles: profiles.to_vec(),
     }
 }
 
@@ -286,6 +310,79 @@ fn flaky_network(seed: u64) -> RunConfig {
         p.at(t, FaultEvent::Resume { member: paused });
     }
     with(seed, 3, DiskProfile::Ssd, p)
+}
+
+fn membership_change_under_faults(seed: u64) -> RunConfig {
+    let mut p = plan_for(seed, "membership-change-under-faults");
+    let pair = p.members(5, 2);
+    let (gone, victim) = (pair[0], pair[1]);
+    let mut t = WARMUP_MS + p.between_ms(300, 1_000);
+    p.at(t, FaultEvent::MemberRemove { member: gone });
+    t += p.between_ms(500, 1_000);
+    p.at(t, FaultEvent::Kill { member: victim });
+    t += p.between_ms(1_000, 2_000);
+    p.at(t, FaultEvent::Restart { member: victim });
+    t += p.between_ms(500, 1_000);
+    p.at(t, FaultEvent::MemberAdd { member: gone });
+    t += p.between_ms(1_500, 2_500);
+    p.at(t, FaultEvent::PartitionLeaderAway);
+    t += p.between_ms(1_000, 2_000);
+    p.at(t, FaultEvent::HealAll);
+    RunConfig {
+        workload: mix(&[
+            Profile::Kv,
+            Profile::Cas,
+            Profile::Watch,
+            Profile::Kv,
+            Profile::Cas,
+        ]),
+        ..with(seed, 5, DiskProfile::Ssd, p)
+    }
+}
+
+fn lease_expiry_across_leader_change(seed: u64) -> RunConfig {
+    let mut p = plan_for(seed, "lease-expiry-across-leader-change");
+    let mut t = WARMUP_MS + p.between_ms(1_500, 2_500);
+    p.at(t, FaultEvent::KillLeader);
+    t += p.between_ms(1_000, 2_000);
+    p.at(t, FaultEvent::HealAll);
+    t += p.between_ms(1_500, 2_500);
+    p.at(t, FaultEvent::PartitionLeaderAway);
+    t += p.between_ms(1_000, 2_000);
+    p.at(t, FaultEvent::HealAll);
+    RunConfig {
+        workload: mix(&[
+            Profile::Lease,
+            Profile::Lease,
+            Profile::Kv,
+            Profile::Watch,
+            Profile::Lease,
+        ]),
+        ..with(seed, 3, DiskProfile::Ssd, p)
+    }
+}
+
+fn watch_across_compaction(seed: u64) -> RunConfig {
+    let mut p = plan_for(seed, "watch-across-compaction");
+    let member = p.member(3);
+    let mut t = WARMUP_MS + p.between_ms(1_000, 2_500);
+    p.at(t, FaultEvent::Kill { member });
+    t += p.between_ms(1_000, 2_500);
+    p.at(t, FaultEvent::Restart { member });
+    t += p.between_ms(1_000, 2_000);
+    p.at(t, FaultEvent::PartitionLeaderAway);
+    t += p.between_ms(1_000, 2_000);
+    p.at(t, FaultEvent::HealAll);
+    RunConfig {
+        workload: mix(&[
+            Profile::Watch,
+            Profile::Kube,
+            Profile::Watch,
+            Profile::Kube,
+            Profile::Kv,
+        ]),
+        ..with(seed, 3, DiskProfile::Ssd, p)
+    }
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@
 
 use detcd_sim::disk::DiskProfile;
 use detcd_sim::fault::FaultEvent;
-use detcd_sim::run::RunConfig;
+use detcd_sim::run::{Profile, RunConfig, WorkloadSpec};
 use rand::Rng;
 
-use crate::catalog::{WARMUP_MS, base};
+use crate::catalog::{KEYS, WARMUP_MS, base};
 use crate::plan::{Plan, rest};
 
 /// The name swarm runs carry in sweeps, artifacts and summaries.
@@ -39,10 +39,18 @@ pub enum Kind {
     Pause,
     /// fsync errors on one member.
     FsyncError,
+    /// A full disk on one member, then freed.
+    DiskFull,
+    /// A bit flip in one member's files, then a process crash and restart, so it reads
+    /// them again. Always the same member within a run, so at most one member may
+    /// refuse its data.
+    BitFlip,
+    /// Remove a member through the Cluster service, then add it back as a fresh one.
+    MemberChange,
 }
 
 /// Every kind, in a fixed order.
-pub const KINDS: [Kind; 10] = [
+pub const KINDS: [Kind; 13] = [
     Kind::LeaderPartition,
     Kind::MinorityPartition,
     Kind::Asymmetric,
@@ -53,7 +61,22 @@ pub const KINDS: [Kind; 10] = [
     Kind::Crash,
     Kind::Pause,
     Kind::FsyncError,
+    Kind::DiskFull,
+    Kind::BitFlip,
+    Kind::MemberChange,
 ];
+
+/// Every workload profile swarm mode may mix in.
+pub const PROFILES: [Profile; 5] = [
+    Profile::Kv,
+    Profile::Cas,
+    Profile::Kube,
+    Profile::Lease,
+    Profile::Watch,
+];
+
+/// Clients of a swarm run's workload.
+pub const SWARM_CLIENTS: u64 = 4;
 
 /// Mean gaps between fault episodes swarm mode chooses from, in milliseconds.
 pub const GAP_MS_CHOICES: [u64; 4] = [300, 800, 1_500, 3_000];
@@ -77,7 +100,20 @@ pub fn build(seed: u64) -> RunConfig {
         kinds.push(KINDS[i]);
     }
     let gap_ms = GAP_MS_CHOICES[p.rng().random_range(0..GAP_MS_CHOICES.len())];
-    let config = base(seed, members, disk);
+    // The first client always runs the plain KV profile; the rest draw from all.
+    let mut profiles = vec![Profile::Kv];
+    for _ in 1..SWARM_CLIENTS {
+        profiles.push(PROFILES[p.rng().random_range(0..PROFILES.len())]);
+    }
+    let flipped = p.member(members);
+    let config = RunConfig {
+        workload: WorkloadSpec::Mix {
+            clients: SWARM_CLIENTS,
+            keys: KEYS,
+            profiles,
+        },
+        ..base(seed, members, disk)
+    };
     let end_ms = config.duration_ms.saturating_sub(1_000);
     let mut t = WARMUP_MS;
     loop {
@@ -87,7 +123,7 @@ pub fn build(seed: u64) -> RunConfig {
             break;
         }
         let kind = kinds[p.rng().random_range(0..kinds.len())];
-        episode(&mut p, kind, members, t, t + hold_ms);
+        episode(&mut p, kind, members, flipped, t, t + hold_ms);
         t += hold_ms;
     }
     RunConfig {
@@ -96,8 +132,8 @@ pub fn build(seed: u64) -> RunConfig {
     }
 }
 
-/// One fault of `kind` at `start_ms`, undone at `end_ms`.
-fn episode(p: &mut Plan, kind: Kind, members: u64, start_ms: u64, end_ms: u64) {
+/// One fault of `kind` at `start_ms`, undone at `end_ms`; bit flips hit `flipped`.
+fn episode(p: &mut Plan, kind: Kind, members: u64, flipped: u64, start_ms: u64, end_ms: u64) {
     match kind {
         Kind::LeaderPartition => {
             p.at(start_ms, FaultEvent::PartitionLeaderAway);
@@ -157,6 +193,28 @@ fn episode(p: &mut Plan, kind: Kind, members: u64, start_ms: u64, end_ms: u64) {
             let member = p.member(members);
             let count = p.rng().random_range(1..=3);
             p.at(start_ms, FaultEvent::FsyncError { member, count });
+        }
+        Kind::DiskFull => {
+            let member = p.member(members);
+            p.at(start_ms, FaultEvent::DiskFull { member });
+            p.at(end_ms, FaultEvent::DiskFree { member });
+        }
+        Kind::BitFlip => {
+            let seed = p.rng().random();
+            p.at(
+                start_ms,
+                FaultEvent::BitFlip {
+                    member: flipped,
+                    seed,
+                },
+            );
+            p.at(start_ms, FaultEvent::Crash { member: flipped });
+            p.at(end_ms, FaultEvent::Restart { member: flipped });
+        }
+        Kind::MemberChange => {
+            let member = p.member(members);
+            p.at(start_ms, FaultEvent::MemberRemove { member });
+            p.at(end_ms, FaultEvent::MemberAdd { member });
         }
     }
 }

@@ -81,6 +81,37 @@ pub enum FaultEvent {
         /// Syncs to fail.
         count: u32,
     },
+    /// Remove the member through the Cluster service (MemberRemove), then power its
+    /// host off. It stays out of the cluster until a [`FaultEvent::MemberAdd`].
+    MemberRemove {
+        /// The member.
+        member: u64,
+    },
+    /// Add a removed member back as a fresh member (MemberAdd, then boot it with an
+    /// empty disk and `--initial-cluster-state=existing`).
+    MemberAdd {
+        /// The member.
+        member: u64,
+    },
+    /// Fill the member's disk: growing any file fails with ENOSPC until freed.
+    DiskFull {
+        /// The member.
+        member: u64,
+    },
+    /// Undo a [`FaultEvent::DiskFull`].
+    DiskFree {
+        /// The member.
+        member: u64,
+    },
+    /// Flip one bit (file, offset and bit drawn from `seed`) in the member's files, in
+    /// the page cache and the durable image alike (a media error). The running process
+    /// keeps its memory; the flip matters when the member reads its files again.
+    BitFlip {
+        /// The member.
+        member: u64,
+        /// Picks the file, byte and bit.
+        seed: u64,
+    },
     /// Repair everything: links, packet loss, pauses, disks; restart down members.
     HealAll,
 }
@@ -141,7 +172,12 @@ impl FaultEvent {
             | FaultEvent::Pause { member }
             | FaultEvent::Resume { member }
             | FaultEvent::DiskSlow { member, .. }
-            | FaultEvent::FsyncError { member, .. } => vec![*member],
+            | FaultEvent::FsyncError { member, .. }
+            | FaultEvent::MemberRemove { member }
+            | FaultEvent::MemberAdd { member }
+            | FaultEvent::DiskFull { member }
+            | FaultEvent::DiskFree { member }
+            | FaultEvent::BitFlip { member, .. } => vec![*member],
             FaultEvent::PartitionLeaderAway
             | FaultEvent::PacketLoss { .. }
             | FaultEvent::KillLeader

@@ -16,6 +16,10 @@ pub mod disk;
 pub mod fault;
 #[cfg(madsim)]
 mod isolate;
+#[cfg(madsim)]
+mod logs;
+#[cfg(madsim)]
+mod membership;
 pub mod run;
 pub mod trace;
 #[cfg(madsim)]

@@ -29,6 +29,30 @@ pub enum WorkloadSpec {
         /// Distinct keys.
         keys: u64,
     },
+    /// Several profiles at once: client `c` runs `profiles[(c - 1) % len]`.
+    Mix {
+        /// Concurrent clients, each on its own simulated host.
+        clients: u64,
+        /// Distinct keys per profile.
+        keys: u64,
+        /// The profiles, assigned to clients round-robin.
+        profiles: Vec<Profile>,
+    },
+}
+
+/// One client's workload profile (see `workload`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Profile {
+    /// Mixed puts with unique values, linearizable gets, deletes.
+    Kv,
+    /// Compare-and-set registers via Txn.
+    Cas,
+    /// Kubernetes-like: guarded updates, paginated lists, compaction.
+    Kube,
+    /// Leases: grant, attach keys, keep alive, expire or revoke.
+    Lease,
+    /// Config watchers: watch streams over every key, resumed from a revision.
+    Watch,
 }
 
 /// Everything that defines a run; the same config gives the same run.

@@ -16,14 +16,21 @@ use detcd_engine::server::node::NodeHandle;
 use detcd_engine::server::run as server_run;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle as Host, Runtime};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 
-use crate::disk::SimDisk;
+use crate::disk::{DiskProfile, SimDisk};
 use crate::fault::FaultEvent;
-use crate::run::{RunConfig, RunResult, WorkloadSpec};
+use crate::logs::{MEMBER_LOG_LEVEL, MemberLogs};
+use crate::membership;
+use crate::run::{Profile, RunConfig, RunResult, WorkloadSpec};
 use crate::trace::{self, TraceLog};
 use crate::workload::Recorder;
 use crate::workload::kv::{self, KvClientConfig};
+use crate::workload::{cas, kube, lease, watch};
 
 /// How often the status watcher samples members, simulated ms.
 const STATUS_POLL_MS: u64 = 50;
@@ -34,6 +41,15 @@ const TIME_LIMIT_SLACK_MS: u64 = 60_000;
 
 /// Members that are up, by index.
 type Nodes = Arc<Mutex<BTreeMap<u64, NodeHandle>>>;
+/// What each member's host boots with: its server config and disk (replaced when a
+/// removed member is added back as a fresh one).
+type Slots = Arc<Mutex<BTreeMap<u64, (ServerConfig, SimDisk)>>>;
+/// Members whose last start failed, with the error.
+type Failed = Arc<Mutex<BTreeMap<u64, String>>>;
+/// Attempts at one membership change before giving up.
+const MEMBERSHIP_ATTEMPTS: u32 = 5;
+/// Pause between membership attempts, simulated ms.
+const MEMBERSHIP_RETRY_MS: u64 = 300;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -69,6 +85,16 @@ struct World {
     hosts: BTreeMap<u64, Host>,
     disks: BTreeMap<u64, SimDisk>,
     nodes: Nodes,
+    slots: Slots,
+    failed: Failed,
+    /// The host membership requests are sent from.
+    admin: Host,
+    /// Members removed from the cluster (host off) and not added back.
+    removed: BTreeSet<u64>,
+    /// Members that had bits flipped in their files: they may refuse to start.
+    flipped: BTreeSet<u64>,
+    /// Members added back so far, to seed each fresh disk differently.
+    joins: u64,
     /// Members whose process is down (killed or crashed), not yet restarted.
     down: BTreeSet<u64>,
     paused: BTreeSet<u64>,
@@ -85,6 +111,8 @@ impl World {
     fn boot(config: &RunConfig, trace: TraceLog) -> Result<World, String> {
         let handle = Handle::current();
         let nodes: Nodes = Arc::default();
+        let slots: Slots = Arc::default();
+        let failed: Failed = Arc::default();
         let logs: Arc<Mutex<BTreeMap<u64, Vec<String>>>> = Arc::default();
         let mut hosts = BTreeMap::new();
         let mut disks = BTreeMap::new();
@@ -94,6 +122,9 @@ impl World {
             server_config.sim_wal_segment_bytes = crate::run::SIM_WAL_SEGMENT_BYTES;
             let disk = SimDisk::new(config.disk, config.seed ^ (i << 32));
             disks.insert(i, disk.clone());
+            lock(&slots).insert(i, (server_config, disk));
+            let slot = Arc::clone(&slots);
+            let failures = Arc::clone(&failed);
             let registry = Arc::clone(&nodes);
             let member_logs = Arc::clone(&logs);
             let seed = config.seed;
@@ -105,18 +136,23 @@ impl World {
                 .name(format!("n{i}"))
                 .ip(ip)
                 .init(move || {
-                    let disk = disk.clone();
+                    let booted = lock(&slot).get(&i).cloned();
                     let registry = Arc::clone(&registry);
                     let member_logs = Arc::clone(&member_logs);
-                    let server_config = server_config.clone();
+                    let failures = Arc::clone(&failures);
                     async move {
+                        let Some((server_config, disk)) = booted else {
+                            return;
+                        };
                         match server_run::start(&server_config, disk, seed).await {
                             Ok(server) => {
+                                lock(&failures).remove(&i);
                                 lock(&registry).insert(i, server.node().clone());
                                 std::future::pending::<()>().await;
                             }
                             Err(e) => {
                                 tracing::warn!(member = i, error = %e, "member failed to start");
+                                lock(&failures).insert(i, e.to_string());
                                 lock(&member_logs)
                                     .entry(i)
                                     .or_default()
@@ -128,6 +164,11 @@ impl World {
                 .build();
             hosts.insert(i, host);
         }
+        let admin = handle
+            .create_node()
+            .name("admin")
+            .ip("10.0.2.3".parse().map_err(|e| format!("admin ip: {e}"))?)
+            .build();
         Ok(World {
             seed: config.seed,
             members: config.members,
@@ -136,6 +177,12 @@ impl World {
             hosts,
             disks,
             nodes,
+            slots,
+            failed,
+            admin,
+            removed: BTreeSet::new(),
+            flipped: BTreeSet::new(),
+            joins: 0,
             down: BTreeSet::new(),
             paused: BTreeSet::new(),
             links: BTreeSet::new(),
@@ -221,7 +268,32 @@ impl World {
 
     /// Applies one fault and records it in the trace.
     fn apply(&mut self, event: &FaultEvent) {
+        let note = self.effect(event);
+        self.record_fault(event, &note);
+    }
+
+    /// Applies one fault, membership changes included (they talk to the cluster), and
+    /// records it in the trace.
+    async fn apply_async(&mut self, event: &FaultEvent) {
         let note = match event {
+            FaultEvent::MemberRemove { member } => self.member_remove(*member).await,
+            FaultEvent::MemberAdd { member } => self.member_add(*member).await,
+            other => self.effect(other),
+        };
+        self.record_fault(event, &note);
+    }
+
+    fn record_fault(&self, event: &FaultEvent, note: &str) {
+        for m in event.members() {
+            self.log(m, format!("fault {event:?}{note}"));
+        }
+        self.trace
+            .push(format!("{} fault {event:?}{note}", self.now_ms()));
+    }
+
+    /// The effect of one fault; returns a note for the trace.
+    fn effect(&mut self, event: &FaultEvent) -> String {
+        match event {
             FaultEvent::Partition { groups } => {
                 let group_of: BTreeMap<u64, usize> = groups
                     .iter()
@@ -320,16 +392,196 @@ impl World {
                 }
                 String::new()
             }
+            FaultEvent::DiskFull { member } => match self.disks.get(member) {
+                Some(d) => {
+                    let used: u64 = d.mem().files().values().sum();
+                    d.mem().set_capacity_bytes(Some(used));
+                    format!(" ({used} bytes)")
+                }
+                None => String::new(),
+            },
+            FaultEvent::DiskFree { member } => {
+                if let Some(d) = self.disks.get(member) {
+                    d.mem().set_capacity_bytes(None);
+                }
+                String::new()
+            }
+            FaultEvent::BitFlip { member, seed } => self.flip_bit(*member, *seed),
+            FaultEvent::MemberRemove { .. } | FaultEvent::MemberAdd { .. } => {
+                " (skipped: membership changes go through apply_async)".to_owned()
+            }
             FaultEvent::HealAll => {
                 self.heal_all();
                 String::new()
             }
-        };
-        for m in event.members() {
-            self.log(m, format!("fault {event:?}"));
         }
-        self.trace
-            .push(format!("{} fault {event:?}{note}", self.now_ms()));
+    }
+
+    fn flip_bit(&mut self, member: u64, seed: u64) -> String {
+        let Some(disk) = self.disks.get(&member) else {
+            return String::new();
+        };
+        let files: Vec<(String, u64)> = disk
+            .mem()
+            .files()
+            .into_iter()
+            .filter(|(_, len)| *len > 0)
+            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let Some((path, len)) = files.get(rng.random_range(0..files.len().max(1))) else {
+            return " (no files)".to_owned();
+        };
+        let offset = rng.random_range(0..*len);
+        let bit = rng.random_range(0..8u8);
+        self.flipped.insert(member);
+        match disk.mem().flip_bit(path, offset, bit) {
+            Ok(()) => format!(" ({path} byte {offset} bit {bit})"),
+            Err(e) => format!(" (flip failed: {e})"),
+        }
+    }
+
+    /// A member to send cluster requests to: the leader if known, else any up member.
+    fn contact(&self, not: u64, attempt: u32) -> Option<u64> {
+        let up: Vec<u64> = lock(&self.nodes)
+            .keys()
+            .copied()
+            .filter(|m| *m != not && !self.paused.contains(m))
+            .collect();
+        match self.leader().filter(|l| *l != not) {
+            Some(l) if attempt.is_multiple_of(2) => Some(l),
+            _ => up.get(attempt as usize % up.len().max(1)).copied(),
+        }
+    }
+
+    /// Whether `member` is in the member list, as some up member reports it.
+    async fn listed(&self, member: u64) -> Option<bool> {
+        for attempt in 0..MEMBERSHIP_ATTEMPTS {
+            let endpoint = self.contact(member, attempt)?;
+            let listed = self
+                .admin
+                .spawn(membership::list(endpoint))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r);
+            if let Ok((_, members)) = listed {
+                let url = membership::peer_url(member);
+                return Some(members.iter().any(|m| m.peer_ur_ls.contains(&url)));
+            }
+            tokio::time::sleep(Duration::from_millis(MEMBERSHIP_RETRY_MS)).await;
+        }
+        None
+    }
+
+    async fn member_remove(&mut self, member: u64) -> String {
+        if self.removed.contains(&member) {
+            return " (already removed)".to_owned();
+        }
+        let mut last = String::new();
+        for attempt in 0..MEMBERSHIP_ATTEMPTS {
+            let Some(endpoint) = self.contact(member, attempt) else {
+                last = "no member to ask".to_owned();
+                break;
+            };
+            match self
+                .admin
+                .spawn(membership::remove(endpoint, member))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+            {
+                Ok(()) => break,
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(MEMBERSHIP_RETRY_MS)).await;
+        }
+        match self.listed(member).await {
+            Some(false) => {
+                self.stop_member(member, true);
+                self.down.remove(&member);
+                self.removed.insert(member);
+                " (removed)".to_owned()
+            }
+            Some(true) => format!(" (still a member: {last})"),
+            None => format!(" (outcome unknown: {last})"),
+        }
+    }
+
+    async fn member_add(&mut self, member: u64) -> String {
+        if !self.removed.contains(&member) {
+            return " (not removed: skipped)".to_owned();
+        }
+        let mut last = String::new();
+        let mut added = None;
+        for attempt in 0..MEMBERSHIP_ATTEMPTS {
+            let Some(endpoint) = self.contact(member, attempt) else {
+                last = "no member to ask".to_owned();
+                break;
+            };
+            match self
+                .admin
+                .spawn(membership::add(endpoint, member))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+            {
+                Ok(r) => {
+                    added = Some(r);
+                    break;
+                }
+                Err(e) => last = e,
+            }
+            // An add whose answer was lost may have happened: look before retrying.
+            if self.listed(member).await == Some(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(MEMBERSHIP_RETRY_MS)).await;
+        }
+        if added.is_none() {
+            for attempt in 0..MEMBERSHIP_ATTEMPTS {
+                let Some(endpoint) = self.contact(member, attempt) else {
+                    break;
+                };
+                if let Ok(Ok(r)) = self.admin.spawn(membership::list(endpoint)).await {
+                    let url = membership::peer_url(member);
+                    if r.1.iter().any(|m| m.peer_ur_ls.contains(&url)) {
+                        added = Some(r);
+                    }
+                    break;
+                }
+            }
+        }
+        let Some((cluster_id, members)) = added else {
+            return format!(" (not added: {last})");
+        };
+        let config = match membership::joining_config(member, cluster_id, &members) {
+            Ok(c) => c,
+            Err(e) => return format!(" (added, but cannot boot: {e})"),
+        };
+        let Some(id) = self.host_id(member) else {
+            return " (no host)".to_owned();
+        };
+        self.joins += 1;
+        let profile = self
+            .disks
+            .get(&member)
+            .map_or(DiskProfile::Ssd, SimDisk::profile);
+        let disk = SimDisk::new(
+            profile,
+            self.seed ^ (member << 32) ^ self.joins.rotate_left(29),
+        );
+        self.disks.insert(member, disk.clone());
+        lock(&self.slots).insert(member, (config, disk));
+        self.removed.remove(&member);
+        self.down.remove(&member);
+        self.handle.restart(id);
+        self.log(member, "joining as a fresh member".to_owned());
+        format!(
+            " (added as {:x})",
+            members
+                .iter()
+                .find(|m| m.peer_ur_ls.contains(&membership::peer_url(member)))
+                .map_or(0, |m| m.id)
+        )
     }
 
     fn heal_all(&mut self) {
@@ -352,11 +604,12 @@ impl World {
         }
         for d in self.disks.values() {
             d.mem().fail_next_syncs(0);
+            d.mem().set_capacity_bytes(None);
         }
         // Members whose loop stopped (a fatal storage error, say) restart like down ones.
         let stopped: Vec<u64> = lock(&self.nodes)
             .iter()
-            .filter(|(_, n)| n.status().stopped)
+            .filter(|(i, n)| n.status().stopped && !self.removed.contains(i))
             .map(|(i, _)| *i)
             .collect();
         for m in stopped {
@@ -376,6 +629,15 @@ impl World {
         let deadline = Instant::now() + Duration::from_millis(bound_ms);
         let mut last;
         loop {
+            // A member that refused its own corrupted files failed clearly: allowed.
+            let refused: BTreeSet<u64> = lock(&self.failed)
+                .keys()
+                .copied()
+                .filter(|m| self.flipped.contains(m))
+                .collect();
+            let expected = (1..=self.members)
+                .filter(|m| !self.removed.contains(m) && !refused.contains(m))
+                .count() as u64;
             let statuses: BTreeMap<u64, _> = lock(&self.nodes)
                 .iter()
                 .map(|(i, n)| (*i, n.status()))
@@ -383,7 +645,7 @@ impl World {
                 .collect();
             let leader = statuses.iter().find(|(_, s)| s.is_leader);
             match leader {
-                Some((&l, ls)) if statuses.len() as u64 == self.members => {
+                Some((&l, ls)) if statuses.len() as u64 >= expected => {
                     let behind: Vec<u64> = statuses
                         .iter()
                         .filter(|(_, s)| s.applied < ls.commit || s.leader != ls.leader)
@@ -463,7 +725,8 @@ fn lost_writes(ops: &[OpRecord], final_kvs: &BTreeMap<String, i64>) -> Vec<Strin
             Outcome::Fail(_) => continue,
         };
         match &op.op {
-            Op::Put(p) => {
+            // Leased keys may vanish with their lease; the checker judges those.
+            Op::Put(p) if p.lease == 0 => {
                 if let Some(r) = revision {
                     let e = last_put.entry(p.key.as_str()).or_default();
                     *e = (*e).max(r);
@@ -518,22 +781,27 @@ pub fn run_in_process(config: &RunConfig) -> RunResult {
         result.failures.push(format!("bad schedule: {e}"));
         return result;
     }
+    let member_logs = MemberLogs::default();
     let outcome = {
         let config = config.clone();
         let trace = trace.clone();
         let recorder = recorder.clone();
+        let member_logs = member_logs.clone();
         // A fresh thread per run: std's hash-map keys are drawn once per thread, so
         // only a thread whose first draw happens inside this seeded runtime replays
         // exactly. A panic inside the simulation ends the thread, not the caller.
         std::thread::Builder::new()
             .name(format!("sim-seed-{}", config.seed))
             .spawn(move || {
+                let subscriber = tracing_subscriber::registry()
+                    .with(member_logs.layer().with_filter(member_log_filter()));
+                let _logging = tracing::subscriber::set_default(subscriber);
                 let mut runtime =
                     Runtime::with_seed_and_config(config.seed, madsim::Config::default());
                 runtime.set_time_limit(Duration::from_millis(
                     config.duration_ms + config.liveness_ms + TIME_LIMIT_SLACK_MS,
                 ));
-                runtime.block_on(simulate(config, trace, recorder))
+                runtime.block_on(simulate(config, trace, recorder, member_logs))
             })
             .map_err(|e| -> Box<dyn std::any::Any + Send> { Box::new(e.to_string()) })
             .and_then(|t| t.join())
@@ -542,7 +810,7 @@ pub fn run_in_process(config: &RunConfig) -> RunResult {
     match outcome {
         Ok(sim) => {
             result.sim_ms = sim.sim_ms;
-            result.logs = sim.logs;
+            result.logs = merge_logs(sim.logs, member_logs.lines());
             result.failures.extend(sim.failures);
             if let Some(final_kvs) = &sim.final_kvs {
                 result.failures.extend(lost_writes(&ops, final_kvs));
@@ -576,6 +844,7 @@ pub fn run_in_process(config: &RunConfig) -> RunResult {
         source: format!("detcd-sim seed {}", config.seed),
     }))
     .chain(ops.into_iter().map(Record::Op))
+    .chain(recorder.watch_records())
     .collect();
     result.history = records
         .iter()
@@ -609,7 +878,40 @@ struct SimOutcome {
     final_kvs: Option<BTreeMap<String, i64>>,
 }
 
-async fn simulate(config: RunConfig, trace: TraceLog, recorder: Recorder) -> SimOutcome {
+/// What the members' logs keep: the project's own events down to
+/// [`MEMBER_LOG_LEVEL`], warnings from everything else (the simulator's and gRPC's
+/// debug chatter left out).
+fn member_log_filter() -> Targets {
+    Targets::new()
+        .with_default(tracing::Level::WARN)
+        .with_target("detcd", MEMBER_LOG_LEVEL)
+}
+
+/// The world's lines and the members' tracing lines of each member, ordered by their
+/// leading simulated millisecond (stable, world lines first on ties).
+fn merge_logs(
+    mut world: BTreeMap<u64, Vec<String>>,
+    members: BTreeMap<u64, Vec<String>>,
+) -> BTreeMap<u64, Vec<String>> {
+    for (m, lines) in members {
+        let all = world.entry(m).or_default();
+        all.extend(lines);
+        all.sort_by_key(|l| {
+            l.split(' ')
+                .next()
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(u64::MAX)
+        });
+    }
+    world
+}
+
+async fn simulate(
+    config: RunConfig,
+    trace: TraceLog,
+    recorder: Recorder,
+    member_logs: MemberLogs,
+) -> SimOutcome {
     let mut failures = Vec::new();
     let mut world = match World::boot(&config, trace.clone()) {
         Ok(w) => w,
@@ -623,6 +925,7 @@ async fn simulate(config: RunConfig, trace: TraceLog, recorder: Recorder) -> Sim
         }
     };
     let start = world.start;
+    member_logs.set_start(start);
     let observer = world
         .handle
         .create_node()
@@ -633,33 +936,44 @@ async fn simulate(config: RunConfig, trace: TraceLog, recorder: Recorder) -> Sim
 
     let stop = start + Duration::from_millis(config.duration_ms);
     let mut clients = Vec::new();
-    let client_count = match &config.workload {
-        WorkloadSpec::Kv { clients: n, keys } => {
-            for c in 1..=*n {
-                let host = world
-                    .handle
-                    .create_node()
-                    .name(format!("client{c}"))
-                    .ip(format!("10.0.1.{c}").parse().expect("client ip"))
-                    .build();
-                let cfg = KvClientConfig {
-                    client: c,
-                    members: config.members,
-                    keys: *keys,
-                    seed: config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ c,
-                    start,
-                    stop,
-                };
-                clients.push(host.spawn(kv::run_client(cfg, recorder.clone(), trace.clone())));
-            }
-            *n
-        }
+    let (client_count, keys, profiles) = match &config.workload {
+        WorkloadSpec::Kv { clients, keys } => (*clients, *keys, vec![Profile::Kv]),
+        WorkloadSpec::Mix {
+            clients,
+            keys,
+            profiles,
+        } => (*clients, *keys, profiles.clone()),
     };
+    for c in 1..=client_count {
+        let host = world
+            .handle
+            .create_node()
+            .name(format!("client{c}"))
+            .ip(format!("10.0.1.{c}").parse().expect("client ip"))
+            .build();
+        let cfg = KvClientConfig {
+            client: c,
+            members: config.members,
+            keys,
+            seed: config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ c,
+            start,
+            stop,
+        };
+        let index = usize::try_from(c - 1).unwrap_or(0) % profiles.len().max(1);
+        let (rec, tr) = (recorder.clone(), trace.clone());
+        clients.push(match profiles.get(index).copied().unwrap_or(Profile::Kv) {
+            Profile::Kv => host.spawn(kv::run_client(cfg, rec, tr)),
+            Profile::Cas => host.spawn(cas::run_client(cfg, rec, tr)),
+            Profile::Kube => host.spawn(kube::run_client(cfg, rec, tr)),
+            Profile::Lease => host.spawn(lease::run_client(cfg, rec, tr)),
+            Profile::Watch => host.spawn(watch::run_client(cfg, rec, tr)),
+        });
+    }
 
     for timed in &config.schedule.events {
         let at = start + Duration::from_millis(timed.at_ms);
         tokio::time::sleep_until(at).await;
-        world.apply(&timed.event);
+        world.apply_async(&timed.event).await;
     }
     tokio::time::sleep_until(stop).await;
     world.apply(&FaultEvent::HealAll);
@@ -681,8 +995,8 @@ async fn simulate(config: RunConfig, trace: TraceLog, recorder: Recorder) -> Sim
                 .build();
             let id = client_count + 1;
             let op = Op::Range(detcd_checker::history::RangeRequest {
-                key: "k".to_owned(),
-                range_end: Some("l".to_owned()),
+                key: "\u{0}".to_owned(),
+                range_end: Some("\u{0}".to_owned()),
                 revision: 0,
                 limit: 0,
                 count_only: false,

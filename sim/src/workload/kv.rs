@@ -7,19 +7,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use detcd_checker::history::{
-    self as h, DeleteRangeResult, OkOutcome, Op, OpRecord, OpResult, Outcome, PutResult,
-    RangeResult,
-};
-use detcd_engine::pb::etcdserverpb::kv_client::KvClient;
-use detcd_engine::pb::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
-use detcd_engine::pb::mvccpb;
+use detcd_checker::history::{self as h, Op, OpRecord, Outcome};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 
-use super::Recorder;
+use super::{Recorder, wire};
 use crate::trace::TraceLog;
 
 /// How long a client waits for one response before calling it unknown.
@@ -51,22 +45,21 @@ pub fn member_url(i: u64) -> String {
     format!("http://10.0.0.{i}:2379")
 }
 
+/// Opens a channel to member `i`'s client port.
+pub async fn connect(i: u64) -> Result<Channel, String> {
+    Endpoint::from_shared(member_url(i))
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Nanoseconds since `start`.
 pub fn since(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A history key-value from a wire key-value.
-pub fn kv_to_history(kv: &mvccpb::KeyValue) -> h::KeyValue {
-    h::KeyValue {
-        key: String::from_utf8_lossy(&kv.key).into_owned(),
-        value: String::from_utf8_lossy(&kv.value).into_owned(),
-        create_revision: kv.create_revision,
-        mod_revision: kv.mod_revision,
-        version: kv.version,
-        lease: kv.lease,
-    }
-}
+pub use super::wire::kv_to_history;
 
 /// A request and whether it may change state.
 fn draw_op(rng: &mut ChaCha8Rng, cfg: &KvClientConfig, seq: u64) -> Op {
@@ -95,69 +88,8 @@ fn draw_op(rng: &mut ChaCha8Rng, cfg: &KvClientConfig, seq: u64) -> Op {
     }
 }
 
-/// Sends one history request over `client`; `Err` carries the gRPC error text.
-pub async fn send(client: &mut KvClient<Channel>, op: &Op) -> Result<OkOutcome, String> {
-    let to_bytes = |s: &str| s.as_bytes().to_vec();
-    match op {
-        Op::Put(p) => {
-            let r = client
-                .put(PutRequest {
-                    key: to_bytes(&p.key),
-                    value: to_bytes(&p.value),
-                    ..PutRequest::default()
-                })
-                .await
-                .map_err(|e| e.message().to_owned())?
-                .into_inner();
-            Ok(OkOutcome {
-                revision: r.header.map_or(0, |hd| hd.revision),
-                result: OpResult::Put(PutResult { prev_kv: None }),
-            })
-        }
-        Op::Range(q) => {
-            let r = client
-                .range(RangeRequest {
-                    key: to_bytes(&q.key),
-                    range_end: q.range_end.as_deref().map(to_bytes).unwrap_or_default(),
-                    serializable: q.serializable,
-                    ..RangeRequest::default()
-                })
-                .await
-                .map_err(|e| e.message().to_owned())?
-                .into_inner();
-            Ok(OkOutcome {
-                revision: r.header.map_or(0, |hd| hd.revision),
-                result: OpResult::Range(RangeResult {
-                    kvs: r.kvs.iter().map(kv_to_history).collect(),
-                    count: r.count,
-                    more: r.more,
-                }),
-            })
-        }
-        Op::DeleteRange(d) => {
-            let r = client
-                .delete_range(DeleteRangeRequest {
-                    key: to_bytes(&d.key),
-                    range_end: d.range_end.as_deref().map(to_bytes).unwrap_or_default(),
-                    ..DeleteRangeRequest::default()
-                })
-                .await
-                .map_err(|e| e.message().to_owned())?
-                .into_inner();
-            Ok(OkOutcome {
-                revision: r.header.map_or(0, |hd| hd.revision),
-                result: OpResult::DeleteRange(DeleteRangeResult {
-                    deleted: r.deleted,
-                    prev_kvs: Vec::new(),
-                }),
-            })
-        }
-        other => Err(format!("the kv workload does not send {other:?}")),
-    }
-}
-
 /// A client's open connections, by member; a connection that failed is dropped.
-pub type Connections = BTreeMap<u64, KvClient<Channel>>;
+pub type Connections = BTreeMap<u64, Channel>;
 
 /// Sends `op` to member `endpoint` (reusing or opening a connection in `conns`) with a
 /// timeout and records it. Returns whether it succeeded.
@@ -170,20 +102,36 @@ pub async fn call(
     recorder: &Recorder,
     trace: &TraceLog,
 ) -> bool {
-    let writes = !matches!(op, Op::Range(_));
+    matches!(
+        call_op(client_id, endpoint, op, start, conns, recorder, trace).await,
+        Outcome::Ok(_)
+    )
+}
+
+/// Like [`call`], returning the recorded outcome.
+pub async fn call_op(
+    client_id: u64,
+    endpoint: u64,
+    op: Op,
+    start: Instant,
+    conns: &mut Connections,
+    recorder: &Recorder,
+    trace: &TraceLog,
+) -> Outcome {
+    let writes = !matches!(op, Op::Range(_) | Op::LeaseTimeToLive(_));
     let call = since(start);
     let timeout = Duration::from_millis(OP_TIMEOUT_MS);
     let cached = conns.remove(&endpoint);
     let result = tokio::time::timeout(timeout, async {
-        let mut c = match cached {
+        let c = match cached {
             Some(c) => c,
-            None => match KvClient::connect(member_url(endpoint)).await {
+            None => match connect(endpoint).await {
                 Ok(c) => c,
                 // Nothing was sent: the request had no effect.
                 Err(e) => return Err((false, format!("connect: {e}"))),
             },
         };
-        let sent = send(&mut c, &op).await.map_err(|m| (true, m))?;
+        let sent = wire::send(&c, &op).await.map_err(|m| (true, m))?;
         Ok((c, sent))
     })
     .await;
@@ -198,14 +146,13 @@ pub async fn call(
     let ret = since(start);
     let (outcome, ret) = match result {
         Ok(Ok(ok)) => (Outcome::Ok(ok), Some(ret)),
-        Ok(Err((sent, message))) if sent && writes => {
+        Ok(Err((sent, message))) if sent && writes && !wire::definitely_failed(&message) => {
             trace.push(format!("{ret} c{client_id} n{endpoint} unknown: {message}"));
             (Outcome::Unknown, None)
         }
         Ok(Err((_, message))) => (Outcome::Fail(message), Some(ret)),
         Err(_) => (Outcome::Unknown, None),
     };
-    let ok = matches!(outcome, Outcome::Ok(_));
     trace.push(format!(
         "{call} c{client_id} n{endpoint} {} -> {}",
         serde_json::to_string(&op).unwrap_or_default(),
@@ -216,9 +163,9 @@ pub async fn call(
         call,
         ret,
         op,
-        outcome,
+        outcome: outcome.clone(),
     });
-    ok
+    outcome
 }
 
 /// Runs one client until `cfg.stop`.

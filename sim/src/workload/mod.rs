@@ -1,17 +1,28 @@
 //! Workloads: clients on simulated hosts that send requests to the members and record
-//! every operation (call time, return time, outcome) in the checker's history format.
-//! A workload never judges what it sees; the checker and the world do.
+//! every operation (call time, return time, outcome) and every watch response in the
+//! checker's history format. A workload never judges what it sees; the checker and the
+//! world do.
+//!
+//! Profiles: [`kv`] (mixed puts/gets/deletes), [`cas`] (compare-and-set registers via
+//! Txn), [`kube`] (optimistic updates, paginated lists, compaction), [`lease`] (grant,
+//! attach, keep alive, expire, revoke) and [`watch`] (config watchers).
 
+pub mod cas;
+pub mod kube;
 pub mod kv;
+pub mod lease;
+pub mod watch;
+pub mod wire;
 
 use std::sync::{Arc, Mutex};
 
-use detcd_checker::history::OpRecord;
+use detcd_checker::history::{OpRecord, Record};
 
-/// The shared, append-only list of recorded operations.
+/// The shared, append-only list of recorded operations and watch records.
 #[derive(Clone, Default)]
 pub struct Recorder {
     ops: Arc<Mutex<Vec<OpRecord>>>,
+    watch: Arc<Mutex<Vec<Record>>>,
 }
 
 impl Recorder {
@@ -23,5 +34,18 @@ impl Recorder {
     /// The operations so far, in recording order.
     pub fn ops(&self) -> Vec<OpRecord> {
         self.ops.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Appends one watch record (creation, events, progress or cancel).
+    pub fn record_watch(&self, record: Record) {
+        self.watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record);
+    }
+
+    /// The watch records so far, in the order received.
+    pub fn watch_records(&self) -> Vec<Record> {
+        self.watch.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
