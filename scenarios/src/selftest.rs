@@ -125,7 +125,8 @@ pub enum Finding {
         seed: u64,
         /// Runs done until (and including) the catching one.
         runs: u64,
-        /// The first failure, in words.
+        /// The kinds of failure seen (`convergence, lost write x8, checker`), then the
+        /// first failure in words.
         reason: String,
     },
     /// A run failed with the bug on, but it also fails without it: not evidence.
@@ -188,9 +189,10 @@ pub fn probe(p: &Probe, run: RunFn<'_>) -> Result<Finding, ScenarioError> {
     for (scenario, config) in configs {
         runs += 1;
         let with_bug = run(&config);
-        let Some(reason) = with_bug.failures.first().cloned() else {
+        if with_bug.failures.is_empty() {
             continue;
-        };
+        }
+        let reason = summarize(&with_bug.failures);
         let control = run(&RunConfig {
             bugs: Vec::new(),
             ..config.clone()
@@ -212,6 +214,34 @@ pub fn probe(p: &Probe, run: RunFn<'_>) -> Result<Finding, ScenarioError> {
     Ok(Finding::Missed { runs })
 }
 
+/// `failures` as their kinds with counts (the text before the first `:`), then the
+/// first failure: `convergence, lost write x8: convergence: members differ ...`.
+pub fn summarize(failures: &[String]) -> String {
+    let mut kinds: Vec<(&str, usize)> = Vec::new();
+    for f in failures {
+        let kind = f.split(':').next().unwrap_or_default().trim();
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((kind, 1)),
+        }
+    }
+    let kinds: Vec<String> = kinds
+        .into_iter()
+        .map(|(k, n)| {
+            if n == 1 {
+                k.to_owned()
+            } else {
+                format!("{k} x{n}")
+            }
+        })
+        .collect();
+    format!(
+        "[{}] {}",
+        kinds.join(", "),
+        failures.first().map(String::as_str).unwrap_or_default()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +258,19 @@ mod tests {
         }
         let power = probe_configs(&PROBES[0]).expect("configs");
         assert_eq!(power.len() as u64, PROBES[0].seeds_max);
+    }
+
+    #[test]
+    fn summaries_count_failure_kinds() {
+        let f = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            summarize(&f(&[
+                "lost write: a",
+                "checker: Illegal: x",
+                "lost write: b"
+            ])),
+            "[lost write x2, checker] lost write: a"
+        );
     }
 
     fn result(failures: Vec<String>) -> RunResult {
