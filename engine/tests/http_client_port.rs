@@ -13,6 +13,7 @@ use detcd_engine::mvcc::KvConfig;
 use detcd_engine::pb::etcdserverpb::PutRequest;
 use detcd_engine::pb::etcdserverpb::kv_client::KvClient;
 use detcd_engine::pb::etcdserverpb::kv_server::KvServer;
+use detcd_engine::server::grpc::cluster::ClusterService;
 use detcd_engine::server::grpc::kv::KvService;
 use detcd_engine::server::http::client_router;
 use detcd_engine::server::membership::MemberRecord;
@@ -61,7 +62,8 @@ async fn serve(members: u64) -> (NodeHandle, SocketAddr) {
         .await
         .expect("node starts");
     let grpc = tonic::service::Routes::new(KvServer::new(KvService::new(node.clone())));
-    let router = client_router(grpc, node.clone());
+    let cluster = ClusterService::new(node.clone(), "tok".to_owned(), || 1_700_000_000);
+    let router = client_router(grpc, node.clone(), cluster);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");
@@ -250,7 +252,7 @@ async fn gateway_refuses_bad_json_and_oversize_requests() {
     let (status, error) = post_json(addr, "/v3/kv/put", r#"{"key":"not base64!"}"#).await;
     assert_eq!(status, 400, "{error}");
 
-    let (status, error) = post_json(addr, "/v3/lease/grant", r#"{"TTL":"5"}"#).await;
+    let (status, error) = post_json(addr, "/v3/auth/enable", "{}").await;
     assert_eq!(status, 501, "{error}");
     assert_eq!(error["code"], 12);
 

@@ -25,7 +25,6 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
 use crate::disk::{DiskProfile, SimDisk};
 use crate::fault::FaultEvent;
 use crate::logs::{MEMBER_LOG_LEVEL, MemberLogs};
-use crate::membership;
 use crate::run::{Profile, RunConfig, RunResult, WorkloadSpec};
 use crate::trace::{self, TraceLog};
 use crate::workload::Recorder;
@@ -39,6 +38,9 @@ const LIVENESS_POLL_MS: u64 = 100;
 /// Extra simulated time allowed beyond duration and liveness before the run is cut.
 const TIME_LIMIT_SLACK_MS: u64 = 60_000;
 
+#[path = "world_membership.rs"]
+mod world_membership;
+
 /// Members that are up, by index.
 type Nodes = Arc<Mutex<BTreeMap<u64, NodeHandle>>>;
 /// What each member's host boots with: its server config and disk (replaced when a
@@ -48,6 +50,8 @@ type Slots = Arc<Mutex<BTreeMap<u64, (ServerConfig, SimDisk)>>>;
 type Failed = Arc<Mutex<BTreeMap<u64, String>>>;
 /// Attempts at one membership change before giving up.
 const MEMBERSHIP_ATTEMPTS: u32 = 5;
+/// Attempts at listing the members before giving up.
+const MEMBERSHIP_LIST_ATTEMPTS: u32 = 10;
 /// Pause between membership attempts, simulated ms.
 const MEMBERSHIP_RETRY_MS: u64 = 300;
 
@@ -440,150 +444,6 @@ impl World {
         }
     }
 
-    /// A member to send cluster requests to: the leader if known, else any up member.
-    fn contact(&self, not: u64, attempt: u32) -> Option<u64> {
-        let up: Vec<u64> = lock(&self.nodes)
-            .keys()
-            .copied()
-            .filter(|m| *m != not && !self.paused.contains(m))
-            .collect();
-        match self.leader().filter(|l| *l != not) {
-            Some(l) if attempt.is_multiple_of(2) => Some(l),
-            _ => up.get(attempt as usize % up.len().max(1)).copied(),
-        }
-    }
-
-    /// Whether `member` is in the member list, as some up member reports it.
-    async fn listed(&self, member: u64) -> Option<bool> {
-        for attempt in 0..MEMBERSHIP_ATTEMPTS {
-            let endpoint = self.contact(member, attempt)?;
-            let listed = self
-                .admin
-                .spawn(membership::list(endpoint))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r);
-            if let Ok((_, members)) = listed {
-                let url = membership::peer_url(member);
-                return Some(members.iter().any(|m| m.peer_ur_ls.contains(&url)));
-            }
-            tokio::time::sleep(Duration::from_millis(MEMBERSHIP_RETRY_MS)).await;
-        }
-        None
-    }
-
-    async fn member_remove(&mut self, member: u64) -> String {
-        if self.removed.contains(&member) {
-            return " (already removed)".to_owned();
-        }
-        let mut last = String::new();
-        for attempt in 0..MEMBERSHIP_ATTEMPTS {
-            let Some(endpoint) = self.contact(member, attempt) else {
-                last = "no member to ask".to_owned();
-                break;
-            };
-            match self
-                .admin
-                .spawn(membership::remove(endpoint, member))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r)
-            {
-                Ok(()) => break,
-                Err(e) => last = e,
-            }
-            tokio::time::sleep(Duration::from_millis(MEMBERSHIP_RETRY_MS)).await;
-        }
-        match self.listed(member).await {
-            Some(false) => {
-                self.stop_member(member, true);
-                self.down.remove(&member);
-                self.removed.insert(member);
-                " (removed)".to_owned()
-            }
-            Some(true) => format!(" (still a member: {last})"),
-            None => format!(" (outcome unknown: {last})"),
-        }
-    }
-
-    async fn member_add(&mut self, member: u64) -> String {
-        if !self.removed.contains(&member) {
-            return " (not removed: skipped)".to_owned();
-        }
-        let mut last = String::new();
-        let mut added = None;
-        for attempt in 0..MEMBERSHIP_ATTEMPTS {
-            let Some(endpoint) = self.contact(member, attempt) else {
-                last = "no member to ask".to_owned();
-                break;
-            };
-            match self
-                .admin
-                .spawn(membership::add(endpoint, member))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r)
-            {
-                Ok(r) => {
-                    added = Some(r);
-                    break;
-                }
-                Err(e) => last = e,
-            }
-            // An add whose answer was lost may have happened: look before retrying.
-            if self.listed(member).await == Some(true) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(MEMBERSHIP_RETRY_MS)).await;
-        }
-        if added.is_none() {
-            for attempt in 0..MEMBERSHIP_ATTEMPTS {
-                let Some(endpoint) = self.contact(member, attempt) else {
-                    break;
-                };
-                if let Ok(Ok(r)) = self.admin.spawn(membership::list(endpoint)).await {
-                    let url = membership::peer_url(member);
-                    if r.1.iter().any(|m| m.peer_ur_ls.contains(&url)) {
-                        added = Some(r);
-                    }
-                    break;
-                }
-            }
-        }
-        let Some((cluster_id, members)) = added else {
-            return format!(" (not added: {last})");
-        };
-        let config = match membership::joining_config(member, cluster_id, &members) {
-            Ok(c) => c,
-            Err(e) => return format!(" (added, but cannot boot: {e})"),
-        };
-        let Some(id) = self.host_id(member) else {
-            return " (no host)".to_owned();
-        };
-        self.joins += 1;
-        let profile = self
-            .disks
-            .get(&member)
-            .map_or(DiskProfile::Ssd, SimDisk::profile);
-        let disk = SimDisk::new(
-            profile,
-            self.seed ^ (member << 32) ^ self.joins.rotate_left(29),
-        );
-        self.disks.insert(member, disk.clone());
-        lock(&self.slots).insert(member, (config, disk));
-        self.removed.remove(&member);
-        self.down.remove(&member);
-        self.handle.restart(id);
-        self.log(member, "joining as a fresh member".to_owned());
-        format!(
-            " (added as {:x})",
-            members
-                .iter()
-                .find(|m| m.peer_ur_ls.contains(&membership::peer_url(member)))
-                .map_or(0, |m| m.id)
-        )
-    }
-
     fn heal_all(&mut self) {
         let net = NetSim::current();
         for (from, to) in std::mem::take(&mut self.links) {
@@ -616,6 +476,16 @@ impl World {
             self.log(m, "stopped; restarting".to_owned());
             self.trace
                 .push(format!("{} n{m} was stopped", self.now_ms()));
+            self.restart_member(m);
+        }
+        // Members whose last start failed (a leftover injected fault, say) get another.
+        let failed: Vec<u64> = lock(&self.failed)
+            .keys()
+            .copied()
+            .filter(|m| !self.removed.contains(m) && !self.down.contains(m))
+            .collect();
+        for m in failed {
+            self.log(m, "start had failed; restarting".to_owned());
             self.restart_member(m);
         }
         for m in self.down.clone() {
@@ -980,6 +850,7 @@ async fn simulate(
     for c in clients {
         let _ = c.await;
     }
+    world.reconcile_membership().await;
 
     let mut final_kvs = None;
     match world.await_liveness(config.liveness_ms).await {

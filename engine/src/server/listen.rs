@@ -104,8 +104,9 @@ async fn serve(
     limit: usize,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServerError> {
+    let cluster = ClusterService::new(node.clone(), token.clone(), unix_time_s);
     let routes = with_client_services!(tonic::service::Routes::default(), node, token, limit);
-    let router = super::http::client_router(routes, node);
+    let router = super::http::client_router(routes, node, cluster);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| ServerError::Internal(format!("cannot listen on {addr}: {e}")))?;

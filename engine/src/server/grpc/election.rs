@@ -5,10 +5,9 @@
 //! a candidate already present with another value proclaims it), then waits until every
 //! key under `<name>/` created before it is gone: the leader is the key with the lowest
 //! create revision. Proclaim and Resign act only while the given leader key still has
-//! its create revision. Observe streams the leader's key whenever it changes. It does
-//! not keep leases alive.
-
-use std::time::Duration;
+//! its create revision. Observe streams the leader's key whenever it changes, reading
+//! it again on each watch event under the election's prefix. It does not keep leases
+//! alive.
 
 use tonic::{Code, Request, Response, Status};
 
@@ -21,7 +20,7 @@ use crate::pb::v3electionpb::{
 };
 use crate::server::node::NodeHandle;
 
-use super::recipes::{self, AbandonGuard, RECIPE_POLL_MS};
+use super::recipes::{self, AbandonGuard, HubWatch};
 use super::{ResponseStream, STREAM_BUFFER_RESPONSES_MAX, receiver_stream};
 
 /// etcd's answer to Proclaim by a candidate that no longer leads.
@@ -133,6 +132,7 @@ impl Election for ElectionService {
         let prefix = recipes::prefix_of(&req.name);
         let kv = recipes::by_create(&self.node, &prefix, true, 0)
             .await?
+            .0
             .ok_or_else(|| Status::new(Code::Unknown, NO_LEADER))?;
         Ok(Response::new(LeaderResponse {
             header: self.header_now(),
@@ -151,9 +151,12 @@ impl Election for ElectionService {
         let node = self.node.clone();
         tokio::spawn(async move {
             let mut last: Option<(Vec<u8>, i64)> = None;
+            // Opened after the first read, from the revision after it; every change
+            // under the prefix may change the leader, so each one means "read again".
+            let mut changes: Option<HubWatch> = None;
             loop {
-                let leader = match recipes::by_create(&node, &prefix, true, 0).await {
-                    Ok(leader) => leader,
+                let (leader, revision) = match recipes::by_create(&node, &prefix, true, 0).await {
+                    Ok(found) => found,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
                         return;
@@ -172,10 +175,18 @@ impl Election for ElectionService {
                         }
                     }
                 }
+                let watch = changes.get_or_insert_with(|| {
+                    HubWatch::open(&node, &prefix, &recipes::prefix_end(&prefix), revision + 1)
+                });
                 tokio::select! {
                     biased;
                     _ = tx.closed() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(RECIPE_POLL_MS)) => {}
+                    events = watch.next_events() => {
+                        if events.is_empty() {
+                            // Canceled by the hub: watch again after the next read.
+                            changes = None;
+                        }
+                    }
                 }
             }
         });

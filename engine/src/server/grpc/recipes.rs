@@ -3,9 +3,15 @@
 //! `<prefix>/<lease id in hex>` created if absent, ownership by lowest create revision,
 //! and waiting until every key created before one's own is gone.
 //!
-//! Waiting polls linearizable reads every [`RECIPE_POLL_MS`] (simple and obviously
-//! correct; a watch would answer sooner). It holds no state between calls.
+//! Waiting is driven by the node's watch hub, as etcd's recipes wait on watches: read
+//! the key to wait for (linearizably), then watch it from the revision after the read,
+//! so no change between the read and the watch is missed, and read again when an event
+//! arrives. A watch the hub cancels (its start revision compacted away) also means
+//! "read again". It holds no state between calls.
 
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 use tonic::Status;
 
 use crate::pb::detcdpeerpb::internal_request::Request as Write;
@@ -15,15 +21,17 @@ use crate::pb::etcdserverpb::request_op::Request as Op;
 use crate::pb::etcdserverpb::response_op::Response as OpResponse;
 use crate::pb::etcdserverpb::{
     Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, TxnResponse,
+    WatchCreateRequest,
 };
 use crate::pb::mvccpb::KeyValue;
+use crate::pb::mvccpb::event::EventType;
 use crate::server::error::ServerError;
 use crate::server::node::{Applied, NodeHandle};
 
 use super::unexpected;
 
-/// Pause between two reads while waiting for keys to go away.
-pub const RECIPE_POLL_MS: u64 = 20;
+/// Responses taken from the hub per drain while a recipe waits.
+pub const RECIPE_DRAIN_RESPONSES_MAX: usize = 16;
 
 /// A session's key under `prefix`: `<prefix>/<lease in lower-case hex>`.
 pub(crate) fn session_key(prefix: &[u8], lease: i64) -> Vec<u8> {
@@ -121,23 +129,26 @@ pub(crate) async fn create_if_absent(
     Ok((kv, response.succeeded))
 }
 
-/// A linearizable read of `req`.
-pub(crate) async fn range(node: &NodeHandle, req: &RangeRequest) -> Result<Vec<KeyValue>, Status> {
+/// A linearizable read of `req`: the keys and the revision they were read at.
+pub(crate) async fn range(
+    node: &NodeHandle,
+    req: &RangeRequest,
+) -> Result<(Vec<KeyValue>, i64), Status> {
     node.read_barrier().await?;
     let response = node
         .with_kv(|kv| kv.range(req))
         .map_err(ServerError::from)?;
-    Ok(response.kvs)
+    Ok((response.kvs, response.header.map_or(0, |h| h.revision)))
 }
 
 /// The key under `prefix` with the lowest (`first`) or highest create revision, at most
-/// `max_create_revision` when that is positive.
+/// `max_create_revision` when that is positive; and the revision of the read.
 pub(crate) async fn by_create(
     node: &NodeHandle,
     prefix: &[u8],
     first: bool,
     max_create_revision: i64,
-) -> Result<Option<KeyValue>, Status> {
+) -> Result<(Option<KeyValue>, i64), Status> {
     let order = if first {
         SortOrder::Ascend
     } else {
@@ -152,7 +163,8 @@ pub(crate) async fn by_create(
         max_create_revision,
         ..RangeRequest::default()
     };
-    Ok(range(node, &req).await?.into_iter().next())
+    let (kvs, revision) = range(node, &req).await?;
+    Ok((kvs.into_iter().next(), revision))
 }
 
 /// Waits until no key under `prefix` has a create revision at or below
@@ -166,13 +178,87 @@ pub(crate) async fn wait_deletes(
         return Ok(());
     }
     loop {
-        if by_create(node, prefix, false, max_create_revision)
-            .await?
-            .is_none()
-        {
+        let (last, revision) = by_create(node, prefix, false, max_create_revision).await?;
+        let Some(last) = last else {
             return Ok(());
+        };
+        // The newest key queued before us: wait for its deletion, then look again.
+        let mut watch = HubWatch::open(node, &last.key, &[], revision + 1);
+        loop {
+            let events = watch.next_events().await;
+            // No events: the hub canceled the watch.
+            if events.is_empty() || events.iter().any(is_delete) {
+                break;
+            }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(RECIPE_POLL_MS)).await;
+    }
+}
+
+fn is_delete(event: &crate::pb::mvccpb::Event) -> bool {
+    event.r#type == EventType::Delete as i32
+}
+
+/// A watch on the node's hub for a recipe's wait, outside any client stream; the hub
+/// forgets it when it is dropped (also when the waiting call is abandoned).
+pub(crate) struct HubWatch {
+    node: NodeHandle,
+    id: u64,
+    notify: Arc<Notify>,
+    canceled: bool,
+}
+
+impl HubWatch {
+    /// Watches `key` (to `range_end`, as in a watch request) from `start_revision`.
+    pub(crate) fn open(
+        node: &NodeHandle,
+        key: &[u8],
+        range_end: &[u8],
+        start_revision: i64,
+    ) -> HubWatch {
+        let (id, notify) = node.open_watch_stream();
+        let create = WatchCreateRequest {
+            key: key.to_vec(),
+            range_end: range_end.to_vec(),
+            start_revision,
+            ..WatchCreateRequest::default()
+        };
+        node.with_watch_hub(|kv, hub| hub.create(id, &create, kv));
+        HubWatch {
+            node: node.clone(),
+            id,
+            notify,
+            canceled: false,
+        }
+    }
+
+    /// The events of the next responses that carry any; empty once the hub has
+    /// canceled the watch (the caller reads the key space again then).
+    pub(crate) async fn next_events(&mut self) -> Vec<crate::pb::mvccpb::Event> {
+        loop {
+            if self.canceled {
+                return Vec::new();
+            }
+            let batch = self
+                .node
+                .with_watch_hub(|_, hub| hub.drain(self.id, RECIPE_DRAIN_RESPONSES_MAX));
+            let mut events = Vec::new();
+            for response in batch {
+                self.canceled |= response.canceled;
+                events.extend(response.events);
+            }
+            if !events.is_empty() || self.canceled {
+                return events;
+            }
+            // The hub wakes with `notify_one`, so a wake between the drain and this
+            // wait is kept as a permit, not lost.
+            self.notify.notified().await;
+        }
+    }
+}
+
+impl Drop for HubWatch {
+    fn drop(&mut self) {
+        self.node.close_watch_stream(self.id);
     }
 }
 
@@ -186,7 +272,7 @@ pub(crate) async fn still_held(
         key: key.to_vec(),
         ..RangeRequest::default()
     };
-    let kvs = range(node, &req).await?;
+    let (kvs, _) = range(node, &req).await?;
     Ok(kvs.first().is_some_and(|kv| kv.create_revision == revision))
 }
 

@@ -9,11 +9,13 @@
 //! `{"error":...,"code":3,"message":...}`; a service error maps its gRPC code to the
 //! HTTP status grpc-gateway uses.
 //!
-//! Services wired: KV. Adding one is a line in [`Gateway::router`] per method, plus the
-//! service struct as a field, and removing its paths from [`NOT_WIRED`] (which answers
-//! the rest of etcd's gateway paths with `501`, code Unimplemented, rather than letting
-//! them fall through to the gRPC router). Streaming endpoints (`/v3/watch`, keep-alive)
-//! are not served here yet.
+//! Every path etcd 3.4's gateway serves is wired here: KV, Lease, Watch, Cluster and
+//! Maintenance. The streaming methods (`/v3/watch`, `/v3/lease/keepalive`,
+//! `/v3/maintenance/snapshot`) answer with a chunked body of `{"result":...}` lines;
+//! their request bodies may hold several JSON requests one after another
+//! ([`gateway_stream`](super::gateway_stream)). As in etcd, a watch stays open after
+//! the request body ends (until the client goes away) while a keep-alive stream ends
+//! with its body. Authentication paths are not served (the server has no auth).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,17 +24,28 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{MethodRouter, post};
+use futures_util::stream::{self, StreamExt as _};
 use http_body_util::BodyExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Code, Status};
 
+use super::gateway_stream::{RequestStream, json_requests, lines_body};
 use super::json_response;
+use crate::pb::etcdserverpb::cluster_server::Cluster as _;
 use crate::pb::etcdserverpb::kv_server::Kv as _;
+use crate::pb::etcdserverpb::lease_server::Lease as _;
+use crate::pb::etcdserverpb::maintenance_server::Maintenance as _;
+use crate::pb::etcdserverpb::{SnapshotRequest, WatchRequest};
 use crate::server::error::ServerError;
+use crate::server::grpc::ResponseStream;
+use crate::server::grpc::cluster::ClusterService;
 use crate::server::grpc::kv::KvService;
+use crate::server::grpc::lease::LeaseService;
+use crate::server::grpc::maintenance::MaintenanceService;
+use crate::server::grpc::watch::WatchService;
 use crate::server::metrics::{GrpcHandled, Metrics};
 use crate::server::node::NodeHandle;
 
@@ -46,42 +59,27 @@ const JSON_BYTES_PER_REQUEST_BYTE_MAX: usize = 2;
 const JSON_OVERHEAD_BYTES: usize = 512 * 1024;
 
 const KV: &str = "etcdserverpb.KV";
-
-/// etcd's gateway paths (after the prefix) whose services are not wired here yet.
-pub const NOT_WIRED: &[&str] = &[
-    "/lease/grant",
-    "/lease/revoke",
-    "/kv/lease/revoke",
-    "/lease/keepalive",
-    "/lease/timetolive",
-    "/kv/lease/timetolive",
-    "/lease/leases",
-    "/kv/lease/leases",
-    "/watch",
-    "/cluster/member/add",
-    "/cluster/member/remove",
-    "/cluster/member/update",
-    "/cluster/member/list",
-    "/cluster/member/promote",
-    "/maintenance/alarm",
-    "/maintenance/status",
-    "/maintenance/defragment",
-    "/maintenance/hash",
-    "/maintenance/snapshot",
-    "/maintenance/transfer-leadership",
-];
+const LEASE: &str = "etcdserverpb.Lease";
+const WATCH: &str = "etcdserverpb.Watch";
+const CLUSTER: &str = "etcdserverpb.Cluster";
+const MAINTENANCE: &str = "etcdserverpb.Maintenance";
 
 /// The gateway's state: the services it calls. Cheap to clone.
 #[derive(Clone)]
 pub struct Gateway {
     kv: KvService,
+    lease: LeaseService,
+    watch: WatchService,
+    cluster: ClusterService,
+    maintenance: MaintenanceService,
     metrics: Arc<Metrics>,
     body_bytes_max: usize,
 }
 
 impl Gateway {
-    /// The gateway over `node`'s services.
-    pub fn new(node: NodeHandle) -> Self {
+    /// The gateway over `node`'s services; `cluster` is the member's Cluster service
+    /// (it needs the cluster token and a clock, which the listener owns).
+    pub fn new(node: NodeHandle, cluster: ClusterService) -> Self {
         let body_bytes_max = node
             .config()
             .request_bytes_max
@@ -89,6 +87,10 @@ impl Gateway {
             .saturating_add(JSON_OVERHEAD_BYTES);
         Gateway {
             kv: KvService::new(node.clone()),
+            lease: LeaseService::new(node.clone()),
+            watch: WatchService::new(node.clone()),
+            cluster,
+            maintenance: MaintenanceService::new(node.clone()),
             metrics: node.metrics(),
             body_bytes_max,
         }
@@ -98,34 +100,112 @@ impl Gateway {
     pub fn router(self) -> Router {
         let mut router = Router::new();
         for prefix in PREFIXES {
-            router = router
-                .route(
-                    &format!("{prefix}/kv/range"),
-                    rpc(KV, "Range", |g, r| async move { g.kv.range(r).await }),
-                )
-                .route(
-                    &format!("{prefix}/kv/put"),
-                    rpc(KV, "Put", |g, r| async move { g.kv.put(r).await }),
-                )
-                .route(
-                    &format!("{prefix}/kv/deleterange"),
-                    rpc(KV, "DeleteRange", |g, r| async move {
-                        g.kv.delete_range(r).await
-                    }),
-                )
-                .route(
-                    &format!("{prefix}/kv/txn"),
-                    rpc(KV, "Txn", |g, r| async move { g.kv.txn(r).await }),
-                )
-                .route(
-                    &format!("{prefix}/kv/compaction"),
-                    rpc(KV, "Compact", |g, r| async move { g.kv.compact(r).await }),
-                );
-            for path in NOT_WIRED {
-                router = router.route(&format!("{prefix}{path}"), post(not_wired));
-            }
+            router = router.nest(prefix, Self::routes());
         }
         router.with_state(self)
+    }
+
+    /// The routes below a prefix.
+    fn routes() -> Router<Gateway> {
+        Router::new()
+            .route(
+                "/kv/range",
+                rpc(KV, "Range", |g, r| async move { g.kv.range(r).await }),
+            )
+            .route(
+                "/kv/put",
+                rpc(KV, "Put", |g, r| async move { g.kv.put(r).await }),
+            )
+            .route(
+                "/kv/deleterange",
+                rpc(KV, "DeleteRange", |g, r| async move {
+                    g.kv.delete_range(r).await
+                }),
+            )
+            .route(
+                "/kv/txn",
+                rpc(KV, "Txn", |g, r| async move { g.kv.txn(r).await }),
+            )
+            .route(
+                "/kv/compaction",
+                rpc(KV, "Compact", |g, r| async move { g.kv.compact(r).await }),
+            )
+            .route(
+                "/lease/grant",
+                rpc(LEASE, "LeaseGrant", |g, r| async move {
+                    g.lease.lease_grant(r).await
+                }),
+            )
+            .route("/lease/revoke", lease_revoke())
+            .route("/kv/lease/revoke", lease_revoke())
+            .route("/lease/timetolive", lease_time_to_live())
+            .route("/kv/lease/timetolive", lease_time_to_live())
+            .route("/lease/leases", lease_leases())
+            .route("/kv/lease/leases", lease_leases())
+            .route("/lease/keepalive", post(keep_alive))
+            .route("/watch", post(watch))
+            .route(
+                "/cluster/member/add",
+                rpc(CLUSTER, "MemberAdd", |g, r| async move {
+                    g.cluster.member_add(r).await
+                }),
+            )
+            .route(
+                "/cluster/member/remove",
+                rpc(CLUSTER, "MemberRemove", |g, r| async move {
+                    g.cluster.member_remove(r).await
+                }),
+            )
+            .route(
+                "/cluster/member/update",
+                rpc(CLUSTER, "MemberUpdate", |g, r| async move {
+                    g.cluster.member_update(r).await
+                }),
+            )
+            .route(
+                "/cluster/member/list",
+                rpc(CLUSTER, "MemberList", |g, r| async move {
+                    g.cluster.member_list(r).await
+                }),
+            )
+            .route(
+                "/cluster/member/promote",
+                rpc(CLUSTER, "MemberPromote", |g, r| async move {
+                    g.cluster.member_promote(r).await
+                }),
+            )
+            .route(
+                "/maintenance/alarm",
+                rpc(MAINTENANCE, "Alarm", |g, r| async move {
+                    g.maintenance.alarm(r).await
+                }),
+            )
+            .route(
+                "/maintenance/status",
+                rpc(MAINTENANCE, "Status", |g, r| async move {
+                    g.maintenance.status(r).await
+                }),
+            )
+            .route(
+                "/maintenance/defragment",
+                rpc(MAINTENANCE, "Defragment", |g, r| async move {
+                    g.maintenance.defragment(r).await
+                }),
+            )
+            .route(
+                "/maintenance/hash",
+                rpc(MAINTENANCE, "Hash", |g, r| async move {
+                    g.maintenance.hash(r).await
+                }),
+            )
+            .route(
+                "/maintenance/transfer-leadership",
+                rpc(MAINTENANCE, "MoveLeader", |g, r| async move {
+                    g.maintenance.move_leader(r).await
+                }),
+            )
+            .route("/maintenance/snapshot", post(snapshot))
+            .route("/auth/{*method}", post(no_auth))
     }
 
     /// Reads the body (bounded), decodes the request, calls the service, encodes the
@@ -147,13 +227,7 @@ impl Gateway {
             Ok(req) => call(self, tonic::Request::new(req)).await,
             Err(status) => Err(status),
         };
-        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
-        metrics.grpc_handled(GrpcHandled {
-            code: grpc_code_name(code).to_owned(),
-            method: method.to_owned(),
-            service: service.to_owned(),
-            kind: "unary",
-        });
+        count(&metrics, service, method, "unary", &result);
         match result {
             Ok(response) => match serde_json::to_vec(response.get_ref()) {
                 Ok(bytes) => json_response(StatusCode::OK, bytes),
@@ -161,6 +235,54 @@ impl Gateway {
             },
             Err(status) => error_response(&status),
         }
+    }
+
+    /// A bidirectional stream: the first request in the body must decode (otherwise
+    /// the answer is etcd's `500` with code Unknown); then `open` gets every request
+    /// (the first one again, then the rest as they arrive) and its responses become
+    /// the body's lines. With `keep_open` the requests never end, so the service stream
+    /// lasts until the client goes away, as a watch does through etcd's gateway.
+    async fn bidi<Req, Resp>(
+        self,
+        method: &'static str,
+        body: Body,
+        keep_open: bool,
+        open: impl FnOnce(Gateway, RequestStream<Req>) -> ResponseStream<Resp>,
+    ) -> Response
+    where
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+    {
+        let service = if method == "Watch" { WATCH } else { LEASE };
+        let mut requests = json_requests::<Req>(body, self.body_bytes_max);
+        let first = requests.next().await;
+        let first = match first {
+            Some(Err(status)) => {
+                count(
+                    &self.metrics,
+                    service,
+                    method,
+                    "bidi_stream",
+                    &Err::<(), _>(status.clone()),
+                );
+                return error_response(&status);
+            }
+            other => other,
+        };
+        count(
+            &self.metrics,
+            service,
+            method,
+            "bidi_stream",
+            &Ok::<_, Status>(()),
+        );
+        let rest: RequestStream<Req> = if keep_open {
+            Box::pin(requests.chain(stream::pending()))
+        } else {
+            requests
+        };
+        let all = Box::pin(stream::iter(first).chain(rest));
+        stream_response(lines_body(open(self, all)))
     }
 }
 
@@ -182,11 +304,100 @@ where
     })
 }
 
-async fn not_wired(uri: axum::http::Uri) -> Response {
+fn lease_revoke() -> MethodRouter<Gateway> {
+    rpc(LEASE, "LeaseRevoke", |g, r| async move {
+        g.lease.lease_revoke(r).await
+    })
+}
+
+fn lease_time_to_live() -> MethodRouter<Gateway> {
+    rpc(LEASE, "LeaseTimeToLive", |g, r| async move {
+        g.lease.lease_time_to_live(r).await
+    })
+}
+
+fn lease_leases() -> MethodRouter<Gateway> {
+    rpc(LEASE, "LeaseLeases", |g, r| async move {
+        g.lease.lease_leases(r).await
+    })
+}
+
+async fn keep_alive(State(gateway): State<Gateway>, body: Body) -> Response {
+    gateway
+        .bidi("LeaseKeepAlive", body, false, |g, requests| {
+            g.lease.keep_alive_stream(requests)
+        })
+        .await
+}
+
+async fn watch(State(gateway): State<Gateway>, body: Body) -> Response {
+    gateway
+        .bidi(
+            "Watch",
+            body,
+            true,
+            |g, requests: RequestStream<WatchRequest>| g.watch.watch_stream(requests),
+        )
+        .await
+}
+
+/// `/v3/maintenance/snapshot`: a unary request, a stream of chunks.
+async fn snapshot(State(gateway): State<Gateway>, body: Body) -> Response {
+    let result = match read_request::<SnapshotRequest>(body, gateway.body_bytes_max).await {
+        Ok(req) => gateway
+            .maintenance
+            .snapshot(tonic::Request::new(req))
+            .await
+            .map(tonic::Response::into_inner),
+        Err(status) => Err(status),
+    };
+    count(
+        &gateway.metrics,
+        MAINTENANCE,
+        "Snapshot",
+        "server_stream",
+        &result,
+    );
+    match result {
+        Ok(chunks) => stream_response(lines_body(chunks)),
+        Err(status) => error_response(&status),
+    }
+}
+
+/// etcd's `/v3/auth/*` paths: `501`, code Unimplemented (this server has no auth), rather
+/// than falling through to the gRPC router.
+async fn no_auth(uri: axum::http::Uri) -> Response {
     error_response(&Status::unimplemented(format!(
-        "{} is not served by this member's gateway yet",
+        "{} is not served: this member has no authentication",
         uri.path()
     )))
+}
+
+/// Counts a gateway call in `grpc_server_handled_total`, as the gRPC port counts its own.
+fn count<T>(
+    metrics: &Metrics,
+    service: &'static str,
+    method: &'static str,
+    kind: &'static str,
+    result: &Result<T, Status>,
+) {
+    let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+    metrics.grpc_handled(GrpcHandled {
+        code: grpc_code_name(code).to_owned(),
+        method: method.to_owned(),
+        service: service.to_owned(),
+        kind,
+    });
+}
+
+/// A `200` chunked JSON response over `body`.
+fn stream_response(body: Body) -> Response {
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 /// Reads at most `bytes_max` of `body` and decodes it as `Req` (empty: the default).
@@ -221,13 +432,12 @@ fn error_response(status: &Status) -> Response {
 }
 
 /// The HTTP status grpc-gateway answers a gRPC code with.
-fn http_status(code: Code) -> StatusCode {
+pub(crate) fn http_status(code: Code) -> StatusCode {
     match code {
         Code::Ok => StatusCode::OK,
         Code::Cancelled => StatusCode::REQUEST_TIMEOUT,
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
-            StatusCode::BAD_REQUEST
-        }
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
         Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,

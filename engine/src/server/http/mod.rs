@@ -3,14 +3,17 @@
 //!
 //! [`client_router`] merges tonic's routes with these HTTP routes into one axum
 //! `Router`, so gRPC (HTTP/2 cleartext) and HTTP/1.1 clients share one listener as they
-//! do with etcd. It also counts every gRPC call in `grpc_server_handled_total`.
+//! do with etcd. It also counts every gRPC call in `grpc_server_handled_total` and
+//! honours the `hasleader` metadata ([`has_leader`]).
 //!
 //! Real mode only (`cfg(not(madsim))`): the simulator carries gRPC without HTTP, so these
 //! routes are covered by real-tokio tests. This module does not bind sockets or handle
 //! TLS; the binary owns the listener.
 
 mod gateway;
+mod gateway_stream;
 mod grpc_count;
+pub mod has_leader;
 mod health;
 
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use super::grpc::cluster::ClusterService;
 use super::metrics::{CLUSTER_VERSION, Metrics, SERVER_VERSION};
 use super::node::NodeHandle;
 
@@ -33,10 +37,21 @@ struct HttpState {
 }
 
 /// The client port's router: the gRPC services in `grpc` (counted in the metrics), plus
-/// `/health`, `/version`, `/metrics` and the JSON gateway over `node`.
-pub fn client_router(grpc: tonic::service::Routes, node: NodeHandle) -> Router {
+/// `/health`, `/version`, `/metrics` and the JSON gateway over `node` (whose Cluster
+/// service is `cluster`).
+pub fn client_router(
+    grpc: tonic::service::Routes,
+    node: NodeHandle,
+    cluster: ClusterService,
+) -> Router {
     let metrics = node.metrics();
-    let grpc = grpc_count::counted(grpc.into_axum_router(), Arc::clone(&metrics));
+    let leader_checked = grpc
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            has_leader::require_leader,
+        ));
+    let grpc = grpc_count::counted(leader_checked, Arc::clone(&metrics));
     let state = HttpState {
         node: node.clone(),
         metrics,
@@ -46,7 +61,8 @@ pub fn client_router(grpc: tonic::service::Routes, node: NodeHandle) -> Router {
         .route("/version", get(version))
         .route("/metrics", get(metrics_text))
         .with_state(state);
-    grpc.merge(plain).merge(Gateway::new(node).router())
+    grpc.merge(plain)
+        .merge(Gateway::new(node, cluster).router())
 }
 
 /// A JSON response with `status`.
