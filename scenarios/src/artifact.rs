@@ -94,7 +94,19 @@ pub fn write_failure(
     let dir = fs::canonicalize(&dir).map_err(io(&dir))?;
     write(
         &dir.join("REPLAY"),
-        &format!("{program} replay {}\n", dir.display()),
+        &format!(
+            "{bugs}{program} replay {}\n",
+            dir.display(),
+            bugs = if outcome.config.bugs.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<&str> = outcome.config.bugs.iter().map(|b| b.name()).collect();
+                format!(
+                    "# deliberate bugs on (kept in config.json): {}\n",
+                    names.join(", ")
+                )
+            }
+        ),
     )?;
     Ok(dir)
 }

@@ -205,6 +205,8 @@ pub struct Row {
     pub sim_ms: u64,
     /// Wall time of the simulations, summed, in milliseconds.
     pub wall_ms: u64,
+    /// CPU time of the simulations, summed, in milliseconds.
+    pub cpu_ms: u64,
     /// Per-run commit latency p50s, in microseconds.
     pub p50s_us: Vec<u64>,
     /// Per-run commit latency p99s, in microseconds.
@@ -217,6 +219,7 @@ impl Row {
         self.failed += u64::from(!o.failures().is_empty());
         self.sim_ms += o.result.sim_ms;
         self.wall_ms += o.result.wall_ms;
+        self.cpu_ms += o.result.cpu_ms;
         let (p50, p99) = o.result.commit_latency_us;
         if p99 > 0 {
             self.p50s_us.push(p50);
@@ -227,6 +230,11 @@ impl Row {
     /// Simulated time per wall time.
     pub fn sim_per_wall(&self) -> f64 {
         self.sim_ms as f64 / self.wall_ms.max(1) as f64
+    }
+
+    /// Simulated time per CPU time (not inflated by other work on the machine).
+    pub fn sim_per_cpu(&self) -> f64 {
+        self.sim_ms as f64 / self.cpu_ms.max(1) as f64
     }
 
     /// The median over runs of each run's p50 and p99 commit latency, in microseconds.
@@ -294,11 +302,12 @@ impl Summary {
         out.push_str(&line("TOTAL", &self.total));
         let minutes = elapsed_ms.max(1) as f64 / 60_000.0;
         out.push_str(&format!(
-            "{} seeds in {:.1} s: {:.1} seeds/min, sim/wall {:.1}x, {} failed\n",
+            "{} seeds in {:.1} s: {:.1} seeds/min, sim/wall {:.1}x, sim/cpu {:.1}x, {} failed\n",
             self.total.runs,
             elapsed_ms as f64 / 1000.0,
             self.total.runs as f64 / minutes,
             self.total.sim_per_wall(),
+            self.total.sim_per_cpu(),
             self.total.failed
         ));
         out

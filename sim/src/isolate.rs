@@ -12,6 +12,21 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// CPU time (user + system) this process has used so far, ms; in a forked child, since
+/// the fork. 0 if the kernel does not say.
+pub fn own_cpu_ms() -> u64 {
+    // SAFETY: an all-zero `rusage` is a valid value for getrusage(2) to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid out-pointer for the duration of the call.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0;
+    }
+    let ms = |t: libc::timeval| {
+        u64::try_from(t.tv_sec).unwrap_or(0) * 1000 + u64::try_from(t.tv_usec).unwrap_or(0) / 1000
+    };
+    ms(usage.ru_utime) + ms(usage.ru_stime)
+}
+
 /// Runs `f` on a fresh thread of a forked child and returns its value.
 ///
 /// The parent must not use tokio's thread RNG itself (it does not run the simulator).

@@ -1,5 +1,6 @@
 //! detcd-sim: the deterministic simulation harness.
 //!
+//! - [`bugs`]: deliberate server bugs by name, for the harness self-test;
 //! - [`fault`]: fault events and timed schedules, as JSON data;
 //! - [`disk`]: the simulated disk (a `MemDisk` with latency profiles and faults);
 //! - [`trace`]: the event list and its hash, for determinism checks;
@@ -10,6 +11,7 @@
 //! simulated run. Without it only the data types build, so tools can read and write
 //! schedules and configs; the crate never runs members on real threads or sockets.
 
+pub mod bugs;
 pub mod disk;
 pub mod fault;
 #[cfg(madsim)]

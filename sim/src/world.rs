@@ -121,7 +121,9 @@ impl World {
         let mut hosts = BTreeMap::new();
         let mut disks = BTreeMap::new();
         for i in 1..=config.members {
-            let server_config = member_config(i, config.members)?;
+            let mut server_config = member_config(i, config.members)?;
+            server_config.sim_bugs = crate::bugs::engine_switches(&config.bugs);
+            server_config.sim_wal_segment_bytes = crate::run::SIM_WAL_SEGMENT_BYTES;
             let disk = SimDisk::new(config.disk, config.seed ^ (i << 32));
             disks.insert(i, disk.clone());
             lock(&slots).insert(i, (server_config, disk));

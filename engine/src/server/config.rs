@@ -229,6 +229,14 @@ pub struct ServerConfig {
     pub auto_compaction: AutoCompaction,
     /// Log verbosity.
     pub log_level: LogLevel,
+    /// Deliberate bugs for the simulator's self-test; never set by the command line.
+    #[cfg(madsim)]
+    pub sim_bugs: super::node::sim_bugs::SimBugs,
+    /// WAL segment size in the simulator, bytes (0: the real default); the record limit
+    /// becomes at most half of it. The simulated disk holds every preallocated byte in
+    /// memory, so smaller segments are cheaper.
+    #[cfg(madsim)]
+    pub sim_wal_segment_bytes: u64,
 }
 
 /// What the command line asks for.
@@ -507,6 +515,10 @@ fn validate(flags: Flags) -> Result<ServerConfig, ConfigError> {
         max_request_bytes: flags.max_request_bytes,
         auto_compaction,
         log_level: flags.log_level,
+        #[cfg(madsim)]
+        sim_bugs: Default::default(),
+        #[cfg(madsim)]
+        sim_wal_segment_bytes: 0,
     })
 }
 

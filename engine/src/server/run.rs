@@ -75,9 +75,25 @@ pub fn node_config(config: &ServerConfig, seed: u64) -> NodeConfig {
         request_bytes_max: config.max_request_bytes as usize,
         quota_backend_bytes: config.quota_backend_bytes,
         seed,
-        wal: WalOptions::default(),
+        wal: wal_options(config),
         watch_progress_interval_ms: WATCH_PROGRESS_INTERVAL_MS,
+        #[cfg(madsim)]
+        sim_bugs: config.sim_bugs,
     }
+}
+
+/// The WAL options of a member (the defaults, but for the simulator's segment size).
+fn wal_options(_config: &ServerConfig) -> WalOptions {
+    #[allow(unused_mut)]
+    let mut wal = WalOptions::default();
+    #[cfg(madsim)]
+    if _config.sim_wal_segment_bytes > 0 {
+        wal.segment_bytes = _config.sim_wal_segment_bytes;
+        wal.record_bytes_max = wal
+            .record_bytes_max
+            .min(u32::try_from(wal.segment_bytes / 2).unwrap_or(u32::MAX));
+    }
+    wal
 }
 
 /// etcd's minimum lease TTL: one and a half election timeouts, rounded up to seconds.

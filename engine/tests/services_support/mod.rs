@@ -57,6 +57,8 @@ pub fn config(quota_backend_bytes: u64) -> NodeConfig {
             preallocation: Preallocation::None,
         },
         watch_progress_interval_ms: 0,
+        #[cfg(madsim)]
+        sim_bugs: Default::default(),
     }
 }
 

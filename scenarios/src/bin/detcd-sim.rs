@@ -12,6 +12,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use detcd_scenarios::sweep::{self, Job, Outcome, Shard, Summary};
 use detcd_scenarios::{artifact, catalog, swarm};
+use detcd_sim::bugs::Bug;
+use detcd_sim::run::RunConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// What to tell the user to run to replay an artifact.
@@ -67,6 +69,25 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// The harness self-test: every deliberate bug must make a small sweep fail, and the
+    /// catching run must pass without the bug.
+    Selftest {
+        /// Only these bugs (comma-separated names); default every bug.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<Bug>,
+    },
+    /// Simulated time per wall time of a fault-free 3- and 5-member cluster under load.
+    Bench {
+        /// Seeds per cluster size.
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        clients: u64,
+        /// Workload time per run, simulated ms.
+        #[arg(long, default_value_t = 10_000)]
+        duration_ms: u64,
+    },
     /// Internal: run a saved RunConfig (JSON) and print its trace hash and trace; the
     /// determinism check runs the second run this way.
     #[command(hide = true)]
@@ -101,6 +122,22 @@ struct Common {
     /// Where failing runs write their artifact folders.
     #[arg(long, default_value = "sim-artifacts")]
     out: PathBuf,
+    /// Run every member with this deliberate bug (repeatable; the harness self-test's
+    /// switches, e.g. `ack-write-before-sync`; see `detcd-sim selftest`).
+    #[arg(long = "bug", value_name = "NAME")]
+    bugs: Vec<Bug>,
+}
+
+impl Common {
+    /// `config` with this command line's bugs added.
+    fn apply(&self, mut config: RunConfig) -> RunConfig {
+        for bug in &self.bugs {
+            if !config.bugs.contains(bug) {
+                config.bugs.push(*bug);
+            }
+        }
+        config
+    }
 }
 
 fn main() -> ExitCode {
@@ -131,7 +168,7 @@ fn real_main() -> Result<bool> {
             print_schedule,
             common,
         } => {
-            let config = sweep::config_for(&scenario, seed)?;
+            let config = common.apply(sweep::config_for(&scenario, seed)?);
             if print_schedule {
                 println!("{}", serde_json::to_string_pretty(&config.schedule)?);
             }
@@ -163,6 +200,12 @@ fn real_main() -> Result<bool> {
             sweep_jobs(jobs, no_progress, fail_fast, &common)
         }
         Command::Trace { config } => trace(&config),
+        Command::Selftest { only } => selftest(&only),
+        Command::Bench {
+            seeds,
+            clients,
+            duration_ms,
+        } => bench(seeds, clients, duration_ms),
         Command::Replay {
             dir,
             schedule,
@@ -198,7 +241,7 @@ fn real_main() -> Result<bool> {
                 }
                 (None, None) => anyhow::bail!("replay needs an artifact folder or --schedule FILE"),
             };
-            let outcome = execute(job, config, common.check_determinism)?;
+            let outcome = execute(job, common.apply(config), common.check_determinism)?;
             let mut ok = report_one(&outcome, &common)?;
             if let Some(expected) = expected {
                 let same = expected == outcome.result.trace_hash;
@@ -215,11 +258,7 @@ fn real_main() -> Result<bool> {
 
 /// Runs one job in the simulator (twice with the determinism check).
 #[cfg(madsim)]
-fn execute(
-    job: Job,
-    config: detcd_sim::run::RunConfig,
-    check_determinism: bool,
-) -> Result<Outcome> {
+fn execute(job: Job, config: RunConfig, check_determinism: bool) -> Result<Outcome> {
     let rerun: sweep::RerunFn<'_> = &rerun_in_child;
     Ok(sweep::run_one(
         job,
@@ -231,7 +270,7 @@ fn execute(
 /// Runs `config` again in a fresh `detcd-sim trace` process, so the check covers what a
 /// replay on another machine does: nothing carried over from this process.
 #[cfg(madsim)]
-fn rerun_in_child(config: &detcd_sim::run::RunConfig) -> Result<sweep::Rerun, String> {
+fn rerun_in_child(config: &RunConfig) -> Result<sweep::Rerun, String> {
     let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
     let file = std::env::temp_dir().join(format!(
         "detcd-sim-{}-seed{}.json",
@@ -264,7 +303,7 @@ fn rerun_in_child(config: &detcd_sim::run::RunConfig) -> Result<sweep::Rerun, St
 #[cfg(madsim)]
 fn trace(file: &std::path::Path) -> Result<bool> {
     let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
-    let config: detcd_sim::run::RunConfig =
+    let config: RunConfig =
         serde_json::from_str(&text).with_context(|| file.display().to_string())?;
     let r = detcd_sim::run::run(&config);
     println!("{:016x}", r.trace_hash);
@@ -274,6 +313,181 @@ fn trace(file: &std::path::Path) -> Result<bool> {
     Ok(true)
 }
 
+/// `detcd-sim selftest`: runs every probe and prints, per bug, what caught it.
+#[cfg(madsim)]
+fn selftest(only: &[Bug]) -> Result<bool> {
+    use detcd_scenarios::selftest::{Finding, PROBES, probe};
+    let start = Instant::now();
+    let mut ok = true;
+    let mut total_runs = 0;
+    let run = |c: &RunConfig| detcd_sim::run::run(c);
+    for p in PROBES
+        .iter()
+        .filter(|p| only.is_empty() || only.contains(&p.bug))
+    {
+        let began = Instant::now();
+        let finding = probe(p, &run)?;
+        let secs = began.elapsed().as_secs_f64();
+        ok &= finding.passed(p.required);
+        match &finding {
+            Finding::Caught {
+                scenario,
+                seed,
+                runs,
+                reason,
+            } => {
+                total_runs += runs + 1;
+                println!(
+                    "CAUGHT {:<34} by {scenario} seed {seed} after {runs} run(s) (budget {} per scenario), {secs:.1} s: {}",
+                    p.bug,
+                    p.seeds_max,
+                    shorten(reason)
+                );
+                println!("       {:<34} same run without the bug: PASS", "");
+            }
+            Finding::FailsWithoutBug {
+                scenario,
+                seed,
+                reason,
+            } => println!(
+                "BROKEN {:<34} {scenario} seed {seed} fails without the bug too: {}",
+                p.bug,
+                shorten(reason)
+            ),
+            Finding::Missed { runs } => {
+                total_runs += runs;
+                println!(
+                    "MISSED {:<34} no failure in {runs} run(s) over {:?}, {secs:.1} s{}",
+                    p.bug,
+                    p.scenarios,
+                    if p.required {
+                        String::new()
+                    } else {
+                        format!(" (not required: {})", p.why)
+                    }
+                );
+            }
+            Finding::NotObservable => println!(
+                "SKIP   {:<34} none of {:?} exists in this build: {}",
+                p.bug, p.scenarios, p.why
+            ),
+        }
+    }
+    println!(
+        "selftest: {} in {:.1} s, {total_runs} runs",
+        if ok { "ok" } else { "FAILED" },
+        start.elapsed().as_secs_f64()
+    );
+    Ok(ok)
+}
+
+/// The first line of `text`, at most a couple hundred characters.
+#[cfg(madsim)]
+fn shorten(text: &str) -> String {
+    const SHOWN_CHARS_MAX: usize = 200;
+    let line = text.lines().next().unwrap_or_default();
+    let mut out: String = line.chars().take(SHOWN_CHARS_MAX).collect();
+    if out.len() < line.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// `detcd-sim bench`: fault-free 3- and 5-member clusters under a KV load; prints
+/// simulated time per wall time, and where the wall time went.
+#[cfg(madsim)]
+fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
+    use detcd_sim::disk::DiskProfile;
+    use detcd_sim::run::WorkloadSpec;
+    println!(
+        "{:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "members",
+        "seed",
+        "ops",
+        "sim ms",
+        "wall ms",
+        "cpu ms",
+        "sim/wall",
+        "sim/cpu",
+        "ops/s sim",
+        "fork+io ms",
+        "check ms"
+    );
+    let mut ok = true;
+    for members in [3, 5] {
+        let (mut sim_ms, mut wall_ms, mut cpu_ms) = (0, 0, 0);
+        for seed in 0..seeds {
+            let config = RunConfig {
+                workload: WorkloadSpec::Kv {
+                    clients,
+                    keys: catalog::KEYS,
+                },
+                duration_ms,
+                ..catalog::base(seed, members, DiskProfile::Ssd)
+            };
+            let outer = Instant::now();
+            let r = detcd_sim::run::run(&config);
+            let outer_ms = u64::try_from(outer.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let check = Instant::now();
+            let _ = check_history(&r.history);
+            let check_ms = check.elapsed().as_millis();
+            ok &= r.passed();
+            sim_ms += r.sim_ms;
+            wall_ms += r.wall_ms;
+            cpu_ms += r.cpu_ms;
+            let ops = r.history.len().saturating_sub(1);
+            println!(
+                "{:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>8.1}x {:>8.1}x {:>9.0} {:>10} {:>9}",
+                members,
+                seed,
+                ops,
+                r.sim_ms,
+                r.wall_ms,
+                r.cpu_ms,
+                r.sim_ms as f64 / r.wall_ms.max(1) as f64,
+                r.sim_ms as f64 / r.cpu_ms.max(1) as f64,
+                ops as f64 * 1000.0 / r.sim_ms.max(1) as f64,
+                outer_ms.saturating_sub(r.wall_ms),
+                check_ms
+            );
+        }
+        println!(
+            "{members}-member cluster, {clients} clients: sim/wall {:.1}x, sim/cpu {:.1}x over {seeds} runs",
+            sim_ms as f64 / wall_ms.max(1) as f64,
+            sim_ms as f64 / cpu_ms.max(1) as f64
+        );
+    }
+    Ok(ok)
+}
+
+/// Runs the checker on a recorded history again (to time it); the verdict as text.
+#[cfg(madsim)]
+fn check_history(lines: &[String]) -> String {
+    use detcd_checker::history::{History, Record};
+    let records = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Record>(l).ok())
+        .enumerate()
+        .map(|(i, r)| (i + 1, r));
+    match History::from_records(records) {
+        Ok(h) => format!(
+            "{:?}",
+            detcd_checker::etcd::check(&h, &detcd_checker::etcd::Options::default())
+        ),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[cfg(not(madsim))]
+fn selftest(_: &[Bug]) -> Result<bool> {
+    anyhow::bail!("this build has no simulator")
+}
+
+#[cfg(not(madsim))]
+fn bench(_: u64, _: u64, _: u64) -> Result<bool> {
+    anyhow::bail!("this build has no simulator")
+}
+
 #[cfg(not(madsim))]
 fn trace(_: &std::path::Path) -> Result<bool> {
     anyhow::bail!("this build has no simulator")
@@ -281,7 +495,7 @@ fn trace(_: &std::path::Path) -> Result<bool> {
 
 /// Without the simulator compiled in, only `list` works.
 #[cfg(not(madsim))]
-fn execute(_: Job, _: detcd_sim::run::RunConfig, _: bool) -> Result<Outcome> {
+fn execute(_: Job, _: RunConfig, _: bool) -> Result<Outcome> {
     anyhow::bail!(
         "this build has no simulator: build with RUSTFLAGS=\"--cfg madsim\" (ci/sim does)"
     )
@@ -343,7 +557,7 @@ fn sweep_jobs(jobs: Vec<Job>, no_progress: bool, fail_fast: bool, common: &Commo
     let mut summary = Summary::default();
     let mut failed = Vec::new();
     for job in jobs {
-        let config = sweep::config_for(&job.scenario, job.seed)?;
+        let config = common.apply(sweep::config_for(&job.scenario, job.seed)?);
         bar.set_message(format!("{} seed {}", job.scenario, job.seed));
         let outcome = execute(job, config, common.check_determinism)?;
         summary.add(&outcome);

@@ -16,6 +16,8 @@
 
 mod apply;
 mod raft_loop;
+#[cfg(madsim)]
+pub mod sim_bugs;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -154,6 +156,9 @@ pub struct NodeConfig {
     pub wal: WalOptions,
     /// How often watchers that asked for progress notifications get one.
     pub watch_progress_interval_ms: u64,
+    /// Deliberate bugs for the simulator's self-test (all off unless a run sets them).
+    #[cfg(madsim)]
+    pub sim_bugs: sim_bugs::SimBugs,
 }
 
 impl NodeConfig {
@@ -300,6 +305,8 @@ pub async fn start<D: Disk>(
     network: Arc<dyn PeerNetwork>,
 ) -> Result<NodeHandle, ServerError> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ config.member_id);
+    #[cfg(madsim)]
+    let disk = sim_bugs::BugDisk::new(disk, config.sim_bugs.ack_write_before_sync);
     let (storage, recovered) = RaftStorage::open(disk, config.wal.clone())
         .await
         .map_err(|e| ServerError::Internal(e.to_string()))?;
@@ -307,6 +314,12 @@ pub async fn start<D: Disk>(
     raft_config.election_ticks = config.election_ticks;
     raft_config.heartbeat_ticks = 1;
     raft_config.seed = rng.next_u64();
+    #[cfg(madsim)]
+    {
+        raft_config.bugs.forget_vote_on_restart = config.sim_bugs.forget_vote_on_restart;
+        raft_config.bugs.commit_earlier_term_by_count =
+            config.sim_bugs.commit_earlier_term_by_count;
+    }
 
     let mut kv = KvState::new(config.kv);
     let mut members = Membership::from_initial(config.initial_members.iter().cloned());
@@ -562,6 +575,11 @@ impl NodeHandle {
 
     /// The read index this member's leader confirms now (the leader's own, or forwarded).
     pub async fn read_index(&self) -> Result<u64, ServerError> {
+        #[cfg(madsim)]
+        if self.shared.config.sim_bugs.follower_local_linearizable_read && !self.status().is_leader
+        {
+            return Ok(self.status().applied);
+        }
         let leader = self.wait_for_leader().await?;
         if leader == self.member_id() {
             self.read_index_local().await

@@ -255,6 +255,14 @@ impl<D: Disk> RaftLoop<D> {
         if expired.is_empty() {
             return;
         }
+        #[cfg(madsim)]
+        if self.shared.config.sim_bugs.lease_expiry_without_raft {
+            let mut kv = lock(&self.shared.kv);
+            for id in expired {
+                let _ = kv.lease_revoke(&crate::pb::etcdserverpb::LeaseRevokeRequest { id });
+            }
+            return;
+        }
         let id = lock(&self.shared.ids).next();
         let req = InternalRequest {
             id,

@@ -100,6 +100,8 @@ fn config(id: u64, members: &[MemberRecord], snapshot_count: u64) -> NodeConfig 
             preallocation: Preallocation::None,
         },
         watch_progress_interval_ms: 0,
+        #[cfg(madsim)]
+        sim_bugs: Default::default(),
     }
 }
 

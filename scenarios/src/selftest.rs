@@ -1,0 +1,313 @@
+//! The harness self-test: for every deliberate server bug ([`Bug`]), a small sweep over
+//! scenarios chosen to make that bug observable must fail (with a named reason) within a
+//! stated number of runs, and the run that caught it must pass with the bug switched off.
+//! That shows the checks can fail, and that the failure is the bug's doing.
+//!
+//! This module decides what to run and judges the outcomes; running a configuration is
+//! the caller's (`detcd-sim selftest`), and it prints nothing itself.
+
+use detcd_sim::bugs::Bug;
+use detcd_sim::run::{RunConfig, RunResult};
+
+use detcd_sim::disk::DiskProfile;
+use detcd_sim::fault::FaultEvent;
+
+use crate::plan::Plan;
+use crate::{ScenarioError, catalog, sweep};
+
+/// The self-test's own scenario: 5 members; the leader loses power again and again, and
+/// during each election other members crash and come back within a few hundred
+/// milliseconds, so votes are cast, forgotten (with the bug) and cast again.
+pub const VOTE_CHURN: &str = "vote-churn";
+
+/// The configuration of a catalog scenario, swarm, or [`VOTE_CHURN`].
+pub fn config_for(scenario: &str, seed: u64) -> Result<RunConfig, ScenarioError> {
+    if scenario == VOTE_CHURN {
+        Ok(vote_churn(seed))
+    } else {
+        sweep::config_for(scenario, seed)
+    }
+}
+
+fn vote_churn(seed: u64) -> RunConfig {
+    let config = catalog::base(seed, 5, DiskProfile::Ssd);
+    let mut p = Plan::new(seed ^ 0x766f_7465_0000_0000);
+    let end_ms = config.duration_ms.saturating_sub(1_000);
+    let mut t = catalog::WARMUP_MS;
+    while t + 3_000 < end_ms {
+        p.at(t, FaultEvent::KillLeader);
+        for _ in 0..2 {
+            let member = p.member(5);
+            let down = t + p.between_ms(800, 2_000);
+            p.at(down, FaultEvent::Crash { member });
+            let up = down + p.between_ms(20, 300);
+            p.at(up, FaultEvent::Restart { member });
+        }
+        t += p.between_ms(2_500, 3_000);
+        p.at(t, FaultEvent::HealAll);
+        t += p.between_ms(200, 600);
+    }
+    RunConfig {
+        schedule: p.finish(),
+        ..config
+    }
+}
+
+/// Where to look for one bug.
+#[derive(Clone, Copy, Debug)]
+pub struct Probe {
+    /// The bug.
+    pub bug: Bug,
+    /// Scenarios that expose it, tried in this order for each seed.
+    pub scenarios: &'static [&'static str],
+    /// Seeds `0..seeds_max` per scenario at most; the probe fails if none catches it.
+    pub seeds_max: u64,
+    /// Why these scenarios.
+    pub why: &'static str,
+    /// Whether the self-test fails when the probe misses. Off for the Raft-core switches
+    /// that the whole system (PreVote, CheckQuorum, batched appends) rarely lets show
+    /// within a short sweep; the Raft core's own safety tests catch those.
+    pub required: bool,
+}
+
+/// The probes, one per bug.
+pub const PROBES: [Probe; 5] = [
+    Probe {
+        bug: Bug::AckWriteBeforeSync,
+        scenarios: &["power-loss-all"],
+        seeds_max: 4,
+        why: "every member loses its page cache at once, so unsynced acknowledged writes vanish",
+        required: true,
+    },
+    Probe {
+        bug: Bug::FollowerLocalLinearizableRead,
+        scenarios: &["minority-partition", "leader-partition"],
+        seeds_max: 4,
+        why: "a cut-off follower keeps answering reads from its stale state",
+        required: true,
+    },
+    Probe {
+        bug: Bug::ForgetVoteOnRestart,
+        scenarios: &[VOTE_CHURN, "leader-crash-loop"],
+        seeds_max: 2,
+        why: "restarts during elections let a member vote twice in one term \
+              (needs two candidates of one term and a restart in between: rare)",
+        required: false,
+    },
+    Probe {
+        bug: Bug::CommitEarlierTermByCount,
+        scenarios: &[VOTE_CHURN, "swarm"],
+        seeds_max: 2,
+        why: "leader changes leave earlier-term entries that a new leader must not count \
+              (shows only when a quorum acks them without the new term's first entry: rare)",
+        required: false,
+    },
+    Probe {
+        bug: Bug::LeaseExpiryWithoutRaft,
+        scenarios: &["lease-expiry-across-leader-change"],
+        seeds_max: 4,
+        why: "only a workload with expiring leases can see keys vanish on the leader alone",
+        required: true,
+    },
+];
+
+/// One run of a probe's sweep.
+pub type RunFn<'a> = &'a dyn Fn(&RunConfig) -> RunResult;
+
+/// What a probe found.
+#[derive(Clone, Debug)]
+pub enum Finding {
+    /// A run failed with the bug on, and the same run passed with it off.
+    Caught {
+        /// The scenario of the catching run.
+        scenario: String,
+        /// Its seed.
+        seed: u64,
+        /// Runs done until (and including) the catching one.
+        runs: u64,
+        /// The kinds of failure seen (`convergence, lost write x8, checker`), then the
+        /// first failure in words.
+        reason: String,
+    },
+    /// A run failed with the bug on, but it also fails without it: not evidence.
+    FailsWithoutBug {
+        /// The scenario.
+        scenario: String,
+        /// The seed.
+        seed: u64,
+        /// The failure without the bug.
+        reason: String,
+    },
+    /// No run within the budget failed.
+    Missed {
+        /// Runs done.
+        runs: u64,
+    },
+    /// None of the probe's scenarios exists in this build (no workload exposes the bug).
+    NotObservable,
+}
+
+impl Finding {
+    /// Whether this finding counts as a pass of the self-test for a probe that is
+    /// `required` (or not).
+    pub fn passed(&self, required: bool) -> bool {
+        match self {
+            Finding::Caught { .. } | Finding::NotObservable => true,
+            Finding::Missed { .. } => !required,
+            Finding::FailsWithoutBug { .. } => false,
+        }
+    }
+}
+
+/// The configurations a probe tries, in order: seed-major over its known scenarios.
+pub fn probe_configs(probe: &Probe) -> Result<Vec<(String, RunConfig)>, ScenarioError> {
+    let known: Vec<&str> = probe
+        .scenarios
+        .iter()
+        .copied()
+        .filter(|s| config_for(s, 0).is_ok())
+        .collect();
+    let mut out = Vec::new();
+    for seed in 0..probe.seeds_max {
+        for s in &known {
+            let mut config = config_for(s, seed)?;
+            config.bugs = vec![probe.bug];
+            out.push(((*s).to_owned(), config));
+        }
+    }
+    Ok(out)
+}
+
+/// Runs one probe with `run`: stops at the first failing run, then reruns that one
+/// without the bug.
+pub fn probe(p: &Probe, run: RunFn<'_>) -> Result<Finding, ScenarioError> {
+    let configs = probe_configs(p)?;
+    if configs.is_empty() {
+        return Ok(Finding::NotObservable);
+    }
+    let mut runs = 0;
+    for (scenario, config) in configs {
+        runs += 1;
+        let with_bug = run(&config);
+        if with_bug.failures.is_empty() {
+            continue;
+        }
+        let reason = summarize(&with_bug.failures);
+        let control = run(&RunConfig {
+            bugs: Vec::new(),
+            ..config.clone()
+        });
+        return Ok(match control.failures.first() {
+            None => Finding::Caught {
+                scenario,
+                seed: config.seed,
+                runs,
+                reason,
+            },
+            Some(other) => Finding::FailsWithoutBug {
+                scenario,
+                seed: config.seed,
+                reason: other.clone(),
+            },
+        });
+    }
+    Ok(Finding::Missed { runs })
+}
+
+/// `failures` as their kinds with counts (the text before the first `:`), then the
+/// first failure: `convergence, lost write x8: convergence: members differ ...`.
+pub fn summarize(failures: &[String]) -> String {
+    let mut kinds: Vec<(&str, usize)> = Vec::new();
+    for f in failures {
+        let kind = f.split(':').next().unwrap_or_default().trim();
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((kind, 1)),
+        }
+    }
+    let kinds: Vec<String> = kinds
+        .into_iter()
+        .map(|(k, n)| {
+            if n == 1 {
+                k.to_owned()
+            } else {
+                format!("{k} x{n}")
+            }
+        })
+        .collect();
+    format!(
+        "[{}] {}",
+        kinds.join(", "),
+        failures.first().map(String::as_str).unwrap_or_default()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bug_has_one_probe_and_known_scenarios_or_none() {
+        for bug in Bug::ALL {
+            assert_eq!(PROBES.iter().filter(|p| p.bug == bug).count(), 1, "{bug}");
+        }
+        for p in &PROBES {
+            for (_, c) in probe_configs(p).expect("configs") {
+                assert_eq!(c.bugs, vec![p.bug]);
+            }
+        }
+        let power = probe_configs(&PROBES[0]).expect("configs");
+        assert_eq!(power.len() as u64, PROBES[0].seeds_max);
+    }
+
+    #[test]
+    fn summaries_count_failure_kinds() {
+        let f = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            summarize(&f(&[
+                "lost write: a",
+                "checker: Illegal: x",
+                "lost write: b"
+            ])),
+            "[lost write x2, checker] lost write: a"
+        );
+    }
+
+    fn result(failures: Vec<String>) -> RunResult {
+        RunResult {
+            failures,
+            ..RunResult::default()
+        }
+    }
+
+    #[test]
+    fn a_probe_needs_a_failure_with_the_bug_and_a_pass_without() {
+        let p = PROBES[0];
+        let caught = probe(&p, &|c: &RunConfig| {
+            result(if c.bugs.is_empty() || c.seed < 2 {
+                Vec::new()
+            } else {
+                vec!["lost write: k".to_owned()]
+            })
+        })
+        .expect("probe");
+        assert!(
+            matches!(
+                &caught,
+                Finding::Caught {
+                    seed: 2,
+                    runs: 3,
+                    ..
+                }
+            ),
+            "{caught:?}"
+        );
+        let missed = probe(&p, &|_: &RunConfig| result(Vec::new())).expect("probe");
+        assert!(matches!(missed, Finding::Missed { runs: 4 }));
+        assert!(!missed.passed(true) && missed.passed(false));
+        let always =
+            probe(&p, &|_: &RunConfig| result(vec!["liveness".to_owned()])).expect("probe");
+        assert!(matches!(always, Finding::FailsWithoutBug { seed: 0, .. }));
+        assert!(!always.passed(false));
+    }
+}
