@@ -5,6 +5,7 @@
 //! does is driven by the seed; it reads no clock but the simulator's.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -132,6 +133,10 @@ impl World {
             let registry = Arc::clone(&nodes);
             let member_logs = Arc::clone(&logs);
             let seed = config.seed;
+            // Each start of the member gets its own seed: the engine draws its proposal
+            // IDs from it, and a restarted member reusing its last life's IDs would take an
+            // old entry's result for a new request.
+            let boots = Arc::new(AtomicU64::new(0));
             let ip = format!("10.0.0.{i}")
                 .parse()
                 .map_err(|e| format!("member ip: {e}"))?;
@@ -144,6 +149,8 @@ impl World {
                     let registry = Arc::clone(&registry);
                     let member_logs = Arc::clone(&member_logs);
                     let failures = Arc::clone(&failures);
+                    let boot = boots.fetch_add(1, Ordering::Relaxed);
+                    let seed = seed ^ boot.wrapping_mul(0x9e37_79b9_7f4a_7c15);
                     async move {
                         let Some((server_config, disk)) = booted else {
                             return;

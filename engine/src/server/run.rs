@@ -126,6 +126,10 @@ pub async fn listen_addr(url: &str) -> Result<SocketAddr, ServerError> {
 
 /// Starts a member on `disk`: recovers or bootstraps the node, serves peers and
 /// clients, and publishes the member's attributes.
+///
+/// `seed` must differ between starts of one member: request and lease IDs are drawn
+/// from it, and a restarted member that drew its previous life's IDs again could take
+/// an old committed entry's result for a new request.
 pub async fn start<D: Disk>(
     config: &ServerConfig,
     disk: D,
