@@ -460,9 +460,7 @@ impl Prep {
         for (i, o) in h.ops.iter().enumerate() {
             let (rev, writer) = match &o.rec.outcome {
                 Outcome::Ok(ok) => {
-                    if let Op::Range(q) = &o.rec.op
-                        && q.serializable
-                    {
+                    if !header_is_linearizable(&o.rec.op) {
                         continue;
                     }
                     (ok.revision, claims_write(&ok.result))
@@ -488,5 +486,18 @@ impl Prep {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether an acknowledged `op`'s header revision is a point in the linearized history.
+/// Serializable reads, lease keep-alives and lease time-to-live queries are answered
+/// from the serving member's own applied state, so their header may trail writes that
+/// already returned elsewhere (as in etcd). Their revisions still bound what later
+/// operations may see: a member only applies what is committed.
+fn header_is_linearizable(op: &Op) -> bool {
+    match op {
+        Op::Range(q) => !q.serializable,
+        Op::LeaseKeepAlive(_) | Op::LeaseTimeToLive(_) => false,
+        _ => true,
     }
 }
