@@ -18,6 +18,7 @@ fn cfg(seed: u64, ops: usize, clients: usize, keys: usize) -> GenConfig {
         watches: (seed % 5) as usize,
         leases: true,
         compactions: true,
+        partitions: false,
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod compaction;
 pub mod conflict;
+pub mod demand;
 pub mod prep;
 pub mod replay;
 pub mod store;

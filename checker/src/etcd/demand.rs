@@ -1,0 +1,174 @@
+//! Forward checking for the replay: after a gap revision is filled, whether the writes
+//! that later reads of each key demand still fit into the gap revisions left. A read
+//! showing a key at version `v` of the incarnation created at `c` and last modified at
+//! `m` needs exactly `v` puts in `[c, m]` and a delete between an older incarnation and
+//! `c`; what acknowledged writes do not supply must come from gaps. A wrong choice for
+//! a gap is thus refused at once instead of after many more revisions. These are
+//! necessary conditions only: it does not choose writers (see `replay`).
+
+use super::prep::{KeyHistory, Prep, count_in};
+
+use super::store::Store;
+
+/// Writes later reads need that the gaps left cannot supply.
+#[derive(Debug, Clone)]
+pub struct Shortfall {
+    /// Keys whose demands failed.
+    pub keys: Vec<String>,
+    /// Source line of the read that demands them.
+    pub line: usize,
+    /// What is missing.
+    pub message: String,
+}
+
+/// A demand: `total` gap revisions in `(r, deadline]` must write `key`, `count` of them
+/// beyond what its earlier deadlines need.
+struct Demand<'a> {
+    deadline: i64,
+    count: i64,
+    total: i64,
+    key: &'a str,
+    line: usize,
+}
+
+fn deletable(p: &Prep, kh: &KeyHistory, lo: i64, hi: i64) -> bool {
+    count_in(&kh.known_deletes, lo, hi) > 0 || count_in(&p.multi_deletes, lo, hi) > 0
+}
+
+/// Later reads of a key looked at per check (necessary conditions either way; more
+/// reads see farther ahead but cost more per gap).
+pub const DEMAND_READS_MAX: usize = 8;
+
+/// Checks the demands of each key's next [`DEMAND_READS_MAX`] reads against the gaps
+/// after revision `r` (the store is at `r`).
+pub fn check(p: &Prep, store: &Store, r: i64) -> Result<(), Shortfall> {
+    let mut demands: Vec<Demand> = Vec::new();
+    for (key, kh) in &p.seen_keys {
+        let first = kh.reads.partition_point(|x| x.header <= r);
+        let cur = store.get_at(key, r);
+        // Writes to the key needed by each deadline; the running maximum is emitted
+        // as increments so that demands of different keys can be summed.
+        let mut mine: Vec<(i64, i64, usize)> = Vec::new();
+        for read in kh.reads[first..].iter().take(DEMAND_READS_MAX) {
+            let fail = |message: String| Shortfall {
+                keys: vec![key.clone()],
+                line: read.line,
+                message,
+            };
+            let deletes_by = |hi: i64| match cur {
+                Some(kv) if kv.lease == 0 && !deletable(p, kh, r, hi) => 1,
+                _ => 0,
+            };
+            let Some(o) = read.seen else {
+                mine.push((read.header, deletes_by(read.header), read.line));
+                continue;
+            };
+            if o.modified <= r {
+                let same = cur.is_some_and(|kv| {
+                    kv.create_revision == o.create
+                        && kv.mod_revision == o.modified
+                        && kv.version == o.version
+                });
+                if !same {
+                    return Err(fail(format!(
+                        "a read at revision {} shows {key} unchanged since revision {} \
+                         (version {}), but at revision {r} it is {}",
+                        read.header,
+                        o.modified,
+                        o.version,
+                        cur.map_or("absent".to_owned(), |kv| format!(
+                            "at version {} modified at {}",
+                            kv.version, kv.mod_revision
+                        ))
+                    )));
+                }
+                continue;
+            }
+            let (deletes, puts) = match cur {
+                Some(kv) if kv.create_revision == o.create => (
+                    0,
+                    o.version - kv.version - kh.known_puts_in(r, o.modified) as i64,
+                ),
+                _ if o.create <= r => {
+                    return Err(fail(format!(
+                        "a read at revision {} shows {key} created at revision {}, but at \
+                         revision {r} it is {}",
+                        read.header,
+                        o.create,
+                        cur.map_or("absent".to_owned(), |kv| format!(
+                            "created at {}",
+                            kv.create_revision
+                        ))
+                    )));
+                }
+                _ => (
+                    deletes_by(o.create - 1),
+                    o.version - count_in(&kh.known_puts, o.create - 1, o.modified) as i64,
+                ),
+            };
+            if puts < 0 {
+                return Err(fail(format!(
+                    "a read at revision {} shows {key} at version {}, fewer than the puts to \
+                     it by revision {}",
+                    read.header, o.version, o.modified
+                )));
+            }
+            mine.push((o.create - 1, deletes, read.line));
+            mine.push((o.modified, deletes + puts, read.line));
+        }
+        mine.sort_unstable();
+        let mut max = 0;
+        for (deadline, count, line) in mine {
+            if count > max {
+                demands.push(Demand {
+                    deadline,
+                    count: count - max,
+                    total: count,
+                    key,
+                    line,
+                });
+                max = count;
+            }
+        }
+    }
+    for d in &demands {
+        let room = p.gaps_in(r, d.deadline);
+        if d.total > room {
+            return Err(Shortfall {
+                keys: vec![d.key.to_owned()],
+                line: d.line,
+                message: format!(
+                    "a read needs {} more write(s) to {} by revision {}, but only {room} \
+                     revision(s) after {r} have no acknowledged writer",
+                    d.total, d.key, d.deadline
+                ),
+            });
+        }
+    }
+    if p.single_key_gaps && demands.len() > 1 {
+        // Each gap writes one key: demands due by a revision need that many gaps.
+        demands.sort_by_key(|d| d.deadline);
+        let mut total = 0;
+        for (i, d) in demands.iter().enumerate() {
+            total += d.count;
+            let room = p.gaps_in(r, d.deadline);
+            if total > room {
+                let mut keys: Vec<String> =
+                    demands[..=i].iter().map(|d| d.key.to_owned()).collect();
+                keys.sort();
+                keys.dedup();
+                return Err(Shortfall {
+                    message: format!(
+                        "reads need {total} writes by revision {} (to {} keys), but only \
+                         {room} revision(s) after {r} have no acknowledged writer",
+                        d.deadline,
+                        keys.len()
+                    ),
+                    keys,
+                    line: d.line,
+                });
+            }
+        }
+    }
+    Ok(())
+}
