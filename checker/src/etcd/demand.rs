@@ -35,9 +35,11 @@ fn deletable(p: &Prep, kh: &KeyHistory, lo: i64, hi: i64) -> bool {
     count_in(&kh.known_deletes, lo, hi) > 0 || count_in(&p.multi_deletes, lo, hi) > 0
 }
 
-/// Later reads of a key looked at per check (necessary conditions either way; more
-/// reads see farther ahead but cost more per gap).
+/// Later reads of a key that show it changed (or absent) looked at per check
+/// (necessary conditions either way; more reads see farther ahead but cost more).
 pub const DEMAND_READS_MAX: usize = 8;
+/// Later reads of a key scanned at most per check.
+pub const DEMAND_SCAN_MAX: usize = 64;
 
 /// Checks the demands of each key's next [`DEMAND_READS_MAX`] reads against the gaps
 /// after revision `r` (the store is at `r`).
@@ -49,7 +51,14 @@ pub fn check(p: &Prep, store: &Store, r: i64) -> Result<(), Shortfall> {
         // Writes to the key needed by each deadline; the running maximum is emitted
         // as increments so that demands of different keys can be summed.
         let mut mine: Vec<(i64, i64, usize)> = Vec::new();
-        for read in kh.reads[first..].iter().take(DEMAND_READS_MAX) {
+        let mut informative = 0;
+        for read in kh.reads[first..].iter().take(DEMAND_SCAN_MAX) {
+            if informative >= DEMAND_READS_MAX {
+                break;
+            }
+            if read.seen.is_none_or(|o| o.modified > r) {
+                informative += 1;
+            }
             let fail = |message: String| Shortfall {
                 keys: vec![key.clone()],
                 line: read.line,

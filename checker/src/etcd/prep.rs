@@ -473,6 +473,31 @@ impl Prep {
                 }
                 let writer = claims_write(&ok.result);
                 walk(&o.rec.op, &ok.result, ok.revision, writer, o.line, &mut out);
+                // A write's previous key-value is the key at the revision before it.
+                let prev = match (&o.rec.op, &ok.result) {
+                    (Op::Put(p), OpResult::Put(r)) if writer && p.prev_kv => {
+                        Some((p.key.clone(), r.prev_kv.as_ref()))
+                    }
+                    (Op::DeleteRange(d), OpResult::DeleteRange(r))
+                        if writer && d.prev_kv && d.range_end.is_none() =>
+                    {
+                        Some((d.key.clone(), r.prev_kvs.first()))
+                    }
+                    _ => None,
+                };
+                if let Some((key, kv)) = prev
+                    && kv.is_none_or(|kv| kv.key == key)
+                {
+                    out.entry(key).or_default().reads.push(KeyRead {
+                        header: ok.revision - 1,
+                        seen: kv.map(|kv| KeyObs {
+                            create: kv.create_revision,
+                            modified: kv.mod_revision,
+                            version: kv.version,
+                        }),
+                        line: o.line,
+                    });
+                }
             }
         }
         for kh in out.values_mut() {
