@@ -28,7 +28,7 @@ fn partition_cfg(seed: u64, ops: usize, clients: usize, keys: usize) -> GenConfi
     GenConfig {
         watches: 0,
         leases: false,
-        compactions: seed % 2 == 0,
+        compactions: seed.is_multiple_of(2),
         partitions: true,
         ..cfg(seed, ops, clients, keys)
     }
