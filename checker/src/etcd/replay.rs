@@ -39,8 +39,9 @@ struct Frame {
     chosen: Option<Cand>,
     /// Union of the keys of the failures that came back to this frame.
     conflict: Conflict,
-    /// Hash of the state the frame started from (see [`Replay::memo_key`]).
-    memo: u64,
+    /// Hash of the state the frame started from (see [`Replay::memo_key`]); None
+    /// when not computed.
+    memo: Option<u64>,
 }
 
 /// A successful replay: the model after the last revision and each op's revision.
@@ -72,7 +73,13 @@ struct Replay<'a> {
     /// Starting states of gap frames from which every continuation failed, with the
     /// failure met.
     failed: HashMap<(i64, u64), Verdict>,
+    /// Whether any choice has been undone yet.
+    backtracked: bool,
 }
+
+/// How far back historical reads may reach for a state to be remembered (hashing the
+/// versions in that window costs time at every gap).
+pub const MEMO_WINDOW_REVS_MAX: i64 = 2_000;
 
 /// A well-mixed hash of an op index (for the used-set hash).
 fn mix(i: usize) -> u64 {
@@ -123,6 +130,7 @@ fn replay_with(h: &History, p: &Prep, opts: &Options, backjump: bool) -> Result<
         backjump,
         used_hash: 0,
         failed: HashMap::new(),
+        backtracked: false,
     };
     match rp.run() {
         Ok(()) => Ok(Replayed {
@@ -169,7 +177,7 @@ impl Replay<'_> {
                     Some(w) => self.apply_known(w, r)?,
                     None => {
                         let memo = self.memo_key(r);
-                        if let Some(v) = self.failed.get(&(r, memo)) {
+                        if let Some(v) = memo.and_then(|m| self.failed.get(&(r, m))) {
                             // This state was reached before and nothing worked from it.
                             self.fail_keys = None;
                             Err(v.clone())
@@ -193,7 +201,9 @@ impl Replay<'_> {
                                 frames.pop();
                                 self.fail_keys = Some(self.gap_keys(r));
                                 let v = self.unexplained(r);
-                                self.failed.insert((r, memo), v.clone());
+                                if let Some(m) = memo {
+                                    self.failed.insert((r, m), v.clone());
+                                }
                                 Err(v)
                             }
                         }
@@ -222,6 +232,7 @@ impl Replay<'_> {
                         steps = self.steps,
                         "backtrack"
                     );
+                    self.backtracked = true;
                     if best.as_ref().is_none_or(|(br, _)| r > *br) {
                         best = Some((r, v));
                     }
@@ -259,7 +270,9 @@ impl Replay<'_> {
                             merge(&mut conflict, &why);
                         }
                         if let (Some(f), Some((_, v))) = (frames.pop(), best.as_ref()) {
-                            self.failed.insert((f.rev, f.memo), v.clone());
+                            if let Some(m) = f.memo {
+                                self.failed.insert((f.rev, m), v.clone());
+                            }
                         }
                     }
                 }
@@ -322,9 +335,12 @@ impl Replay<'_> {
 
     /// Identifies the state before gap `r` is filled: the store as far as later reads
     /// can see it, and the unknown-outcome ops already used.
-    fn memo_key(&self, r: i64) -> u64 {
+    /// None before the first backtrack (nothing has failed yet, so there is nothing to
+    /// look up) and when historical reads reach back more than [`MEMO_WINDOW_REVS_MAX`].
+    fn memo_key(&self, r: i64) -> Option<u64> {
         let from = self.p.hist_from[r as usize].min(r);
-        self.store.state_hash(from) ^ self.used_hash.rotate_left(17)
+        (self.backtracked && r - from <= MEMO_WINDOW_REVS_MAX)
+            .then(|| self.store.state_hash(from) ^ self.used_hash.rotate_left(17))
     }
 
     fn unwind(&mut self, len: usize) {
