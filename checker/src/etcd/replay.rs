@@ -269,10 +269,10 @@ impl Replay<'_> {
                             };
                             merge(&mut conflict, &why);
                         }
-                        if let (Some(f), Some((_, v))) = (frames.pop(), best.as_ref()) {
-                            if let Some(m) = f.memo {
-                                self.failed.insert((f.rev, m), v.clone());
-                            }
+                        if let (Some(f), Some((_, v))) = (frames.pop(), best.as_ref())
+                            && let Some(m) = f.memo
+                        {
+                            self.failed.insert((f.rev, m), v.clone());
                         }
                     }
                 }
