@@ -115,10 +115,12 @@ pub fn check(p: &Prep, store: &Store, r: i64) -> Result<(), Shortfall> {
                     o.version - count_in(&kh.known_puts, o.create - 1, o.modified) as i64,
                 ),
             };
-            if puts < 0 {
+            // The write at `m` itself is a put: unless acknowledged, a gap must make it.
+            let put_at_m_known = kh.known_puts.binary_search(&o.modified).is_ok();
+            if puts < 0 || (puts == 0 && !put_at_m_known) {
                 return Err(fail(format!(
-                    "a read at revision {} shows {key} at version {}, fewer than the puts to \
-                     it by revision {}",
+                    "a read at revision {} shows {key} at version {}, which does not fit the \
+                     puts to it by revision {}",
                     read.header, o.version, o.modified
                 )));
             }
