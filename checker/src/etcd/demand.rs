@@ -9,6 +9,8 @@
 use super::prep::{KeyHistory, Prep, count_in};
 
 use super::store::Store;
+use crate::history::History;
+use crate::verdict::{Property, Verdict};
 
 /// Writes later reads need that the gaps left cannot supply.
 #[derive(Debug, Clone)]
@@ -178,6 +180,71 @@ pub fn check(p: &Prep, store: &Store, r: i64) -> Result<(), Shortfall> {
                     keys,
                     line: d.line,
                 });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks what reads show against acknowledged writes alone, before any search: a key
+/// read at version `v` of the incarnation created at `c` and modified last at `m` had
+/// exactly `v` puts and no delete in `[c, m]`, and no write in `(m, header]`. An
+/// acknowledged put or delete of the key that breaks this is a violation whatever the
+/// unknown-outcome writes did (typically a lost write).
+pub fn check_static(h: &History, p: &Prep) -> Result<(), Verdict> {
+    let line_at = |r: i64| {
+        p.writer_at
+            .get(r.clamp(0, p.max_rev) as usize)
+            .copied()
+            .flatten()
+            .map(|i| h.ops[i].line)
+    };
+    for (key, kh) in &p.seen_keys {
+        for read in &kh.reads {
+            let Some(o) = read.seen else {
+                continue;
+            };
+            let puts = count_in(&kh.known_puts, o.create - 1, o.modified) as i64;
+            if puts > o.version {
+                let mut lines = vec![read.line];
+                let a = kh.known_puts.partition_point(|&x| x < o.create);
+                let b = kh.known_puts.partition_point(|&x| x <= o.modified);
+                lines.extend(kh.known_puts[a..b].iter().filter_map(|&r| line_at(r)));
+                return Err(Verdict::illegal(
+                    Property::Result,
+                    format!(
+                        "a read at revision {} shows {key} at version {} (created at {}, \
+                         modified at {}), but {puts} acknowledged puts to it lie in that \
+                         range (a lost write)",
+                        read.header, o.version, o.create, o.modified
+                    ),
+                    lines,
+                ));
+            }
+            let late = |v: &[i64]| {
+                let i = v.partition_point(|&x| x <= o.modified);
+                v.get(i).copied().filter(|&x| x <= read.header)
+            };
+            let dead = |v: &[i64]| {
+                let i = v.partition_point(|&x| x < o.create);
+                v.get(i).copied().filter(|&x| x <= o.modified)
+            };
+            if let Some(w) = late(&kh.known_puts)
+                .or_else(|| late(&kh.known_deletes))
+                .or_else(|| dead(&kh.known_deletes))
+            {
+                let mut lines = vec![read.line];
+                lines.extend(line_at(w));
+                return Err(Verdict::illegal(
+                    Property::Result,
+                    format!(
+                        "a read at revision {} shows {key} created at {} and last modified at \
+                         {}, but an acknowledged write changed it at revision {w} (a lost \
+                         write)",
+                        read.header, o.create, o.modified
+                    ),
+                    lines,
+                ));
             }
         }
     }
