@@ -16,6 +16,7 @@ fn bench(c: &mut Criterion) {
         watches: 4,
         leases: true,
         compactions: true,
+        partitions: false,
     };
     let h = generate(&cfg);
     let text = h.to_jsonl();

@@ -35,6 +35,10 @@ pub struct GenConfig {
     pub leases: bool,
     /// Generate compactions and historical reads.
     pub compactions: bool,
+    /// Simulate partitions: in some periods a part of the clients is cut off, and all
+    /// their writes get unknown outcomes; such a write never applies, applies at once,
+    /// or applies up to [`DELAYED_OPS_MAX`] operations later. Their reads fail.
+    pub partitions: bool,
 }
 
 impl Default for GenConfig {
@@ -48,6 +52,7 @@ impl Default for GenConfig {
             watches: 2,
             leases: true,
             compactions: true,
+            partitions: false,
         }
     }
 }
@@ -69,6 +74,10 @@ pub enum Mutation {
 const LIN_STEP_MAX: u64 = 10;
 /// Watch delivery delay after a revision, in time units.
 const WATCH_DELAY: u64 = 3;
+/// Operations per partition period (with `partitions`).
+pub const PARTITION_PERIOD_OPS: usize = 200;
+/// How many operations later a cut-off write may still apply (with `partitions`).
+pub const DELAYED_OPS_MAX: usize = 100;
 
 /// Generates a history that is correct by construction.
 pub fn generate(cfg: &GenConfig) -> History {
@@ -103,6 +112,10 @@ struct Gen<'a> {
     compacted: i64,
     lose_at: Option<usize>,
     force_read: Option<String>,
+    /// Clients cut off in the current partition period.
+    cut_off: Vec<bool>,
+    /// Cut-off writes still to apply: (operation index to apply at, request).
+    delayed: Vec<(usize, Op)>,
 }
 
 impl<'a> Gen<'a> {
@@ -117,6 +130,8 @@ impl<'a> Gen<'a> {
             compacted: 0,
             lose_at,
             force_read: None,
+            cut_off: vec![false; cfg.clients.max(1)],
+            delayed: Vec::new(),
         }
     }
 
@@ -258,12 +273,39 @@ impl<'a> Gen<'a> {
         }
     }
 
+    /// Starts or ends partition periods and applies delayed writes due at op `i`.
+    fn partition_step(&mut self, i: usize) {
+        if i.is_multiple_of(PARTITION_PERIOD_OPS) {
+            let on = self.rng.random_bool(0.5);
+            for c in 0..self.cut_off.len() {
+                // A minority at most: the rest can still make progress.
+                self.cut_off[c] = on && c < self.cut_off.len() / 2 + 1 && self.rng.random_bool(0.6);
+            }
+        }
+        let due: Vec<Op> = {
+            let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed)
+                .into_iter()
+                .partition(|d| d.0 <= i);
+            self.delayed = later;
+            now.into_iter().map(|d| d.1).collect()
+        };
+        for op in due {
+            // Leases and compaction are left to the regular path.
+            if matches!(op, Op::Put(_) | Op::DeleteRange(_) | Op::Txn(_)) {
+                let _ = self.store.exec(&op);
+            }
+        }
+    }
+
     fn run(mut self) -> History {
         let mut h = History::default();
         let mut lin: u64 = 0;
         let spread = (self.cfg.clients as u64).max(1) * LIN_STEP_MAX;
         for i in 0..self.cfg.ops {
             lin += self.rng.random_range(1..=LIN_STEP_MAX);
+            if self.cfg.partitions {
+                self.partition_step(i);
+            }
             let free: Vec<usize> = (0..self.busy_until.len())
                 .filter(|&c| self.busy_until[c] < lin)
                 .collect();
@@ -300,7 +342,31 @@ impl<'a> Gen<'a> {
                 }
             }
             let mut rec_ret = Some(ret);
-            if is_write
+            let kv_op = matches!(
+                op,
+                Op::Range(_) | Op::Put(_) | Op::DeleteRange(_) | Op::Txn(_)
+            );
+            if self.cut_off[client] && kv_op && !lost_now {
+                // The request never reached a majority: writes are unknown (and apply
+                // never, now, or later), reads fail.
+                rec_ret = None;
+                if is_write {
+                    outcome = Outcome::Unknown;
+                    match self.rng.random_range(0..3) {
+                        0 => self.store.rollback(mark),
+                        1 => {}
+                        _ => {
+                            self.store.rollback(mark);
+                            let at = i + self.rng.random_range(1..=DELAYED_OPS_MAX);
+                            self.delayed.push((at, op.clone()));
+                        }
+                    }
+                } else {
+                    self.store.rollback(mark);
+                    outcome = Outcome::Fail("connect: transport error".into());
+                    rec_ret = Some(ret);
+                }
+            } else if is_write
                 && !lost_now
                 && self.rng.random_range(0..1000) < self.cfg.unknown_write_permille
             {

@@ -64,6 +64,14 @@ pub fn shrink(h: &History, v: &Violation, opts: &Options) -> Shrunk {
             reproduces: false,
         };
     };
+    // Watch streams go whole when the violation does not need them.
+    if !cur.watches.is_empty() && !out_of_budget() {
+        let mut cand = cur.clone();
+        cand.watches.clear();
+        if fails(&cand, needs_gaps) {
+            cur = cand;
+        }
+    }
     // Delta debugging over the operations (watch streams stay whole).
     let mut n = 2usize;
     while cur.ops.len() >= 2 && !out_of_budget() {

@@ -139,6 +139,9 @@ enum Cmd {
         unknown_permille: u32,
         #[arg(long, default_value_t = 4)]
         watches: usize,
+        /// Cut off a minority of clients in some periods (many unknown writes).
+        #[arg(long)]
+        partitions: bool,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Break the history: stale-read, lost-write, reorder-watch, duplicate-revision.
@@ -166,6 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         keys,
         unknown_permille,
         watches,
+        partitions,
         seed,
         mutate,
     }) = cli.cmd
@@ -179,6 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             watches,
             leases: true,
             compactions: true,
+            partitions,
         };
         let h = match mutate.as_deref() {
             None => generate(&cfg),

@@ -6,6 +6,7 @@
 
 pub mod compaction;
 pub mod conflict;
+pub mod demand;
 pub mod prep;
 pub mod replay;
 pub mod store;
@@ -49,6 +50,8 @@ fn check_inner(h: &History, opts: &Options) -> Result<(), Verdict> {
     tracing::debug!(max_rev = p.max_rev, unknown = p.unknown.len(), "prepared");
     p.check_real_time(h, &[])?;
     compaction::check(h)?;
+    // Uses acknowledged records only, so it holds for sub-histories too.
+    demand::check_static(h, &p)?;
     let rp = replay::replay(h, &p, opts)?;
     p.check_real_time(h, &rp.resolved)?;
     watch::check(h, &rp.store)

@@ -20,6 +20,8 @@ pub enum Change {
     PutSome,
     /// Deleted the key.
     Delete,
+    /// Put some value that created the key (seen as a create revision).
+    Create,
 }
 
 /// A fact about a gap revision, from a read or a watch.
@@ -70,6 +72,18 @@ pub struct Prep {
     pub pinned: Vec<Option<i64>>,
     /// Per key: what reads showed of it, to prune gap candidates.
     pub seen_keys: BTreeMap<String, KeyHistory>,
+    /// `gaps_upto[r]`: revisions in `2..=r` that no acknowledged write produced.
+    pub gaps_upto: Vec<i64>,
+    /// Revisions of acknowledged writes that may delete several keys (range deletes,
+    /// txns with a delete), sorted.
+    pub multi_deletes: Vec<i64>,
+    /// Every gap is filled by a write to one key (no txns, range deletes or leases
+    /// among the unknown-outcome ops, no lease in the history), so demands of different
+    /// keys need different gaps.
+    pub single_key_gaps: bool,
+    /// `hist_from[r]`: the lowest revision read by a historical read (a range at a
+    /// given revision) acknowledged at header revision `r` or later (`i64::MAX`: none).
+    pub hist_from: Vec<i64>,
 }
 
 /// One read of a key: its create/mod revision and version, at a header revision.
@@ -93,6 +107,21 @@ pub struct KeyHistory {
     pub quiet: Vec<(i64, i64)>,
     /// Revisions of acknowledged puts to the key, sorted.
     pub known_puts: Vec<i64>,
+    /// Revisions of acknowledged single-key deletes of the key, sorted.
+    pub known_deletes: Vec<i64>,
+    /// Linearizable reads of the key, sorted by header revision.
+    pub reads: Vec<KeyRead>,
+}
+
+/// One linearizable read of a key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRead {
+    /// Header revision of the read.
+    pub header: i64,
+    /// What it showed (None: absent).
+    pub seen: Option<KeyObs>,
+    /// Source line.
+    pub line: usize,
 }
 
 impl KeyHistory {
@@ -110,10 +139,21 @@ impl KeyHistory {
 
     /// Acknowledged puts to the key in `(lo, hi]`.
     pub fn known_puts_in(&self, lo: i64, hi: i64) -> usize {
-        let a = self.known_puts.partition_point(|&x| x <= lo);
-        let b = self.known_puts.partition_point(|&x| x <= hi);
-        b.saturating_sub(a)
+        count_in(&self.known_puts, lo, hi)
     }
+
+    /// The first read of the key with a header revision above `r`.
+    pub fn next_read(&self, r: i64) -> Option<&KeyRead> {
+        let i = self.reads.partition_point(|x| x.header <= r);
+        self.reads.get(i)
+    }
+}
+
+/// Entries of the sorted `v` in `(lo, hi]`.
+pub fn count_in(v: &[i64], lo: i64, hi: i64) -> usize {
+    let a = v.partition_point(|&x| x <= lo);
+    let b = v.partition_point(|&x| x <= hi);
+    b.saturating_sub(a)
 }
 
 fn puts_of<'a>(op: &'a Op, out: &mut Vec<(&'a str, &'a str)>) {
@@ -233,10 +273,24 @@ impl Prep {
         p.pin(h);
         p.collect_key_history(h);
         p.collect_times(h);
+        p.collect_gaps(h);
+        p.collect_hist_from(h);
         Ok(p)
     }
 
     fn fact(&mut self, kv: &KeyValue, change: Change, line: usize) {
+        let c = kv.create_revision;
+        if c != kv.mod_revision
+            && c > 1
+            && c <= self.max_rev
+            && self.writer_at[c as usize].is_none()
+        {
+            self.facts.entry(c).or_default().push(Fact {
+                key: kv.key.clone(),
+                change: Change::Create,
+                line,
+            });
+        }
         let r = kv.mod_revision;
         if r > 1 && r <= self.max_rev && self.writer_at[r as usize].is_none() {
             self.facts.entry(r).or_default().push(Fact {
@@ -247,18 +301,134 @@ impl Prep {
         }
     }
 
+    fn collect_gaps(&mut self, h: &History) {
+        let mut n = 0;
+        self.gaps_upto = (0..self.writer_at.len())
+            .map(|r| {
+                if r >= 2 && r as i64 <= self.max_rev && self.writer_at[r].is_none() {
+                    n += 1;
+                }
+                n
+            })
+            .collect();
+        fn multi_delete(op: &Op) -> bool {
+            match op {
+                Op::DeleteRange(d) => d.range_end.is_some(),
+                Op::Txn(t) => t
+                    .success
+                    .iter()
+                    .chain(&t.failure)
+                    .any(|o| matches!(o, Op::DeleteRange(_) | Op::Txn(_))),
+                _ => false,
+            }
+        }
+        self.multi_deletes = self
+            .writer_at
+            .iter()
+            .enumerate()
+            .filter_map(|(r, w)| {
+                w.filter(|&i| multi_delete(&h.ops[i].rec.op))
+                    .map(|_| r as i64)
+            })
+            .collect();
+        // Keys a request may write; None: a range or a lease (many keys).
+        fn written(op: &Op, out: &mut Vec<String>) -> Option<()> {
+            match op {
+                Op::Put(p) if p.lease == 0 => out.push(p.key.clone()),
+                Op::DeleteRange(d) if d.range_end.is_none() => out.push(d.key.clone()),
+                Op::Range(_) => {}
+                Op::Txn(t) => {
+                    for o in t.success.iter().chain(&t.failure) {
+                        written(o, out)?;
+                    }
+                }
+                _ => return None,
+            }
+            Some(())
+        }
+        let single = |op: &Op| {
+            let mut keys = Vec::new();
+            written(op, &mut keys).is_some() && keys.iter().all(|k| *k == keys[0])
+        };
+        self.single_key_gaps = self.unknown.iter().all(|&i| single(&h.ops[i].rec.op))
+            && !h.ops.iter().any(|o| {
+                matches!(
+                    o.rec.op,
+                    Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::LeaseKeepAlive(_)
+                )
+            });
+    }
+
+    fn collect_hist_from(&mut self, h: &History) {
+        fn lowest(op: &Op) -> i64 {
+            match op {
+                Op::Range(q) if q.revision > 0 => q.revision,
+                Op::Txn(t) => t
+                    .success
+                    .iter()
+                    .chain(&t.failure)
+                    .map(lowest)
+                    .min()
+                    .unwrap_or(i64::MAX),
+                _ => i64::MAX,
+            }
+        }
+        let len = self.max_rev as usize + 2;
+        self.hist_from = vec![i64::MAX; len];
+        for o in &h.ops {
+            if let Outcome::Ok(ok) = &o.rec.outcome {
+                let r = ok.revision.clamp(0, self.max_rev) as usize;
+                self.hist_from[r] = self.hist_from[r].min(lowest(&o.rec.op));
+            }
+        }
+        for r in (0..len - 1).rev() {
+            self.hist_from[r] = self.hist_from[r].min(self.hist_from[r + 1]);
+        }
+    }
+
+    /// Gap revisions in `(lo, hi]`.
+    pub fn gaps_in(&self, lo: i64, hi: i64) -> i64 {
+        let at = |r: i64| {
+            self.gaps_upto
+                .get(r.clamp(0, self.max_rev) as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        if hi <= lo { 0 } else { at(hi) - at(lo) }
+    }
+
     fn collect_key_history(&mut self, h: &History) {
         fn walk(
             op: &Op,
             res: &OpResult,
             header: i64,
             writer: bool,
+            line: usize,
             out: &mut BTreeMap<String, KeyHistory>,
         ) {
             match (op, res) {
                 (Op::Range(q), OpResult::Range(r)) if q.revision == 0 => {
+                    if !writer && q.range_end.is_none() && !q.count_only && r.kvs.is_empty() {
+                        out.entry(q.key.clone()).or_default().reads.push(KeyRead {
+                            header,
+                            seen: None,
+                            line,
+                        });
+                    }
                     for kv in &r.kvs {
                         let e = out.entry(kv.key.clone()).or_default();
+                        let seen = KeyObs {
+                            create: kv.create_revision,
+                            modified: kv.mod_revision,
+                            version: kv.version,
+                        };
+                        if !writer {
+                            e.reads.push(KeyRead {
+                                header,
+                                seen: Some(seen),
+                                line,
+                            });
+                        }
                         e.obs.push(KeyObs {
                             create: kv.create_revision,
                             modified: kv.mod_revision,
@@ -276,10 +446,18 @@ impl Prep {
                         .known_puts
                         .push(header);
                 }
+                (Op::DeleteRange(d), OpResult::DeleteRange(r))
+                    if writer && d.range_end.is_none() && r.deleted > 0 =>
+                {
+                    out.entry(d.key.clone())
+                        .or_default()
+                        .known_deletes
+                        .push(header);
+                }
                 (Op::Txn(t), OpResult::Txn(r)) => {
                     let branch = if r.succeeded { &t.success } else { &t.failure };
                     for (o, res) in branch.iter().zip(&r.responses) {
-                        walk(o, res, header, writer, out);
+                        walk(o, res, header, writer, line, out);
                     }
                 }
                 _ => {}
@@ -294,12 +472,39 @@ impl Prep {
                     continue;
                 }
                 let writer = claims_write(&ok.result);
-                walk(&o.rec.op, &ok.result, ok.revision, writer, &mut out);
+                walk(&o.rec.op, &ok.result, ok.revision, writer, o.line, &mut out);
+                // A write's previous key-value is the key at the revision before it.
+                let prev = match (&o.rec.op, &ok.result) {
+                    (Op::Put(p), OpResult::Put(r)) if writer && p.prev_kv => {
+                        Some((p.key.clone(), r.prev_kv.as_ref()))
+                    }
+                    (Op::DeleteRange(d), OpResult::DeleteRange(r))
+                        if writer && d.prev_kv && d.range_end.is_none() =>
+                    {
+                        Some((d.key.clone(), r.prev_kvs.first()))
+                    }
+                    _ => None,
+                };
+                if let Some((key, kv)) = prev
+                    && kv.is_none_or(|kv| kv.key == key)
+                {
+                    out.entry(key).or_default().reads.push(KeyRead {
+                        header: ok.revision - 1,
+                        seen: kv.map(|kv| KeyObs {
+                            create: kv.create_revision,
+                            modified: kv.mod_revision,
+                            version: kv.version,
+                        }),
+                        line: o.line,
+                    });
+                }
             }
         }
         for kh in out.values_mut() {
             kh.obs.sort_by_key(|o| (o.modified, o.version));
             kh.known_puts.sort_unstable();
+            kh.known_deletes.sort_unstable();
+            kh.reads.sort_by_key(|x| (x.header, x.line));
             kh.quiet.sort_unstable();
             let mut merged: Vec<(i64, i64)> = Vec::with_capacity(kh.quiet.len());
             for &(lo, hi) in &kh.quiet {

@@ -5,6 +5,8 @@
 //! are undone and retried depth-first, bounded by a step budget so the verdict never
 //! depends on the machine's speed. It does not check watches (see `watch`).
 
+use std::collections::HashMap;
+
 use crate::history::{EventKind, History, Op, OpResult, Outcome};
 use crate::verdict::{Property, Verdict};
 
@@ -37,6 +39,9 @@ struct Frame {
     chosen: Option<Cand>,
     /// Union of the keys of the failures that came back to this frame.
     conflict: Conflict,
+    /// Hash of the state the frame started from (see [`Replay::memo_key`]); None
+    /// when not computed.
+    memo: Option<u64>,
 }
 
 /// A successful replay: the model after the last revision and each op's revision.
@@ -63,6 +68,25 @@ struct Replay<'a> {
     /// Skip frames that cannot matter to a failure (fast, but only a hint: an Illegal
     /// answer is confirmed without it).
     backjump: bool,
+    /// Order-independent hash of the set of used unknown-outcome ops.
+    used_hash: u64,
+    /// Starting states of gap frames from which every continuation failed, with the
+    /// failure met.
+    failed: HashMap<(i64, u64), Verdict>,
+    /// Whether any choice has been undone yet.
+    backtracked: bool,
+}
+
+/// How far back historical reads may reach for a state to be remembered (hashing the
+/// versions in that window costs time at every gap).
+pub const MEMO_WINDOW_REVS_MAX: i64 = 2_000;
+
+/// A well-mixed hash of an op index (for the used-set hash).
+fn mix(i: usize) -> u64 {
+    let mut z = (i as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 enum Stop {
@@ -104,6 +128,9 @@ fn replay_with(h: &History, p: &Prep, opts: &Options, backjump: bool) -> Result<
         allow_gaps: opts.allow_gaps,
         fail_keys: None,
         backjump,
+        used_hash: 0,
+        failed: HashMap::new(),
+        backtracked: false,
     };
     match rp.run() {
         Ok(()) => Ok(Replayed {
@@ -149,30 +176,49 @@ impl Replay<'_> {
                 res = match self.p.writer_at[r as usize] {
                     Some(w) => self.apply_known(w, r)?,
                     None => {
-                        let cands = self.candidates(r);
-                        frames.push(Frame {
-                            rev: r,
-                            cands,
-                            next: 0,
-                            mark: self.store.mark(),
-                            used_len: self.used_log.len(),
-                            touched: Vec::new(),
-                            chosen: None,
-                            conflict: Some(Vec::new()),
-                        });
-                        let last = frames.len() - 1;
-                        if self.fill(&mut frames[last])? {
-                            Ok(())
+                        let memo = self.memo_key(r);
+                        if let Some(v) = memo.and_then(|m| self.failed.get(&(r, m))) {
+                            // This state was reached before and nothing worked from it.
+                            self.fail_keys = None;
+                            Err(v.clone())
                         } else {
-                            frames.pop();
-                            self.fail_keys = Some(self.gap_keys(r));
-                            Err(self.unexplained(r))
+                            let cands = self.candidates(r);
+                            frames.push(Frame {
+                                rev: r,
+                                cands,
+                                next: 0,
+                                mark: self.store.mark(),
+                                used_len: self.used_log.len(),
+                                touched: Vec::new(),
+                                chosen: None,
+                                conflict: Some(Vec::new()),
+                                memo,
+                            });
+                            let last = frames.len() - 1;
+                            if self.fill(&mut frames[last])? {
+                                Ok(())
+                            } else {
+                                frames.pop();
+                                self.fail_keys = Some(self.gap_keys(r));
+                                let v = self.unexplained(r);
+                                if let Some(m) = memo {
+                                    self.failed.insert((r, m), v.clone());
+                                }
+                                Err(v)
+                            }
                         }
                     }
                 };
             }
             if res.is_ok() {
                 res = self.observe(r)?;
+            }
+            if res.is_ok() && !self.allow_gaps && frames.last().is_some_and(|f| f.rev == r) {
+                self.step()?;
+                if let Err(s) = super::demand::check(self.p, &self.store, r) {
+                    self.fail_keys = Some(s.keys.into_iter().map(|k| (k, None)).collect());
+                    res = Err(Verdict::illegal(Property::Result, s.message, vec![s.line]));
+                }
             }
             match res {
                 Ok(()) => {
@@ -186,6 +232,7 @@ impl Replay<'_> {
                         steps = self.steps,
                         "backtrack"
                     );
+                    self.backtracked = true;
                     if best.as_ref().is_none_or(|(br, _)| r > *br) {
                         best = Some((r, v));
                     }
@@ -222,7 +269,11 @@ impl Replay<'_> {
                             };
                             merge(&mut conflict, &why);
                         }
-                        frames.pop();
+                        if let (Some(f), Some((_, v))) = (frames.pop(), best.as_ref())
+                            && let Some(m) = f.memo
+                        {
+                            self.failed.insert((f.rev, m), v.clone());
+                        }
                     }
                 }
             }
@@ -282,9 +333,20 @@ impl Replay<'_> {
         relevant
     }
 
+    /// Identifies the state before gap `r` is filled: the store as far as later reads
+    /// can see it, and the unknown-outcome ops already used.
+    /// None before the first backtrack (nothing has failed yet, so there is nothing to
+    /// look up) and when historical reads reach back more than [`MEMO_WINDOW_REVS_MAX`].
+    fn memo_key(&self, r: i64) -> Option<u64> {
+        let from = self.p.hist_from[r as usize].min(r);
+        (self.backtracked && r - from <= MEMO_WINDOW_REVS_MAX)
+            .then(|| self.store.state_hash(from) ^ self.used_hash.rotate_left(17))
+    }
+
     fn unwind(&mut self, len: usize) {
         while self.used_log.len() > len {
             if let Some(i) = self.used_log.pop() {
+                self.used_hash ^= mix(i);
                 self.used[i] = false;
                 self.resolved[i] = None;
             }
@@ -292,6 +354,7 @@ impl Replay<'_> {
     }
 
     fn use_op(&mut self, i: usize, r: i64) {
+        self.used_hash ^= mix(i);
         self.used[i] = true;
         self.resolved[i] = Some(r);
         self.used_log.push(i);
@@ -314,6 +377,7 @@ impl Replay<'_> {
                         Change::Put(v) => format!("put {}={}", f.key, v),
                         Change::PutSome => format!("put {}", f.key),
                         Change::Delete => format!("delete {}", f.key),
+                        Change::Create => format!("create {}", f.key),
                     })
                     .collect()
             })
@@ -358,17 +422,10 @@ impl Replay<'_> {
     }
 
     /// Candidates for gap revision `r`, in the order they are tried.
-    fn candidates(&self, r: i64) -> Vec<Cand> {
-        let deadline = self.p.min_ret_from[r as usize];
-        let fits = |i: usize| {
-            let call = self.h.ops[i].rec.call;
-            !self.used[i]
-                && call < deadline
-                && self.p.max_rev_before(call).is_none_or(|(m, _)| m < r)
-        };
-        let mut c: Vec<Cand> = Vec::new();
-        // A value put at `r` names its writer (values are usually unique).
-        let named = self.p.facts.get(&r).and_then(|fs| {
+    /// The unknown-outcome ops that put a value shown at gap `r` (values are usually
+    /// unique, so this names the writer); None when no value is shown there.
+    fn named(&self, r: i64) -> Option<&[usize]> {
+        self.p.facts.get(&r).and_then(|fs| {
             fs.iter().find_map(|f| match &f.change {
                 Change::Put(v) => Some(
                     self.p
@@ -378,8 +435,19 @@ impl Replay<'_> {
                 ),
                 _ => None,
             })
-        });
-        if let Some(named) = named {
+        })
+    }
+
+    fn candidates(&self, r: i64) -> Vec<Cand> {
+        let deadline = self.p.min_ret_from[r as usize];
+        let fits = |i: usize| {
+            let call = self.h.ops[i].rec.call;
+            !self.used[i]
+                && call < deadline
+                && self.p.max_rev_before(call).is_none_or(|(m, _)| m < r)
+        };
+        let mut c: Vec<Cand> = Vec::new();
+        if let Some(named) = self.named(r) {
             c.extend(named.iter().copied().filter(|&i| fits(i)).map(Cand::Op));
         } else {
             c.extend(
@@ -485,6 +553,7 @@ impl Replay<'_> {
                         Change::Put(v) => e.kind == EventKind::Put && &e.kv.value == v,
                         Change::PutSome => e.kind == EventKind::Put,
                         Change::Delete => e.kind == EventKind::Delete,
+                        Change::Create => e.kind == EventKind::Put && e.kv.version == 1,
                     }
             })
         })
@@ -574,11 +643,18 @@ impl Replay<'_> {
     fn gap_keys(&self, r: i64) -> Vec<KeyRange> {
         let deadline = self.p.min_ret_from[r as usize];
         let mut v = Vec::new();
-        for &i in &self.p.unknown {
-            if self.h.ops[i].rec.call >= deadline {
-                break;
+        if let Some(named) = self.named(r) {
+            // Only the ops that put the value shown can fill `r`.
+            for &i in named {
+                op_ranges(&self.h.ops[i].rec.op, &mut v);
             }
-            op_ranges(&self.h.ops[i].rec.op, &mut v);
+        } else {
+            for &i in &self.p.unknown {
+                if self.h.ops[i].rec.call >= deadline {
+                    break;
+                }
+                op_ranges(&self.h.ops[i].rec.op, &mut v);
+            }
         }
         if let Some(fs) = self.p.facts.get(&r) {
             v.extend(fs.iter().map(|f| (f.key.clone(), None)));

@@ -158,6 +158,29 @@ impl Store {
         self.keys.get(key).and_then(|v| at(v, rev))
     }
 
+    /// A hash of everything a replay from the current revision on can observe: each
+    /// key's versions from revision `from` on and the one live before it, and the
+    /// leases. Equal states hash equally; used to remember states that failed.
+    pub fn state_hash(&self, from: i64) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.rev.hash(&mut h);
+        for (k, versions) in &self.keys {
+            let i = versions.partition_point(|v| v.rev < from).saturating_sub(1);
+            k.hash(&mut h);
+            for v in &versions[i..] {
+                v.rev.hash(&mut h);
+                v.kv.hash(&mut h);
+            }
+        }
+        for (id, l) in &self.leases {
+            id.hash(&mut h);
+            l.alive.hash(&mut h);
+            l.keys.hash(&mut h);
+        }
+        h.finish()
+    }
+
     /// A lease's model state.
     pub fn lease(&self, id: i64) -> Option<&Lease> {
         self.leases.get(&id)

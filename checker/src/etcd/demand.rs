@@ -1,0 +1,252 @@
+//! Forward checking for the replay: after a gap revision is filled, whether the writes
+//! that later reads of each key demand still fit into the gap revisions left. A read
+//! showing a key at version `v` of the incarnation created at `c` and last modified at
+//! `m` needs exactly `v` puts in `[c, m]` and a delete between an older incarnation and
+//! `c`; what acknowledged writes do not supply must come from gaps. A wrong choice for
+//! a gap is thus refused at once instead of after many more revisions. These are
+//! necessary conditions only: it does not choose writers (see `replay`).
+
+use super::prep::{KeyHistory, Prep, count_in};
+
+use super::store::Store;
+use crate::history::History;
+use crate::verdict::{Property, Verdict};
+
+/// Writes later reads need that the gaps left cannot supply.
+#[derive(Debug, Clone)]
+pub struct Shortfall {
+    /// Keys whose demands failed.
+    pub keys: Vec<String>,
+    /// Source line of the read that demands them.
+    pub line: usize,
+    /// What is missing.
+    pub message: String,
+}
+
+/// A demand: `total` gap revisions in `(r, deadline]` must write `key`, `count` of them
+/// beyond what its earlier deadlines need.
+struct Demand<'a> {
+    deadline: i64,
+    count: i64,
+    total: i64,
+    key: &'a str,
+    line: usize,
+}
+
+fn deletable(p: &Prep, kh: &KeyHistory, lo: i64, hi: i64) -> bool {
+    count_in(&kh.known_deletes, lo, hi) > 0 || count_in(&p.multi_deletes, lo, hi) > 0
+}
+
+/// Later reads of a key that show it changed (or absent) looked at per check
+/// (necessary conditions either way; more reads see farther ahead but cost more).
+pub const DEMAND_READS_MAX: usize = 8;
+/// Later reads of a key scanned at most per check.
+pub const DEMAND_SCAN_MAX: usize = 64;
+
+/// Checks the demands of each key's next [`DEMAND_READS_MAX`] reads against the gaps
+/// after revision `r` (the store is at `r`).
+pub fn check(p: &Prep, store: &Store, r: i64) -> Result<(), Shortfall> {
+    let mut demands: Vec<Demand> = Vec::new();
+    for (key, kh) in &p.seen_keys {
+        let first = kh.reads.partition_point(|x| x.header <= r);
+        let cur = store.get_at(key, r);
+        // Writes to the key needed by each deadline; the running maximum is emitted
+        // as increments so that demands of different keys can be summed.
+        let mut mine: Vec<(i64, i64, usize)> = Vec::new();
+        let mut informative = 0;
+        for read in kh.reads[first..].iter().take(DEMAND_SCAN_MAX) {
+            if informative >= DEMAND_READS_MAX {
+                break;
+            }
+            if read.seen.is_none_or(|o| o.modified > r) {
+                informative += 1;
+            }
+            let fail = |message: String| Shortfall {
+                keys: vec![key.clone()],
+                line: read.line,
+                message,
+            };
+            let deletes_by = |hi: i64| match cur {
+                Some(kv) if kv.lease == 0 && !deletable(p, kh, r, hi) => 1,
+                _ => 0,
+            };
+            let Some(o) = read.seen else {
+                mine.push((read.header, deletes_by(read.header), read.line));
+                continue;
+            };
+            if o.modified <= r {
+                let same = cur.is_some_and(|kv| {
+                    kv.create_revision == o.create
+                        && kv.mod_revision == o.modified
+                        && kv.version == o.version
+                });
+                if !same {
+                    return Err(fail(format!(
+                        "a read at revision {} shows {key} unchanged since revision {} \
+                         (version {}), but at revision {r} it is {}",
+                        read.header,
+                        o.modified,
+                        o.version,
+                        cur.map_or("absent".to_owned(), |kv| format!(
+                            "at version {} modified at {}",
+                            kv.version, kv.mod_revision
+                        ))
+                    )));
+                }
+                continue;
+            }
+            let (deletes, puts) = match cur {
+                Some(kv) if kv.create_revision == o.create => (
+                    0,
+                    o.version - kv.version - kh.known_puts_in(r, o.modified) as i64,
+                ),
+                _ if o.create <= r => {
+                    return Err(fail(format!(
+                        "a read at revision {} shows {key} created at revision {}, but at \
+                         revision {r} it is {}",
+                        read.header,
+                        o.create,
+                        cur.map_or("absent".to_owned(), |kv| format!(
+                            "created at {}",
+                            kv.create_revision
+                        ))
+                    )));
+                }
+                _ => (
+                    deletes_by(o.create - 1),
+                    o.version - count_in(&kh.known_puts, o.create - 1, o.modified) as i64,
+                ),
+            };
+            // The write at `m` itself is a put: unless acknowledged, a gap must make it.
+            let put_at_m_known = kh.known_puts.binary_search(&o.modified).is_ok();
+            if puts < 0 || (puts == 0 && !put_at_m_known) {
+                return Err(fail(format!(
+                    "a read at revision {} shows {key} at version {}, which does not fit the \
+                     puts to it by revision {}",
+                    read.header, o.version, o.modified
+                )));
+            }
+            mine.push((o.create - 1, deletes, read.line));
+            mine.push((o.modified, deletes + puts, read.line));
+        }
+        mine.sort_unstable();
+        let mut max = 0;
+        for (deadline, count, line) in mine {
+            if count > max {
+                demands.push(Demand {
+                    deadline,
+                    count: count - max,
+                    total: count,
+                    key,
+                    line,
+                });
+                max = count;
+            }
+        }
+    }
+    for d in &demands {
+        let room = p.gaps_in(r, d.deadline);
+        if d.total > room {
+            return Err(Shortfall {
+                keys: vec![d.key.to_owned()],
+                line: d.line,
+                message: format!(
+                    "a read needs {} more write(s) to {} by revision {}, but only {room} \
+                     revision(s) after {r} have no acknowledged writer",
+                    d.total, d.key, d.deadline
+                ),
+            });
+        }
+    }
+    if p.single_key_gaps && demands.len() > 1 {
+        // Each gap writes one key: demands due by a revision need that many gaps.
+        demands.sort_by_key(|d| d.deadline);
+        let mut total = 0;
+        for (i, d) in demands.iter().enumerate() {
+            total += d.count;
+            let room = p.gaps_in(r, d.deadline);
+            if total > room {
+                let mut keys: Vec<String> =
+                    demands[..=i].iter().map(|d| d.key.to_owned()).collect();
+                keys.sort();
+                keys.dedup();
+                return Err(Shortfall {
+                    message: format!(
+                        "reads need {total} writes by revision {} (to {} keys), but only \
+                         {room} revision(s) after {r} have no acknowledged writer",
+                        d.deadline,
+                        keys.len()
+                    ),
+                    keys,
+                    line: d.line,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks what reads show against acknowledged writes alone, before any search: a key
+/// read at version `v` of the incarnation created at `c` and modified last at `m` had
+/// exactly `v` puts and no delete in `[c, m]`, and no write in `(m, header]`. An
+/// acknowledged put or delete of the key that breaks this is a violation whatever the
+/// unknown-outcome writes did (typically a lost write).
+pub fn check_static(h: &History, p: &Prep) -> Result<(), Verdict> {
+    let line_at = |r: i64| {
+        p.writer_at
+            .get(r.clamp(0, p.max_rev) as usize)
+            .copied()
+            .flatten()
+            .map(|i| h.ops[i].line)
+    };
+    for (key, kh) in &p.seen_keys {
+        for read in &kh.reads {
+            let Some(o) = read.seen else {
+                continue;
+            };
+            let puts = count_in(&kh.known_puts, o.create - 1, o.modified) as i64;
+            if puts > o.version {
+                let mut lines = vec![read.line];
+                let a = kh.known_puts.partition_point(|&x| x < o.create);
+                let b = kh.known_puts.partition_point(|&x| x <= o.modified);
+                lines.extend(kh.known_puts[a..b].iter().filter_map(|&r| line_at(r)));
+                return Err(Verdict::illegal(
+                    Property::Result,
+                    format!(
+                        "a read at revision {} shows {key} at version {} (created at {}, \
+                         modified at {}), but {puts} acknowledged puts to it lie in that \
+                         range (a lost write)",
+                        read.header, o.version, o.create, o.modified
+                    ),
+                    lines,
+                ));
+            }
+            let late = |v: &[i64]| {
+                let i = v.partition_point(|&x| x <= o.modified);
+                v.get(i).copied().filter(|&x| x <= read.header)
+            };
+            let dead = |v: &[i64]| {
+                let i = v.partition_point(|&x| x < o.create);
+                v.get(i).copied().filter(|&x| x <= o.modified)
+            };
+            if let Some(w) = late(&kh.known_puts)
+                .or_else(|| late(&kh.known_deletes))
+                .or_else(|| dead(&kh.known_deletes))
+            {
+                let mut lines = vec![read.line];
+                lines.extend(line_at(w));
+                return Err(Verdict::illegal(
+                    Property::Result,
+                    format!(
+                        "a read at revision {} shows {key} created at {} and last modified at \
+                         {}, but an acknowledged write changed it at revision {w} (a lost \
+                         write)",
+                        read.header, o.create, o.modified
+                    ),
+                    lines,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
