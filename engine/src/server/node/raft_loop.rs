@@ -288,7 +288,7 @@ impl<D: Disk> RaftLoop<D> {
         if let Some(soft) = ready.soft_state {
             self.on_soft_state(soft);
         }
-        let syncs = ready.hard_state.is_some() || !ready.entries.is_empty();
+        let syncs = self.storage.must_sync(&ready);
         let started = tokio::time::Instant::now();
         self.storage
             .persist(&ready)
