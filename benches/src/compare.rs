@@ -6,9 +6,14 @@
 //! or etcd with itself. Placeholders: `{dir}` (a fresh data directory on the chosen
 //! disk), `{client}` and `{peer}` (free loopback ports). It runs single-node servers
 //! only and does not tune them.
+//!
+//! Before the servers it times the raw `fdatasync` rate of the same disk
+//! ([`raw_fdatasync`]), the bound a single-stream durable write can reach, and the
+//! table relates each server's 1-connection put rate to it.
 
+use crate::bodies::{BodyError, SYNC_PROBE_BLOCK_BYTES, SyncProbe};
 use crate::load::{self, LoadError, LoadOpts, Workload};
-use crate::stats::Summary;
+use crate::stats::{Latencies, StatsError, Summary};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -65,6 +70,33 @@ pub enum CompareError {
     /// A file or port operation failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// The raw fdatasync probe failed.
+    #[error("raw fdatasync probe: {0}")]
+    Probe(#[from] BodyError),
+    /// The latency histogram failed.
+    #[error("{0}")]
+    Stats(#[from] StatsError),
+}
+
+/// Name of the raw fdatasync row.
+pub const RAW_FDATASYNC_NAME: &str = "raw fdatasync";
+
+/// Times `samples` rounds of rewriting one block and `fdatasync`ing it in a fresh
+/// directory under `data_root`: the rate one writer that waits for every sync can reach
+/// on that disk.
+pub fn raw_fdatasync(data_root: &Path, samples: usize) -> Result<Summary, CompareError> {
+    let dir = tempfile::Builder::new()
+        .prefix("raw-fdatasync-")
+        .tempdir_in(data_root)?;
+    let mut probe = SyncProbe::create(dir.path())?;
+    let mut lat = Latencies::new()?;
+    let started = Instant::now();
+    for _ in 0..samples {
+        let t = Instant::now();
+        probe.write_sync()?;
+        lat.record(t.elapsed());
+    }
+    Ok(lat.summary(RAW_FDATASYNC_NAME, started.elapsed(), 0))
 }
 
 /// One server to compare.
@@ -217,8 +249,10 @@ pub async fn compare(
         .collect())
 }
 
-/// The comparison as a text table: per case, one row per server and the ratio a/b.
-pub fn table(a_name: &str, b_name: &str, rows: &[Row]) -> String {
+/// The comparison as a text table: per case, one row per server and the ratio a/b;
+/// then the raw fdatasync row (if measured) and each server's 1-connection,
+/// 1-client put rate as a fraction of it.
+pub fn table(a_name: &str, b_name: &str, rows: &[Row], raw: Option<&Summary>) -> String {
     let ms = |us: u64| us as f64 / 1000.0;
     let mut out = format!(
         "{:<44} {:<8} {:>10} {:>9} {:>9} {:>9}\n",
@@ -245,6 +279,32 @@ pub fn table(a_name: &str, b_name: &str, rows: &[Row]) -> String {
             ratio(r.a.latency_us_p50 as f64, r.b.latency_us_p50 as f64),
             ratio(r.a.latency_us_p99 as f64, r.b.latency_us_p99 as f64),
         ));
+    }
+    let Some(raw) = raw else {
+        return out;
+    };
+    out.push_str(&format!(
+        "{:<44} {:<8} {:>10.1} {:>9.3} {:>9.3} {:>9}\n",
+        format!("{RAW_FDATASYNC_NAME} ({SYNC_PROBE_BLOCK_BYTES} B rewrite + sync)"),
+        "disk",
+        raw.qps,
+        ms(raw.latency_us_p50),
+        ms(raw.latency_us_p99),
+        raw.errors
+    ));
+    if let Some(single) = rows.iter().find(|r| r.case.ends_with("conns=1 clients=1")) {
+        for (name, s) in [(a_name, &single.a), (b_name, &single.b)] {
+            out.push_str(&format!(
+                "{:<44} {:<8} {:>10.2}\n",
+                format!("{} / {RAW_FDATASYNC_NAME}", single.case),
+                name,
+                if raw.qps > 0.0 {
+                    s.qps / raw.qps
+                } else {
+                    f64::NAN
+                },
+            ));
+        }
     }
     out
 }
@@ -279,12 +339,43 @@ mod tests {
                 a,
                 b,
             }],
+            None,
         );
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4);
         assert!(lines[1].contains("detcd") && lines[2].contains("etcd"));
         assert!(
             lines[3].contains("detcd/etcd") && lines[3].contains("0.50"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn raw_fdatasync_row_relates_the_single_stream_put_rate() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let raw = raw_fdatasync(root.path(), 5).expect("probe");
+        assert_eq!(raw.ops, 5);
+        assert!(raw.qps > 0.0);
+        let mut l = Latencies::new().expect("hist");
+        l.record(Duration::from_millis(1));
+        let fixed = Summary {
+            qps: 100.0,
+            ..raw.clone()
+        };
+        let a = Summary {
+            qps: 50.0,
+            ..l.summary("put", Duration::from_secs(1), 0)
+        };
+        let row = Row {
+            case: "put conns=1 clients=1".into(),
+            a: a.clone(),
+            b: a,
+        };
+        let t = table("detcd", "etcd", &[row], Some(&fixed));
+        let last: Vec<&str> = t.lines().rev().take(2).collect();
+        assert!(
+            last.iter()
+                .all(|l| l.contains("/ raw fdatasync") && l.contains("0.50")),
             "{t}"
         );
     }

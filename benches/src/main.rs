@@ -183,6 +183,9 @@ enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Rounds of the raw fdatasync probe on the data disk.
+        #[arg(long, default_value_t = 2000)]
+        raw_samples: usize,
     },
 }
 
@@ -335,6 +338,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             data_root,
             total,
             json,
+            raw_samples,
         } => {
             let root = data_root.unwrap_or_else(std::env::temp_dir);
             let sa = ServerSpec {
@@ -345,11 +349,13 @@ async fn run(cmd: Cmd) -> Result<()> {
                 name: b_name.clone(),
                 command: b,
             };
+            let raw = compare::raw_fdatasync(&root, raw_samples)?;
             let rows = compare::compare(&sa, &sb, &root, &compare_cases(total)).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                let out = serde_json::json!({ "rows": rows, "raw_fdatasync": raw });
+                println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                print!("{}", compare::table(&a_name, &b_name, &rows));
+                print!("{}", compare::table(&a_name, &b_name, &rows, Some(&raw)));
             }
             Ok(())
         }
