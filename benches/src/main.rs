@@ -349,13 +349,15 @@ async fn run(cmd: Cmd) -> Result<()> {
                 name: b_name.clone(),
                 command: b,
             };
-            let raw = compare::raw_fdatasync(&root, raw_samples)?;
+            // The disk's load drifts: probe it before and after the servers.
+            let before = compare::raw_fdatasync(&root, raw_samples)?;
             let rows = compare::compare(&sa, &sb, &root, &compare_cases(total)).await?;
+            let raws = [before, compare::raw_fdatasync(&root, raw_samples)?];
             if json {
-                let out = serde_json::json!({ "rows": rows, "raw_fdatasync": raw });
+                let out = serde_json::json!({ "rows": rows, "raw_fdatasync": raws });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                print!("{}", compare::table(&a_name, &b_name, &rows, Some(&raw)));
+                print!("{}", compare::table(&a_name, &b_name, &rows, &raws));
             }
             Ok(())
         }
