@@ -1,12 +1,10 @@
 //! [`FsDisk`]: the real-file [`Disk`], rooted at a data directory.
 //!
-//! Calls are plain blocking std calls made inside the async methods (writes land in the
-//! page cache and are quick), except `sync_data`: an `fdatasync` takes from a tenth of a
-//! millisecond to tens of milliseconds, so inside a tokio runtime it runs on the
-//! blocking pool. The raft loop still waits for it, but the worker thread stays free
-//! for the client connections, whose requests queue up into the next group commit.
-//! `sync_data` is `fdatasync`; `sync_dir` opens the directory and fsyncs it;
-//! `preallocate` is `fallocate(2)` on Linux and a zero-extending `set_len` elsewhere.
+//! Calls are plain blocking std calls made inside the async methods; this is acceptable
+//! in real mode (the WAL's fdatasync blocks the raft loop's persist step anyway, which
+//! is what etcd does too). `sync_data` is `fdatasync`; `sync_dir` opens the directory
+//! and fsyncs it; `preallocate` is `fallocate(2)` on Linux and a zero-extending
+//! `set_len` elsewhere.
 //!
 //! This is the only place in the engine that touches the file system, and it is compiled
 //! out under the simulator (`cfg(madsim)`). It deliberately adds no caching and no
@@ -16,7 +14,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::disk::{Disk, DiskFile, validate_path};
 
@@ -29,8 +26,7 @@ pub struct FsDisk {
 /// An open real file.
 #[derive(Debug)]
 pub struct FsFile {
-    /// Shared with the blocking-pool task of an in-progress `sync_data`.
-    file: Arc<File>,
+    file: File,
 }
 
 impl FsDisk {
@@ -65,9 +61,7 @@ impl Disk for FsDisk {
             .create(create)
             .truncate(false)
             .open(self.resolve(path)?)?;
-        Ok(FsFile {
-            file: Arc::new(file),
-        })
+        Ok(FsFile { file })
     }
 
     async fn create_dir_all(&self, dir: &str) -> io::Result<()> {
@@ -131,13 +125,7 @@ impl DiskFile for FsFile {
     }
 
     async fn sync_data(&mut self) -> io::Result<()> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return self.file.sync_data();
-        }
-        let file = Arc::clone(&self.file);
-        tokio::task::spawn_blocking(move || file.sync_data())
-            .await
-            .map_err(|e| io::Error::other(format!("fdatasync task failed: {e}")))?
+        self.file.sync_data()
     }
 
     async fn set_len(&mut self, len: u64) -> io::Result<()> {
