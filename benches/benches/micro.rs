@@ -2,8 +2,9 @@
 //! with no I/O, and checker throughput.
 //!
 //! Disks come from `DETCD_BENCH_DISKS=name=path,...` (a temp dir when unset).
-//! TODO(bench-e2e): end-to-end put through a 1-node and a 3-node loopback detcd cluster
-//! once the server binary is on main (see `detcd_bench::bodies`).
+//! `e2e_put`: puts through an in-process 1-member and 3-member loopback cluster per disk
+//! (`detcd_bench::e2e`), one put at a time and 64 at once. `DETCD_BENCH_QUICK=1` gives
+//! it a short warm-up and measurement (the smoke run in `ci/bench-smoke`).
 //! TODO(bench-sim): simulator time compression once `detcd-sim` is on main.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -12,12 +13,24 @@ use detcd_bench::bodies::{
     etcd_history, raft_cluster, raft_proposals,
 };
 use detcd_bench::disk::disks_from_env;
+use detcd_bench::e2e::{E2E_CLUSTER_SIZES, E2E_VALUE_BYTES, E2eCluster};
+use std::time::Duration;
 
 /// Proposals per measured iteration of the Raft bench.
 const RAFT_PROPOSALS_PER_ITER: usize = 1_000;
 
 /// Operations in the checker bench's history.
 const CHECKER_OPS: usize = 10_000;
+
+/// Puts sent at once per iteration of the end-to-end bench.
+const E2E_BATCHES: [usize; 2] = [1, 64];
+
+/// Measurement time per end-to-end bench with `DETCD_BENCH_QUICK=1`.
+const QUICK_MEASUREMENT_MS: u64 = 500;
+
+fn quick() -> bool {
+    std::env::var("DETCD_BENCH_QUICK").is_ok_and(|v| v == "1")
+}
 
 fn wal(c: &mut Criterion) {
     let disks = match disks_from_env() {
@@ -86,5 +99,45 @@ fn checker(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, wal, raft, checker);
+fn e2e(c: &mut Criterion) {
+    let disks = match disks_from_env() {
+        Ok(d) => d,
+        Err(e) => panic!("bench setup: {e}"),
+    };
+    let mut group = c.benchmark_group("e2e_put");
+    group.sample_size(10);
+    if quick() {
+        group.measurement_time(Duration::from_millis(QUICK_MEASUREMENT_MS));
+        group.warm_up_time(Duration::from_millis(QUICK_MEASUREMENT_MS));
+    }
+    for disk in disks {
+        for members in E2E_CLUSTER_SIZES {
+            let dir = tempfile::Builder::new()
+                .prefix("detcd-bench-e2e-")
+                .tempdir_in(&disk.path)
+                .unwrap_or_else(|e| panic!("temp dir on {}: {e}", disk.name));
+            let mut cluster = E2eCluster::start(dir.path(), members)
+                .unwrap_or_else(|e| panic!("{members}-member cluster on {}: {e}", disk.name));
+            for batch in E2E_BATCHES {
+                group.throughput(Throughput::Elements(batch as u64));
+                group.bench_function(
+                    format!(
+                        "{}/{members}_members/batch_{batch}x{E2E_VALUE_BYTES}B",
+                        disk.name
+                    ),
+                    |b| {
+                        b.iter(|| {
+                            cluster
+                                .put_batch(batch)
+                                .unwrap_or_else(|e| panic!("put: {e}"))
+                        })
+                    },
+                );
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, wal, raft, checker, e2e);
 criterion_main!(benches);

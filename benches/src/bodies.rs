@@ -2,10 +2,8 @@
 //! smoke test that runs each once, and the disk report.
 //!
 //! Each body does one unit of work and returns something a caller can check, so a
-//! broken body fails its test instead of timing nothing. End-to-end bodies (a put
-//! through a 1-node or 3-node loopback detcd cluster, and simulator time compression)
-//! are not here yet: detcd's server binary and the simulator world are not on main.
-//! TODO(bench-e2e): add `E2ePut { nodes }` once `detcd` can be started in-process.
+//! broken body fails its test instead of timing nothing. The end-to-end body (puts
+//! through a 1-member or 3-member loopback cluster) is [`crate::e2e`].
 //! TODO(bench-sim): add a body that runs a fixed scenario and reports simulated seconds
 //! per wall second once `detcd-sim` is on main.
 

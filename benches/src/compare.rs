@@ -1,14 +1,19 @@
-//! `detcd-bench compare`: starts two servers one after the other with the same
-//! settings on the same disk, runs the same workloads against each, and prints one
-//! table with both rows and their ratio.
+//! `detcd-bench compare`: starts two servers side by side with the same settings on
+//! the same disk, runs each workload against one and right after against the other,
+//! and prints one table with both rows and their ratio.
 //!
 //! Servers are given as command templates, so the same code compares detcd with etcd,
 //! or etcd with itself. Placeholders: `{dir}` (a fresh data directory on the chosen
 //! disk), `{client}` and `{peer}` (free loopback ports). It runs single-node servers
 //! only and does not tune them.
+//!
+//! Before and after the servers, `detcd-bench compare` times the raw `fdatasync` rate
+//! of the same disk ([`raw_fdatasync`]), the bound a single-stream durable write can
+//! reach, and the table relates each server's 1-connection put rate to the faster probe.
 
+use crate::bodies::{BodyError, SYNC_PROBE_BLOCK_BYTES, SyncProbe};
 use crate::load::{self, LoadError, LoadOpts, Workload};
-use crate::stats::Summary;
+use crate::stats::{Latencies, StatsError, Summary};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -65,6 +70,33 @@ pub enum CompareError {
     /// A file or port operation failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// The raw fdatasync probe failed.
+    #[error("raw fdatasync probe: {0}")]
+    Probe(#[from] BodyError),
+    /// The latency histogram failed.
+    #[error("{0}")]
+    Stats(#[from] StatsError),
+}
+
+/// Name of the raw fdatasync row.
+pub const RAW_FDATASYNC_NAME: &str = "raw fdatasync";
+
+/// Times `samples` rounds of rewriting one block and `fdatasync`ing it in a fresh
+/// directory under `data_root`: the rate one writer that waits for every sync can reach
+/// on that disk.
+pub fn raw_fdatasync(data_root: &Path, samples: usize) -> Result<Summary, CompareError> {
+    let dir = tempfile::Builder::new()
+        .prefix("raw-fdatasync-")
+        .tempdir_in(data_root)?;
+    let mut probe = SyncProbe::create(dir.path())?;
+    let mut lat = Latencies::new()?;
+    let started = Instant::now();
+    for _ in 0..samples {
+        let t = Instant::now();
+        probe.write_sync()?;
+        lat.record(t.elapsed());
+    }
+    Ok(lat.summary(RAW_FDATASYNC_NAME, started.elapsed(), 0))
 }
 
 /// One server to compare.
@@ -172,38 +204,43 @@ pub struct Row {
     pub b: Summary,
 }
 
-/// Runs every case on `a` and then on `b` (each a fresh server) and returns the rows.
+async fn run_case(
+    spec: &ServerSpec,
+    server: &RunningServer,
+    case: &Case,
+) -> Result<Summary, CompareError> {
+    let opts = LoadOpts {
+        endpoints: vec![server.endpoint.clone()],
+        ..case.opts.clone()
+    };
+    load::run(&opts, &case.workload)
+        .await
+        .map_err(|source| CompareError::Load {
+            name: spec.name.clone(),
+            source,
+        })
+}
+
+/// Starts both servers (each fresh, side by side on the same disk), then runs each case
+/// on `a` and right after on `b`, so a disk or CPU whose load drifts during the run
+/// affects both rows of a case alike. Returns the rows.
 pub async fn compare(
     a: &ServerSpec,
     b: &ServerSpec,
     data_root: &Path,
     cases: &[Case],
 ) -> Result<Vec<Row>, CompareError> {
-    let mut results: Vec<Vec<Summary>> = Vec::new();
-    for spec in [a, b] {
-        let server = start(spec, data_root).await?;
-        let mut sums = Vec::new();
-        for case in cases {
-            let opts = LoadOpts {
-                endpoints: vec![server.endpoint.clone()],
-                ..case.opts.clone()
-            };
-            let s =
-                load::run(&opts, &case.workload)
-                    .await
-                    .map_err(|source| CompareError::Load {
-                        name: spec.name.clone(),
-                        source,
-                    })?;
-            sums.push(s);
-        }
-        results.push(sums);
+    let server_a = start(a, data_root).await?;
+    let server_b = start(b, data_root).await?;
+    let mut pairs = Vec::new();
+    for case in cases {
+        let a_sum = run_case(a, &server_a, case).await?;
+        let b_sum = run_case(b, &server_b, case).await?;
+        pairs.push((a_sum, b_sum));
     }
-    let b_sums = results.pop().unwrap_or_default();
-    let a_sums = results.pop().unwrap_or_default();
     Ok(cases
         .iter()
-        .zip(a_sums.into_iter().zip(b_sums))
+        .zip(pairs)
         .map(|(case, (a, b))| Row {
             case: format!(
                 "{} conns={} clients={}",
@@ -217,8 +254,10 @@ pub async fn compare(
         .collect())
 }
 
-/// The comparison as a text table: per case, one row per server and the ratio a/b.
-pub fn table(a_name: &str, b_name: &str, rows: &[Row]) -> String {
+/// The comparison as a text table: per case, one row per server and the ratio a/b;
+/// then the raw fdatasync rows (one per probe, e.g. before and after the servers) and
+/// each server's 1-connection, 1-client put rate as a fraction of the fastest probe.
+pub fn table(a_name: &str, b_name: &str, rows: &[Row], raws: &[Summary]) -> String {
     let ms = |us: u64| us as f64 / 1000.0;
     let mut out = format!(
         "{:<44} {:<8} {:>10} {:>9} {:>9} {:>9}\n",
@@ -245,6 +284,34 @@ pub fn table(a_name: &str, b_name: &str, rows: &[Row]) -> String {
             ratio(r.a.latency_us_p50 as f64, r.b.latency_us_p50 as f64),
             ratio(r.a.latency_us_p99 as f64, r.b.latency_us_p99 as f64),
         ));
+    }
+    for raw in raws {
+        out.push_str(&format!(
+            "{:<44} {:<8} {:>10.1} {:>9.3} {:>9.3} {:>9}\n",
+            format!("{RAW_FDATASYNC_NAME} ({SYNC_PROBE_BLOCK_BYTES} B rewrite + sync)"),
+            "disk",
+            raw.qps,
+            ms(raw.latency_us_p50),
+            ms(raw.latency_us_p99),
+            raw.errors
+        ));
+    }
+    let Some(raw) = raws.iter().max_by(|x, y| x.qps.total_cmp(&y.qps)) else {
+        return out;
+    };
+    if let Some(single) = rows.iter().find(|r| r.case.ends_with("conns=1 clients=1")) {
+        for (name, s) in [(a_name, &single.a), (b_name, &single.b)] {
+            out.push_str(&format!(
+                "{:<44} {:<8} {:>10.2}\n",
+                format!("{} / {RAW_FDATASYNC_NAME}", single.case),
+                name,
+                if raw.qps > 0.0 {
+                    s.qps / raw.qps
+                } else {
+                    f64::NAN
+                },
+            ));
+        }
     }
     out
 }
@@ -279,12 +346,47 @@ mod tests {
                 a,
                 b,
             }],
+            &[],
         );
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4);
         assert!(lines[1].contains("detcd") && lines[2].contains("etcd"));
         assert!(
             lines[3].contains("detcd/etcd") && lines[3].contains("0.50"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn raw_fdatasync_row_relates_the_single_stream_put_rate() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let raw = raw_fdatasync(root.path(), 5).expect("probe");
+        assert_eq!(raw.ops, 5);
+        assert!(raw.qps > 0.0);
+        let mut l = Latencies::new().expect("hist");
+        l.record(Duration::from_millis(1));
+        let fixed = Summary {
+            qps: 100.0,
+            ..raw.clone()
+        };
+        let a = Summary {
+            qps: 50.0,
+            ..l.summary("put", Duration::from_secs(1), 0)
+        };
+        let row = Row {
+            case: "put conns=1 clients=1".into(),
+            a: a.clone(),
+            b: a,
+        };
+        let slower = Summary {
+            qps: 10.0,
+            ..raw.clone()
+        };
+        let t = table("detcd", "etcd", &[row], &[slower, fixed]);
+        let last: Vec<&str> = t.lines().rev().take(2).collect();
+        assert!(
+            last.iter()
+                .all(|l| l.contains("/ raw fdatasync") && l.contains("0.50")),
             "{t}"
         );
     }

@@ -4,13 +4,15 @@
 //!
 //! This crate runs on real tokio only; it never builds under the simulator, so it may
 //! read clocks and touch real files. It deliberately holds no server code: end-to-end
-//! numbers come from a running endpoint given on the command line.
+//! numbers come from a running endpoint given on the command line, or from the
+//! engine's own server started in-process ([`e2e`]).
 
 #![warn(missing_docs)]
 
 pub mod bodies;
 pub mod compare;
 pub mod disk;
+pub mod e2e;
 pub mod load;
 pub mod record;
 pub mod stats;

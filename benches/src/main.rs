@@ -183,6 +183,9 @@ enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Rounds of the raw fdatasync probe on the data disk.
+        #[arg(long, default_value_t = 2000)]
+        raw_samples: usize,
     },
 }
 
@@ -335,6 +338,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             data_root,
             total,
             json,
+            raw_samples,
         } => {
             let root = data_root.unwrap_or_else(std::env::temp_dir);
             let sa = ServerSpec {
@@ -345,11 +349,15 @@ async fn run(cmd: Cmd) -> Result<()> {
                 name: b_name.clone(),
                 command: b,
             };
+            // The disk's load drifts: probe it before and after the servers.
+            let before = compare::raw_fdatasync(&root, raw_samples)?;
             let rows = compare::compare(&sa, &sb, &root, &compare_cases(total)).await?;
+            let raws = [before, compare::raw_fdatasync(&root, raw_samples)?];
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                let out = serde_json::json!({ "rows": rows, "raw_fdatasync": raws });
+                println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                print!("{}", compare::table(&a_name, &b_name, &rows));
+                print!("{}", compare::table(&a_name, &b_name, &rows, &raws));
             }
             Ok(())
         }

@@ -6,7 +6,8 @@
 //! The rules it keeps:
 //! - everything a [`Ready`] asks to persist is durable (one WAL sync per Ready, group
 //!   commit) before [`RaftStorage::persist`] returns, so the driver may then send the
-//!   Ready's messages;
+//!   Ready's messages; the one exception is a hard state that only raises the commit
+//!   index, which is written without a sync (see [`RaftStorage::must_sync`]);
 //! - a snapshot received from the leader is saved (atomically) before the WAL records
 //!   that point past it;
 //! - after a local snapshot, the hard state is written again after the snapshot mark, so
@@ -262,7 +263,11 @@ impl<D: Disk> RaftStorage<D> {
             return Ok(());
         }
         let first_seq = self.wal.next_seq();
-        self.wal.append_sync(&payloads).await?;
+        if self.must_sync(ready) {
+            self.wal.append_sync(&payloads).await?;
+        } else {
+            self.wal.append(&payloads).await?;
+        }
         for (offset, entry) in ready.entries.iter().enumerate() {
             self.entry_seqs.split_off(&entry.index);
             self.entry_seqs
@@ -272,6 +277,19 @@ impl<D: Disk> RaftStorage<D> {
             self.hard_state = *hs;
         }
         Ok(())
+    }
+
+    /// Whether persisting `ready` needs an fdatasync: it carries entries, a snapshot, or a
+    /// new term or vote. A hard state whose only change is the commit index is written
+    /// but not synced (the commit index can be relearned from the leader, and the next
+    /// sync makes it durable anyway); this saves a follower or a multi-member leader one
+    /// sync per commit round.
+    pub fn must_sync(&self, ready: &Ready) -> bool {
+        ready.snapshot.is_some()
+            || !ready.entries.is_empty()
+            || ready.hard_state.is_some_and(|hs| {
+                hs.term != self.hard_state.term || hs.vote != self.hard_state.vote
+            })
     }
 
     /// Saves a snapshot the state machine took at `meta.index` (already applied and

@@ -94,7 +94,11 @@ pub struct Status {
 struct Handed {
     last_entry: Option<(u64, u64)>,
     snapshot_index: Option<u64>,
-    committed: Vec<Entry>,
+    /// The membership changes among the handed committed entries (copies of the rare
+    /// ones only, not of every entry's data).
+    committed_conf: Vec<Entry>,
+    /// The index of the last handed committed entry.
+    committed_last: Option<u64>,
 }
 
 /// The driver's handle on one Raft node.
@@ -380,7 +384,13 @@ impl RawNode {
         self.handed = Some(Handed {
             last_entry: rd.entries.last().map(|e| (e.index, e.term)),
             snapshot_index: rd.snapshot.as_ref().map(|s| s.meta.index),
-            committed: rd.committed_entries.clone(),
+            committed_conf: rd
+                .committed_entries
+                .iter()
+                .filter(|e| e.kind == EntryKind::ConfChange)
+                .cloned()
+                .collect(),
+            committed_last: rd.committed_entries.last().map(|e| e.index),
         });
         rd
     }
@@ -399,11 +409,12 @@ impl RawNode {
         if let Some((index, term)) = handed.last_entry {
             self.raft.log.stable_entries_to(index, term);
         }
-        for e in &handed.committed {
-            if e.kind == EntryKind::ConfChange {
-                self.raft.apply_conf_change(e);
-            }
+        for e in &handed.committed_conf {
+            self.raft.apply_conf_change(e);
             self.raft.log.applied_to(e.index);
+        }
+        if let Some(last) = handed.committed_last {
+            self.raft.log.applied_to(last);
         }
     }
 

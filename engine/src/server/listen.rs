@@ -110,6 +110,13 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| ServerError::Internal(format!("cannot listen on {addr}: {e}")))?;
+    // Without TCP_NODELAY a small response waits for the client's delayed ACK (~40 ms)
+    // whenever the previous segment is still unacknowledged (Nagle).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
+        }
+    });
     tokio::spawn(async move {
         let result = axum::serve(listener, router)
             .with_graceful_shutdown(async move {

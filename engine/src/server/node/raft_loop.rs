@@ -321,7 +321,7 @@ impl<D: Disk> RaftLoop<D> {
         if let Some(soft) = ready.soft_state {
             self.on_soft_state(soft);
         }
-        let syncs = ready.hard_state.is_some() || !ready.entries.is_empty();
+        let syncs = self.storage.must_sync(&ready);
         let started = tokio::time::Instant::now();
         self.storage
             .persist(&ready)
@@ -406,7 +406,8 @@ impl<D: Disk> RaftLoop<D> {
             })
             .map_err(|e| ServerError::Internal(format!("cannot encode a snapshot: {e}")))?
         };
-        match self.raw.compact(applied, data.clone()) {
+        let data_bytes = data.len() as u64;
+        match self.raw.compact(applied, data) {
             Ok(()) => {}
             // Not yet persisted that far: try again after the next Ready.
             Err(RaftError::CompactOutOfRange { .. }) => return Ok(()),
@@ -414,15 +415,16 @@ impl<D: Disk> RaftLoop<D> {
         }
         let meta = self.raw.log().snapshot_meta().clone();
         let started = tokio::time::Instant::now();
+        // The core keeps the data (for followers that fall behind); save that copy.
         self.storage
-            .save_snapshot(meta, &data)
+            .save_snapshot(meta, &self.raw.log().snapshot().data)
             .await
             .map_err(|e| ServerError::Internal(e.to_string()))?;
         self.shared
             .metrics
             .backend_commit
             .observe(started.elapsed());
-        self.shared.metrics.set_db_size(data.len() as u64);
+        self.shared.metrics.set_db_size(data_bytes);
         self.last_snapshot_index = applied;
         tracing::info!(
             member = self.shared.config.member_id,
