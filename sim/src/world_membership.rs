@@ -90,7 +90,15 @@ impl World {
 
     pub(super) async fn member_add(&mut self, member: u64) -> String {
         if !self.removed.contains(&member) {
-            return " (not removed: skipped)".to_owned();
+            // A removal whose outcome was unknown may have happened: the member then
+            // runs on, refused by the cluster. Its list decides.
+            if self.listed(member).await != Some(false) {
+                return " (not removed: skipped)".to_owned();
+            }
+            self.stop_member(member, true);
+            self.down.remove(&member);
+            self.removed.insert(member);
+            self.log(member, "removed after all; adding back".to_owned());
         }
         self.joins += 1;
         let port = u16::try_from(self.joins)

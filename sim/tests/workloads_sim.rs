@@ -98,6 +98,40 @@ fn a_member_is_removed_and_added_back_fresh_under_load() {
     assert!(trace.contains("(added as"), "{trace}");
 }
 
+/// A member removed and added back twice: each add gets its own peer port and so its
+/// own ID (the same URL under the simulated clock would get the removed ID back, which
+/// the cluster refuses), and the member is up and caught up after the heal.
+#[test]
+fn a_member_added_back_twice_rejoins_under_a_new_id_each_time() {
+    let r = run(&config(
+        7,
+        3,
+        vec![
+            (1_500, FaultEvent::MemberRemove { member: 2 }),
+            (2_500, FaultEvent::MemberAdd { member: 2 }),
+            (4_500, FaultEvent::MemberRemove { member: 2 }),
+            (5_500, FaultEvent::MemberAdd { member: 2 }),
+        ],
+    ));
+    assert!(r.passed(), "{}", show(&r));
+    let added: Vec<&str> = r
+        .trace
+        .iter()
+        .filter_map(|l| l.split("(added as ").nth(1))
+        .collect();
+    assert_eq!(added.len(), 2, "{}", show(&r));
+    let ids: Vec<&str> = added
+        .iter()
+        .filter_map(|a| a.split_whitespace().next())
+        .collect();
+    assert_ne!(ids.first(), ids.get(1), "{}", show(&r));
+    assert!(
+        r.trace.iter().any(|l| l.contains(" live: ")),
+        "{}",
+        show(&r)
+    );
+}
+
 #[test]
 fn full_disks_and_bit_flips_are_survived_or_refused_clearly() {
     let r = run(&config(
