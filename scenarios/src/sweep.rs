@@ -277,14 +277,22 @@ impl Summary {
 
     /// The table as text, with seeds/min over `elapsed_ms` of wall time.
     pub fn table(&self, elapsed_ms: u64) -> String {
+        // The name column fits the longest scenario name.
+        let width = self
+            .by_scenario
+            .keys()
+            .map(String::len)
+            .max()
+            .unwrap_or(0)
+            .max("scenario".len());
         let mut out = format!(
-            "{:<22} {:>6} {:>6} {:>10} {:>12} {:>12}\n",
+            "{:<width$} {:>6} {:>6} {:>10} {:>12} {:>12}\n",
             "scenario", "runs", "failed", "sim/wall", "p50 commit", "p99 commit"
         );
         let line = |name: &str, r: &Row| {
             let (p50, p99) = r.latency_us();
             format!(
-                "{:<22} {:>6} {:>6} {:>9.1}x {:>10}us {:>10}us\n",
+                "{:<width$} {:>6} {:>6} {:>9.1}x {:>10}us {:>10}us\n",
                 name,
                 r.runs,
                 r.failed,

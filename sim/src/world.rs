@@ -566,7 +566,12 @@ impl World {
 }
 
 /// Samples member status and records leader changes in the trace.
-async fn watch_status(nodes: Nodes, trace: TraceLog, start: Instant) {
+/// Every leader some member named for each term, as the status observer saw them.
+type Leaders = Arc<Mutex<BTreeMap<u64, BTreeSet<u64>>>>;
+
+/// Traces every member's (leader, term) changes and records which leader each member
+/// names for each term, for the election-safety check.
+async fn watch_status(nodes: Nodes, trace: TraceLog, start: Instant, leaders: Leaders) {
     let mut seen: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
     loop {
         let now: BTreeMap<u64, (u64, u64)> = lock(&nodes)
@@ -577,6 +582,9 @@ async fn watch_status(nodes: Nodes, trace: TraceLog, start: Instant) {
             })
             .collect();
         for (i, v) in &now {
+            if v.0 != 0 {
+                lock(&leaders).entry(v.1).or_default().insert(v.0);
+            }
             if seen.get(i) != Some(v) {
                 trace.push(format!(
                     "{} status n{i} leader {} term {}",
@@ -589,6 +597,16 @@ async fn watch_status(nodes: Nodes, trace: TraceLog, start: Instant) {
         seen = now;
         tokio::time::sleep(Duration::from_millis(STATUS_POLL_MS)).await;
     }
+}
+
+/// Election safety: at most one leader per term, among every leader a member named
+/// (itself when it led, or the leader it followed).
+fn election_safety(leaders: &BTreeMap<u64, BTreeSet<u64>>) -> Vec<String> {
+    leaders
+        .iter()
+        .filter(|(_, named)| named.len() > 1)
+        .map(|(term, named)| format!("election safety: term {term} had leaders {named:?}"))
+        .collect()
 }
 
 /// Lost-write check: each key's final state must reflect its last acknowledged write.
@@ -809,7 +827,13 @@ async fn simulate(
         .name("observer")
         .ip("10.0.2.1".parse().expect("constant ip"))
         .build();
-    observer.spawn(watch_status(Arc::clone(&world.nodes), trace.clone(), start));
+    let leaders: Leaders = Arc::default();
+    observer.spawn(watch_status(
+        Arc::clone(&world.nodes),
+        trace.clone(),
+        start,
+        Arc::clone(&leaders),
+    ));
 
     let stop = start + Duration::from_millis(config.duration_ms);
     let mut clients = Vec::new();
@@ -927,6 +951,7 @@ async fn simulate(
             }
         }
     }
+    failures.extend(election_safety(&lock(&leaders)));
     let logs = lock(&world.logs).clone();
     SimOutcome {
         sim_ms: world.now_ms(),
@@ -962,6 +987,21 @@ mod tests {
             revision,
             result: OpResult::Put(PutResult { prev_kv: None }),
         })
+    }
+
+    #[test]
+    fn two_leaders_named_for_one_term_break_election_safety() {
+        let mut leaders: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+        leaders.entry(2).or_default().insert(1);
+        leaders.entry(3).or_default().insert(2);
+        assert!(election_safety(&leaders).is_empty());
+        leaders.entry(3).or_default().insert(3);
+        let failures = election_safety(&leaders);
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(
+            failures[0].starts_with("election safety: term 3"),
+            "{failures:?}"
+        );
     }
 
     #[test]
