@@ -10,6 +10,7 @@
 //! - [`wgl`]: the generic Wing-Gong-Lowe search for histories without revisions, with
 //!   the register, cas-register and kv [`models`];
 //! - [`jepsen`]: the Jepsen EDN importer;
+//! - [`robustness`]: the importer of etcd's robustness-test reports;
 //! - [`report`]: the self-contained HTML timeline.
 //!
 //! It deliberately depends on nothing else in the workspace, so it can judge any
@@ -21,6 +22,7 @@ pub mod history;
 pub mod jepsen;
 pub mod models;
 pub mod report;
+pub mod robustness;
 pub mod shrink;
 pub mod verdict;
 pub mod wgl;

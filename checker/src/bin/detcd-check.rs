@@ -42,6 +42,16 @@ const FORMATS_HELP: &str = r#"FORMATS
                    {"type":"watch_progress","client":C,"watch":W,"time":T,"revision":R}
                    {"type":"watch_cancel","client":C,"watch":W,"time":T,"reason":"...",
                     "compact_revision":R}
+  etcd-robustness  A report directory of etcd's robustness tests (FILE is the
+                   directory): one client-<id> folder per client holding
+                   operations.json (request, Call, Output, Return per line) and/or
+                   watch.json (request and responses per line). Checked with the etcd
+                   model. Errors, persisted-without-answer and revision -1 responses
+                   become unknown outcomes; reads showing a key of version > 1 or a
+                   leased key become unknown (no create revision or lease is
+                   reported); watch events are compared on key, value, mod revision
+                   and is-create only; hashed values compare by hash. An Illegal
+                   verdict also names the report file and line of each record.
   jepsen           Jepsen EDN history, one map per line, e.g.
                    {:process 0, :type :invoke, :f :read, :value nil}
                    (:type :invoke/:ok/:fail/:info; :key where present).
@@ -66,7 +76,8 @@ EXIT CODES
 
 EXAMPLE
   detcd-check checker/examples/etcd-ok.jsonl
-  detcd-check --json checker/examples/etcd-stale-read.jsonl"#;
+  detcd-check --json checker/examples/etcd-stale-read.jsonl
+  detcd-check --format etcd-robustness checker/examples/robustness-ok"#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
@@ -74,6 +85,8 @@ enum Format {
     Detcd,
     /// Jepsen EDN history.
     Jepsen,
+    /// etcd robustness-test report directory.
+    EtcdRobustness,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,7 +109,7 @@ enum ModelName {
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
-    /// History file ('-' for standard input).
+    /// History file ('-' for standard input), or report directory.
     file: Option<PathBuf>,
     /// Input format.
     #[arg(long, value_enum, default_value = "detcd")]
@@ -207,17 +220,22 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     };
     let title = file.display().to_string();
     match (cli.format, cli.model) {
-        (Format::Detcd, ModelName::Etcd) => {}
-        (Format::Jepsen, ModelName::Etcd) | (Format::Detcd, _) => {
+        (Format::Detcd | Format::EtcdRobustness, ModelName::Etcd) => {}
+        (Format::Jepsen, ModelName::Etcd) | (Format::Detcd | Format::EtcdRobustness, _) => {
             anyhow::bail!(
-                "--format detcd goes with --model etcd; --format jepsen with register, \
-                 cas-register or kv"
+                "--format detcd and etcd-robustness go with --model etcd; --format jepsen \
+                 with register, cas-register or kv"
             );
         }
         (Format::Jepsen, m) => return run_jepsen(&file, &title, m, &cli),
     }
     let t0 = std::time::Instant::now();
-    let h = if file.as_os_str() == "-" {
+    let mut sources = None;
+    let h = if cli.format == Format::EtcdRobustness {
+        let imported = detcd_checker::robustness::import_dir(&file)?;
+        sources = Some(imported.sources);
+        imported.history
+    } else if file.as_os_str() == "-" {
         History::read(std::io::stdin().lock())?
     } else {
         let f =
@@ -244,6 +262,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         _ => None,
     };
     print_verdict(&verdict, sub.as_ref(), cli.json)?;
+    if let (Verdict::Illegal(v), Some(sources), false) = (&verdict, &sources, cli.json) {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "report records:")?;
+        for line in &v.lines {
+            let src = line.checked_sub(1).and_then(|i| sources.get(i));
+            writeln!(out, "  {line:>6}: {}", src.map_or("?", String::as_str))?;
+        }
+    }
     if let Some(path) = &cli.html {
         let t = detcd_checker::etcd::timeline::timeline(&title, &h, &verdict);
         std::fs::write(path, detcd_checker::report::html(&t))
