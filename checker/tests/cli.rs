@@ -74,7 +74,33 @@ fn help_documents_every_format_and_model() {
         "txn",
         "compact",
         "EXIT CODES",
+        "etcd-robustness",
+        "operations.json",
+        "watch.json",
     ] {
         assert!(out.contains(word), "--help lacks {word}");
     }
+}
+
+#[test]
+fn robustness_reports_exit_codes() {
+    let (code, out, _) = run(&["--format", "etcd-robustness", "examples/robustness-ok"]);
+    assert_eq!((code, out.trim()), (0, "OK"));
+
+    let (code, out, _) = run(&[
+        "--format",
+        "etcd-robustness",
+        "examples/robustness-stale-read",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("real_time"), "{out}");
+    assert!(out.contains("client-1/operations.json:4"), "{out}");
+
+    let dir = std::env::temp_dir().join(format!("detcd-check-robustness-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("client-4")).expect("tmp");
+    std::fs::write(dir.join("client-4/watch.json"), "{\"Request\": [}\n").expect("write");
+    let (code, _, err) = run(&["--format", "etcd-robustness", dir.to_str().expect("utf8")]);
+    assert_eq!(code, 3);
+    assert!(err.contains("client-4/watch.json:1: bad JSON"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
