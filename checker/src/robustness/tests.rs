@@ -58,18 +58,16 @@ fn mutated_example_is_illegal_and_names_the_report_line() {
     );
 }
 
-#[test]
-fn a_wrong_watch_value_is_illegal() {
+/// The example report with `edit` applied to client 1's watch file.
+fn example_with_watch(edit: impl Fn(&str) -> String) -> Imported {
     let dir = example("robustness-ok");
     let read = |p: &str| std::fs::read_to_string(dir.join(p)).expect("example file");
-    let watch =
-        read("client-1/watch.json").replace(r#""Value":{"Value":"b"}"#, r#""Value":{"Value":"z"}"#);
-    let imp = import(&[
+    import(&[
         ClientFiles {
             client: 1,
             dir: "client-1".into(),
             operations: Some(read("client-1/operations.json")),
-            watch: Some(watch),
+            watch: Some(edit(&read("client-1/watch.json"))),
         },
         ClientFiles {
             client: 2,
@@ -78,11 +76,48 @@ fn a_wrong_watch_value_is_illegal() {
             watch: None,
         },
     ])
-    .expect("imports");
-    let Verdict::Illegal(v) = check(&imp.history) else {
-        panic!("the wrong watch value was not found");
-    };
-    assert_eq!(v.property, Property::WatchEvent, "{}", v.message);
+    .expect("imports")
+}
+
+#[test]
+fn a_wrong_watch_value_or_is_create_is_illegal() {
+    let edits: [(&str, &str); 3] = [
+        (r#""Value":{"Value":"b"}"#, r#""Value":{"Value":"z"}"#),
+        (
+            r#""Revision":4,"IsCreate":false"#,
+            r#""Revision":4,"IsCreate":true"#,
+        ),
+        (
+            r#""Hash":3735928559},"Revision":3"#,
+            r#""Hash":1},"Revision":3"#,
+        ),
+    ];
+    for (from, to) in edits {
+        let imp = example_with_watch(|t| {
+            assert!(t.contains(from), "example lacks {from}");
+            t.replace(from, to)
+        });
+        let Verdict::Illegal(v) = check(&imp.history) else {
+            panic!("{to}: the wrong watch event was not found");
+        };
+        assert_eq!(v.property, Property::WatchEvent, "{to}: {}", v.message);
+    }
+    // Unchanged, the same import is OK: the edits alone make it Illegal.
+    assert_eq!(
+        check(&example_with_watch(str::to_string).history),
+        Verdict::Ok
+    );
+}
+
+proptest::proptest! {
+    /// A hashed value never reads as a plain one: plain values are under 20 bytes.
+    #[test]
+    fn hashed_and_plain_values_never_collide(plain in "[ -~]{0,19}", hash in 1u32..) {
+        let h = convert::value_text(&Some(format::ValueOrHash { value: String::new(), hash }));
+        let p = convert::value_text(&Some(format::ValueOrHash { value: plain.clone(), hash: 0 }));
+        proptest::prop_assert_eq!(&p, &plain);
+        proptest::prop_assert_ne!(h, p);
+    }
 }
 
 #[test]
