@@ -47,10 +47,11 @@ const FORMATS_HELP: &str = r#"FORMATS
                    operations.json (request, Call, Output, Return per line) and/or
                    watch.json (request and responses per line). Checked with the etcd
                    model. Errors, persisted-without-answer and revision -1 responses
-                   become unknown outcomes; reads showing a key of version > 1 or a
-                   leased key become unknown (no create revision or lease is
-                   reported); watch events are compared on key, value, mod revision
-                   and is-create only; hashed values compare by hash. An Illegal
+                   become unknown outcomes; reads showing a leased key, or a key of
+                   version > 1 whose creation no watch of the report delivered,
+                   become unknown (no create revision or lease is reported); watch
+                   events are compared on key, value, mod revision and is-create
+                   only; hashed values compare by hash. An Illegal
                    verdict also names the report file and line of each record.
   jepsen           Jepsen EDN history, one map per line, e.g.
                    {:process 0, :type :invoke, :f :read, :value nil}

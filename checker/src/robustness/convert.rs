@@ -2,22 +2,17 @@
 //! report does not say precisely enough to judge is mapped to the weakest honest form
 //! (an unknown outcome, a partially compared watch event); nothing here judges.
 
-use std::collections::BTreeSet;
-
 use super::format::{
     ReportEvent, ReportKv, ReportOpResult, ReportOperation, ReportRange, ReportRequest,
     ReportTxnOp, ReportWatch, ValueOrHash,
 };
+use super::known::Known;
 use crate::history::{
     CompactRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResult,
     Event, EventKind, KeyValue, LeaseGrantRequest, LeaseGrantResult, LeaseIdRequest, OkOutcome, Op,
     OpRecord, OpResult, Outcome, PutRequest, PutResult, RangeRequest, RangeResult, TxnRequest,
     TxnResult, WatchEventsRecord, WatchProgressRecord, WatchRecord, WatchRequest, WatchResponse,
 };
-
-/// Keys some put of the report attached a lease to: reads of them are not judged,
-/// because the reports leave a key's lease out.
-pub type LeasedKeys = BTreeSet<String>;
 
 /// The checker's text for a reported value. A hashed value becomes a marker at least
 /// 20 bytes long, which no plain value in a report can equal (longer values are always
@@ -30,27 +25,12 @@ pub fn value_text(v: &Option<ValueOrHash>) -> String {
     }
 }
 
-/// The keys of `op` that a put attaches a lease to.
-pub fn collect_leased(op: &ReportOperation, out: &mut LeasedKeys) {
-    let Some(txn) = op.input.as_ref().and_then(|i| i.txn.as_ref()) else {
-        return;
-    };
-    let branches = [&txn.operations_on_success, &txn.operations_on_failure];
-    for o in branches.into_iter().flatten().flatten() {
-        if let Some(p) = &o.put
-            && p.lease_id != 0
-        {
-            out.insert(p.key.clone());
-        }
-    }
-}
-
 /// Converts one operation of client `client`. `Ok(None)`: an operation without effect
 /// on keys (defragment) that is left out.
 pub fn operation(
     client: u64,
     rep: &ReportOperation,
-    leased: &LeasedKeys,
+    known: &Known,
 ) -> Result<Option<OpRecord>, String> {
     let input = rep.input.as_ref().ok_or("operation without Input")?;
     let call = u64::try_from(rep.call).map_err(|_| format!("negative Call {}", rep.call))?;
@@ -92,7 +72,7 @@ pub fn operation(
     let result = match (&op, input.kind.as_str()) {
         (Op::Range(r), _) => {
             let body = out.range.as_ref().ok_or("range response without Range")?;
-            range_result(r.limit, &body.kvs, body.count, leased)
+            range_result(r.limit, &body.kvs, body.count, known)
         }
         (Op::Txn(t), _) => {
             let body = out.txn.as_ref().ok_or("txn response without Txn")?;
@@ -108,7 +88,7 @@ pub fn operation(
             let mut responses = Vec::with_capacity(branch.len());
             for (o, r) in branch.iter().zip(results) {
                 responses.push(match o {
-                    Op::Range(q) => range_result(q.limit, &r.kvs, r.count, leased),
+                    Op::Range(q) => range_result(q.limit, &r.kvs, r.count, known),
                     Op::Put(_) => Some(OpResult::Put(PutResult::default())),
                     _ => Some(OpResult::DeleteRange(DeleteRangeResult {
                         deleted: r.deleted,
@@ -249,24 +229,25 @@ fn txn_op(o: &ReportTxnOp) -> Result<Op, String> {
 }
 
 /// A range result, or `None` when a key-value cannot be judged: the reports give no
-/// create revision (known only for version 1) and no lease.
+/// lease and no create revision (known for version 1, or from a watch that saw the
+/// creation).
 fn range_result(
     limit: i64,
     kvs: &Option<Vec<ReportKv>>,
     count: i64,
-    leased: &LeasedKeys,
+    known: &Known,
 ) -> Option<OpResult> {
     let mut out = Vec::new();
     for kv in kvs.iter().flatten() {
-        if kv.version != 1 || leased.contains(&kv.key) {
+        if kv.version < 1 || known.leased(&kv.key) {
             return None;
         }
         out.push(KeyValue {
             key: kv.key.clone(),
             value: value_text(&kv.value),
-            create_revision: kv.mod_revision,
+            create_revision: known.create_revision(&kv.key, kv.mod_revision, kv.version)?,
             mod_revision: kv.mod_revision,
-            version: 1,
+            version: kv.version,
             lease: 0,
         });
     }

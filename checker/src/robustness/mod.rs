@@ -8,11 +8,13 @@
 //!
 //! It does not judge anything, and it deliberately does not guess what the reports
 //! leave out: a response without a revision or with an error becomes an unknown
-//! outcome; a read showing a key whose create revision or lease the report cannot tell
-//! becomes an unknown outcome too; watch events are compared only on what they carry.
+//! outcome; a read showing a key whose create revision (known for version 1 or from a
+//! watch that delivered the key's creation) or lease the report cannot tell becomes an
+//! unknown outcome too; watch events are compared only on what they carry.
 
 mod convert;
 pub mod format;
+mod known;
 
 use std::path::{Path, PathBuf};
 
@@ -173,7 +175,7 @@ fn values<T: serde::de::DeserializeOwned>(
 /// Imports the files of every client (already read).
 pub fn import(clients: &[ClientFiles]) -> Result<Imported, RobustnessError> {
     let mut parsed = Vec::new();
-    let mut leased = convert::LeasedKeys::new();
+    let mut known = known::Known::default();
     for c in clients {
         let ops_file = c.dir.join(OPERATIONS_FILE);
         let watch_file = c.dir.join(WATCH_FILE);
@@ -186,7 +188,10 @@ pub fn import(clients: &[ClientFiles]) -> Result<Imported, RobustnessError> {
             None => Vec::new(),
         };
         for (_, op) in &ops {
-            convert::collect_leased(op, &mut leased);
+            known.add_operation(op);
+        }
+        for (_, w) in &watches {
+            known.add_watch(w);
         }
         parsed.push((c.client, ops_file, ops, watch_file, watches));
     }
@@ -198,7 +203,7 @@ pub fn import(clients: &[ClientFiles]) -> Result<Imported, RobustnessError> {
     };
     for (client, ops_file, ops, watch_file, watches) in &parsed {
         for (line, op) in ops {
-            let rec = convert::operation(*client, op, &leased).map_err(|reason| {
+            let rec = convert::operation(*client, op, &known).map_err(|reason| {
                 RobustnessError::Record {
                     file: ops_file.clone(),
                     line: *line,

@@ -28,7 +28,7 @@ fn one_client(ops: &str, watch: Option<&str>) -> Result<Imported, RobustnessErro
 fn example_report_is_ok() {
     let imp = import_dir(&example("robustness-ok")).expect("imports");
     let h = &imp.history;
-    assert_eq!(h.ops.len(), 8);
+    assert_eq!(h.ops.len(), 9);
     assert_eq!(h.watches.len(), 1);
     assert_eq!(h.watches[0].responses.len(), 5);
     // The timed-out put is unknown, without a return time.
@@ -39,8 +39,67 @@ fn example_report_is_ok() {
         .collect();
     assert_eq!(unknown.len(), 1);
     assert_eq!(unknown[0].rec.ret, None);
+    // The read of key0 at version 2 is judged: the watch saw key0 created at 2.
+    let read = h
+        .ops
+        .iter()
+        .find(|o| o.rec.call == 905)
+        .expect("the version-2 read");
+    let Outcome::Ok(ok) = &read.rec.outcome else {
+        panic!("version-2 read not judged: {read:?}");
+    };
+    let crate::history::OpResult::Range(r) = &ok.result else {
+        panic!("not a range result");
+    };
+    assert_eq!(r.kvs[0].create_revision, 2);
     assert_eq!(check(h), Verdict::Ok);
     assert_eq!(imp.source(1), Some("client-1/operations.json:1"));
+}
+
+/// The example report with `edit` applied to client 2's operations file.
+fn example_with_ops2(edit: impl Fn(&str) -> String) -> Imported {
+    let dir = example("robustness-ok");
+    let read = |p: &str| std::fs::read_to_string(dir.join(p)).expect("example file");
+    import(&[
+        ClientFiles {
+            client: 1,
+            dir: "client-1".into(),
+            operations: Some(read("client-1/operations.json")),
+            watch: Some(read("client-1/watch.json")),
+        },
+        ClientFiles {
+            client: 2,
+            dir: "client-2".into(),
+            operations: Some(edit(&read("client-2/operations.json"))),
+            watch: None,
+        },
+    ])
+    .expect("imports")
+}
+
+#[test]
+fn a_read_with_a_create_revision_from_the_watch_is_judged() {
+    let from = r#""Value":{"Value":"b"},"ModRevision":4,"Version":2"#;
+    let wrong = example_with_ops2(|t| {
+        assert!(t.contains(from));
+        t.replace(from, r#""Value":{"Value":"x"},"ModRevision":4,"Version":2"#)
+    });
+    let Verdict::Illegal(v) = check(&wrong.history) else {
+        panic!("the wrong value at version 2 was not found");
+    };
+    assert_eq!(v.property, Property::Result, "{}", v.message);
+    // A version no watched creation fits leaves the read unjudged, not Illegal.
+    let unfit = example_with_ops2(|t| {
+        t.replace(from, r#""Value":{"Value":"x"},"ModRevision":4,"Version":3"#)
+    });
+    assert_eq!(check(&unfit.history), Verdict::Ok);
+    assert!(
+        unfit
+            .history
+            .ops
+            .iter()
+            .any(|o| o.rec.call == 905 && o.rec.outcome == Outcome::Unknown)
+    );
 }
 
 #[test]
