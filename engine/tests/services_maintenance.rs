@@ -84,6 +84,16 @@ async fn member_list_shows_the_member_and_a_learner_comes_and_goes() {
         .await
         .expect_err("removing twice fails");
     assert_eq!(missing.message(), "etcdserver: member not found");
+    // Adding the same URLs at the same time gives the removed ID again: refused, as
+    // etcd refuses removed IDs (the member would replay its own removal and stop).
+    let again = cluster
+        .member_add(Request::new(MemberAddRequest {
+            peer_ur_ls: urls,
+            is_learner: true,
+        }))
+        .await
+        .expect_err("a removed ID may not rejoin");
+    assert_eq!(again.message(), "etcdserver: member not found");
 }
 
 #[tokio::test]

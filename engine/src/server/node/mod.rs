@@ -684,6 +684,11 @@ impl NodeHandle {
         if self.members().get(member.id).is_some() {
             return Err(ServerError::MemberExists);
         }
+        // A removed ID never rejoins (its member would replay its own removal); etcd
+        // answers this with "member not found".
+        if self.members().is_removed(member.id) {
+            return Err(ServerError::MemberNotFound);
+        }
         let kind = if member.is_learner {
             ConfChangeKind::AddLearner
         } else {
