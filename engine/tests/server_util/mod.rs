@@ -36,12 +36,52 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-/// A port nobody listens on right now.
+/// Ports handed out lie below Linux's ephemeral range (32768 and up): a port the
+/// kernel picked for `bind(0)` can be taken as the source port of any outgoing
+/// connection before the server binds it, which made member starts fail now and then.
+const PORT_FIRST: u32 = 10_000;
+/// One past the last port handed out.
+const PORT_END: u32 = 32_000;
+/// Ports per process slot before a process moves into the next slot.
+const PORTS_PER_SLOT: u32 = 16;
+
+/// A port nobody listens on right now, from this process's own slot of the range (test
+/// processes run side by side and must not pick the same ports).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let span = PORT_END - PORT_FIRST;
+    let slot = (std::process::id() % (span / PORTS_PER_SLOT)) * PORTS_PER_SLOT;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = PORT_FIRST + (slot + n) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {PORT_FIRST} and {PORT_END}");
+}
+
+/// How long a member may take to open its client port.
+const LISTEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Member {
+    /// Waits until the member accepts connections on its client port (clients that
+    /// pick any endpoint must not meet one still starting).
+    fn wait_listening(&self) {
+        let deadline = std::time::Instant::now() + LISTEN_WITHIN;
+        while std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "member {} did not open its client port {} within {LISTEN_WITHIN:?}",
+                self.name,
+                self.client_port
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
 
 impl Cluster {
@@ -86,6 +126,9 @@ impl Cluster {
         let mut cluster = Cluster { members, _dir: dir };
         for i in 0..n {
             cluster.spawn(i);
+        }
+        for member in &cluster.members {
+            member.wait_listening();
         }
         cluster
     }
