@@ -56,6 +56,9 @@ fn append(index: u64) -> Message {
     message
 }
 
+/// Polls (100 ms apart) for the killed peer to be reported unreachable.
+const UNREACHABLE_WITHIN_POLLS: u32 = 100;
+
 #[madsim::test]
 async fn messages_flow_and_the_link_survives_a_restart() {
     let handle = madsim::runtime::Handle::current();
@@ -109,11 +112,18 @@ async fn messages_flow_and_the_link_survives_a_restart() {
         .spawn(async move { sending.send(vec![append(100)]) })
         .await
         .expect("send");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The dead peer is reported once the link notices (connection error or keep-alive).
+    let mut failures = Vec::new();
+    for _ in 0..UNREACHABLE_WITHIN_POLLS {
+        failures.extend(transport.take_failures());
+        if failures.contains(&PeerFailure::Unreachable(2)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
-        transport
-            .take_failures()
-            .contains(&PeerFailure::Unreachable(2))
+        failures.contains(&PeerFailure::Unreachable(2)),
+        "{failures:?}"
     );
 
     handle.restart(receiver.id());
