@@ -254,20 +254,31 @@ async fn wrong_cluster_is_refused_and_bad_batches_are_dropped() {
     // Garbage bytes and a misaddressed message are dropped; the stream goes on.
     let mut client = PeerClient::connect(server.url()).await.expect("connect");
     let encode = |m: &Message| postcard::to_allocvec(m).expect("encode");
-    let batch = |messages: Vec<Vec<u8>>| RaftBatch {
+    let batch = |messages: Vec<Vec<u8>>, ack_requested| RaftBatch {
         cluster_id: CLUSTER_ID,
         from: 1,
         to: 2,
         messages,
+        ack_requested,
     };
     let batches = vec![
-        batch(vec![encode(&append(1, 2, 5)), vec![0xff, 0xff, 0xff]]),
-        batch(vec![encode(&append(4, 2, 6)), encode(&append(1, 2, 7))]),
+        batch(
+            vec![encode(&append(1, 2, 5)), vec![0xff, 0xff, 0xff]],
+            false,
+        ),
+        batch(
+            vec![encode(&append(4, 2, 6)), encode(&append(1, 2, 7))],
+            true,
+        ),
     ];
-    client
+    let mut acks = client
         .raft(futures_util::stream::iter(batches))
         .await
-        .expect("stream accepted");
+        .expect("stream accepted")
+        .into_inner();
+    // Only the batch that asked is answered, counting both.
+    let ack = acks.message().await.expect("stream ok").expect("an ack");
+    assert_eq!(ack.batches_received, 2);
     let got = receive_messages(&mut received, 1).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1.index, 7);

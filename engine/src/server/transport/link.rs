@@ -1,6 +1,7 @@
 //! The sending end of the peer link: one task per peer that drains the peer's bounded
-//! queue into batches on one client-streaming `Raft` call, reconnecting with a backoff
-//! when the call fails, and a separate call per snapshot so its delivery is known.
+//! queue into batches on one streaming `Raft` call, reconnecting with a backoff when the
+//! call fails or its watchdog ([`super::watchdog`]) finds the receiver silent, and a
+//! separate call per snapshot so its delivery is known.
 //!
 //! Not here: retransmission (Raft resends what is lost), ordering across the snapshot
 //! call and the message stream (Raft tolerates reordering), choosing peers.
@@ -12,10 +13,12 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
+use super::batch::{Batcher, encode_message};
+use super::watchdog::{Alarm, RAFT_ACK_TIMEOUT_MS, Watchdog};
 use super::{
     CONNECT_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, PEER_GRPC_MESSAGE_BYTES_MAX,
-    PEER_QUEUE_MESSAGES_MAX, PeerFailure, RAFT_BATCH_BYTES_MAX, RECONNECT_BACKOFF_MS_MAX,
-    RECONNECT_BACKOFF_MS_MIN, SNAPSHOT_SEND_TIMEOUT_MS, SNAPSHOTS_IN_FLIGHT_PER_PEER_MAX, Shared,
+    PEER_QUEUE_MESSAGES_MAX, PeerFailure, RECONNECT_BACKOFF_MS_MAX, RECONNECT_BACKOFF_MS_MIN,
+    SNAPSHOT_SEND_TIMEOUT_MS, SNAPSHOTS_IN_FLIGHT_PER_PEER_MAX, Shared,
 };
 use crate::pb::detcdpeerpb::RaftBatch;
 use crate::pb::detcdpeerpb::peer_client::PeerClient;
@@ -24,16 +27,6 @@ use crate::raft::Message;
 /// Batches handed to the gRPC stream but not yet sent; small, so a stalled stream
 /// backs up into the peer queue where drops are counted.
 const STREAM_BATCHES_IN_FLIGHT_MAX: usize = 4;
-
-/// Encodes a Raft message for the wire.
-pub(crate) fn encode_message(message: &Message) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_allocvec(message)
-}
-
-/// Decodes a Raft message from the wire.
-pub(crate) fn decode_message(bytes: &[u8]) -> Result<Message, postcard::Error> {
-    postcard::from_bytes(bytes)
-}
 
 /// The transport's handle on one peer's link. Dropping it ends the link task.
 pub(crate) struct LinkHandle {
@@ -141,8 +134,8 @@ impl LinkHandle {
     }
 }
 
-/// Sends one snapshot message as a one-batch `Raft` call; the call's answer means the
-/// receiver took it.
+/// Sends one snapshot message as a one-batch `Raft` call that asks for an ack; the ack
+/// means the receiver took it.
 async fn deliver_snapshot(
     shared: &Shared,
     peer: u64,
@@ -150,12 +143,8 @@ async fn deliver_snapshot(
     message: Message,
 ) -> Result<(), String> {
     let bytes = encode_message(&message).map_err(|e| format!("encoding: {e}"))?;
-    let batch = RaftBatch {
-        cluster_id: shared.cluster_id,
-        from: shared.member_id,
-        to: peer,
-        messages: vec![bytes],
-    };
+    let mut batch = Batcher::new(shared, peer).batch(vec![bytes]);
+    batch.ack_requested = true;
     let mut last_error = "no peer URLs".to_string();
     for endpoint in endpoints {
         let channel = match endpoint.connect().await {
@@ -166,11 +155,20 @@ async fn deliver_snapshot(
             }
         };
         let stream = futures_util::stream::iter([batch]);
-        return client(channel)
+        let mut acks = client(channel)
             .raft(stream)
             .await
-            .map(|_| ())
-            .map_err(|status| format!("peer answered: {status}"));
+            .map_err(|status| format!("peer answered: {status}"))?
+            .into_inner();
+        return match acks.message().await {
+            Ok(Some(ack)) if ack.batches_received >= 1 => Ok(()),
+            Ok(Some(ack)) => Err(format!(
+                "peer acknowledged {} batches, not the snapshot",
+                ack.batches_received
+            )),
+            Ok(None) => Err("peer closed the stream without an ack".to_string()),
+            Err(status) => Err(format!("peer answered: {status}")),
+        };
     }
     Err(last_error)
 }
@@ -235,181 +233,81 @@ async fn drain_for(shared: &Shared, queue: &mut mpsc::Receiver<Message>, ms: u64
     }
 }
 
-/// Streams batches from the queue over one `Raft` call until it fails or the queue
-/// closes.
+/// Streams batches from the queue over one `Raft` call until it fails, its watchdog
+/// finds the receiver silent, or the queue closes.
 async fn stream_session(
     shared: &Shared,
     peer: u64,
     mut client: PeerClient<Channel>,
     queue: &mut mpsc::Receiver<Message>,
 ) -> SessionEnd {
+    let opened = tokio::time::Instant::now();
     let (batches, batch_receiver) = mpsc::channel::<RaftBatch>(STREAM_BATCHES_IN_FLIGHT_MAX);
     let stream = futures_util::stream::unfold(batch_receiver, |mut receiver| async move {
         receiver.recv().await.map(|batch| (batch, receiver))
     });
-    let call = client.raft(stream);
-    tokio::pin!(call);
-    let mut batcher = Batcher::new(shared, peer);
-    loop {
-        let first = if batcher.has_carry() {
-            None
-        } else {
-            tokio::select! {
-                biased;
-                result = &mut call => return ended(result),
-                message = queue.recv() => match message {
-                    Some(message) => Some(message),
-                    None => return SessionEnd::QueueClosed,
-                },
-            }
-        };
-        let batch = batcher.fill(first, queue);
-        if batch.messages.is_empty() {
-            continue;
+    let answer = Duration::from_millis(RAFT_ACK_TIMEOUT_MS);
+    let mut acks = match tokio::time::timeout(answer, client.raft(stream)).await {
+        Ok(Ok(response)) => response.into_inner(),
+        Ok(Err(status)) => return SessionEnd::Failed(format!("stream refused: {status}")),
+        Err(_) => {
+            return SessionEnd::Failed(format!(
+                "stream not answered within {RAFT_ACK_TIMEOUT_MS} ms"
+            ));
         }
+    };
+    let elapsed_ms = || u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut batcher = Batcher::new(shared, peer);
+    let mut watchdog = Watchdog::new();
+    // The batch waiting for room in the stream, if any.
+    let mut outgoing: Option<RaftBatch> = None;
+    loop {
+        if outgoing.is_none() && batcher.has_carry() {
+            outgoing = Some(batcher.fill(None, queue));
+        }
+        let wake = opened + Duration::from_millis(watchdog.wake_at_ms());
         tokio::select! {
             biased;
-            result = &mut call => return ended(result),
-            sent = batches.send(batch) => if sent.is_err() {
-                return SessionEnd::Failed("the request stream closed".to_string());
+            ack = acks.message() => match ack {
+                Ok(Some(ack)) => {
+                    if let Err(error) = watchdog.on_ack(ack.batches_received, elapsed_ms()) {
+                        return SessionEnd::Failed(error);
+                    }
+                }
+                Ok(None) => return SessionEnd::Failed("the peer closed the stream".to_string()),
+                Err(status) => return SessionEnd::Failed(format!("stream failed: {status}")),
+            },
+            () = tokio::time::sleep_until(wake) => match watchdog.on_timer(elapsed_ms()) {
+                Alarm::Expired => {
+                    return SessionEnd::Failed(format!(
+                        "no ack within {RAFT_ACK_TIMEOUT_MS} ms"
+                    ));
+                }
+                Alarm::AskDue => {
+                    if outgoing.is_none() {
+                        outgoing = Some(batcher.batch(Vec::new()));
+                    }
+                }
+                Alarm::None => {}
+            },
+            permit = batches.reserve(), if outgoing.is_some() => {
+                let Ok(permit) = permit else {
+                    return SessionEnd::Failed("the request stream closed".to_string());
+                };
+                if let Some(mut batch) = outgoing.take() {
+                    batch.ack_requested = watchdog.on_send();
+                    permit.send(batch);
+                }
+            },
+            message = queue.recv(), if outgoing.is_none() => match message {
+                Some(message) => {
+                    let batch = batcher.fill(Some(message), queue);
+                    if !batch.messages.is_empty() {
+                        outgoing = Some(batch);
+                    }
+                }
+                None => return SessionEnd::QueueClosed,
             },
         }
-    }
-}
-
-/// The end of a `Raft` call: even a clean answer means the peer closed the stream.
-fn ended(
-    result: Result<tonic::Response<crate::pb::detcdpeerpb::RaftAck>, tonic::Status>,
-) -> SessionEnd {
-    match result {
-        Ok(_) => SessionEnd::Failed("the peer closed the stream".to_string()),
-        Err(status) => SessionEnd::Failed(format!("stream failed: {status}")),
-    }
-}
-
-/// Gathers queued messages into batches of at most [`RAFT_BATCH_BYTES_MAX`] encoded
-/// bytes, carrying over the message that did not fit.
-struct Batcher<'a> {
-    shared: &'a Shared,
-    peer: u64,
-    carry: Option<Vec<u8>>,
-}
-
-impl<'a> Batcher<'a> {
-    fn new(shared: &'a Shared, peer: u64) -> Self {
-        Batcher {
-            shared,
-            peer,
-            carry: None,
-        }
-    }
-
-    /// Whether a message that did not fit the last batch waits to be sent.
-    fn has_carry(&self) -> bool {
-        self.carry.is_some()
-    }
-
-    /// A batch starting with whatever was carried over, then `first`, then whatever
-    /// else is queued, until the byte limit.
-    fn fill(&mut self, first: Option<Message>, queue: &mut mpsc::Receiver<Message>) -> RaftBatch {
-        let mut messages = Vec::new();
-        let mut bytes_total = 0usize;
-        let mut next = first;
-        if let Some(carried) = self.carry.take() {
-            bytes_total += carried.len();
-            messages.push(carried);
-        }
-        loop {
-            let message = match next.take() {
-                Some(message) => message,
-                None => match queue.try_recv() {
-                    Ok(message) => message,
-                    Err(_) => break,
-                },
-            };
-            let bytes = match encode_message(&message) {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    tracing::warn!(peer = self.peer, %error, "unencodable raft message dropped");
-                    continue;
-                }
-            };
-            if !messages.is_empty() && bytes_total + bytes.len() > RAFT_BATCH_BYTES_MAX {
-                self.carry = Some(bytes);
-                break;
-            }
-            bytes_total += bytes.len();
-            messages.push(bytes);
-        }
-        RaftBatch {
-            cluster_id: self.shared.cluster_id,
-            from: self.shared.member_id,
-            to: self.peer,
-            messages,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::raft::{Entry, EntryKind, MessageKind};
-    use proptest::prelude::*;
-
-    /// An Append carrying one entry of `data_bytes` bytes, numbered by `index`.
-    fn message(index: u64, data_bytes: usize) -> Message {
-        let mut message = Message::new(MessageKind::Append, 1, 2, 1);
-        message.index = index;
-        message.entries.push(Entry {
-            term: 1,
-            index: index + 1,
-            kind: EntryKind::Normal,
-            data: vec![7; data_bytes],
-        });
-        message
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-
-        /// Batching keeps every message once, in order, and no batch of two or more
-        /// messages exceeds the byte limit.
-        #[test]
-        fn batches_keep_order_and_respect_the_byte_limit(
-            sizes in prop::collection::vec(0usize..RAFT_BATCH_BYTES_MAX / 3, 1..24),
-            oversize_at in prop::option::of(0usize..24),
-        ) {
-            let shared = Shared::new(1, 9);
-            let (sender, mut queue) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
-            let mut sent = Vec::new();
-            for (i, size) in sizes.iter().enumerate() {
-                let size = if oversize_at == Some(i) { RAFT_BATCH_BYTES_MAX + 1 } else { *size };
-                let m = message(i as u64, size);
-                sent.push(m.clone());
-                sender.try_send(m).expect("room in queue");
-            }
-            let mut batcher = Batcher::new(&shared, 2);
-            let mut received = Vec::new();
-            loop {
-                let first = if batcher.has_carry() { None } else { queue.try_recv().ok() };
-                if first.is_none() && !batcher.has_carry() {
-                    break;
-                }
-                let batch = batcher.fill(first, &mut queue);
-                prop_assert_eq!((batch.cluster_id, batch.from, batch.to), (9, 1, 2));
-                let bytes: usize = batch.messages.iter().map(Vec::len).sum();
-                prop_assert!(batch.messages.len() == 1 || bytes <= RAFT_BATCH_BYTES_MAX);
-                for encoded in &batch.messages {
-                    received.push(decode_message(encoded).expect("decodes"));
-                }
-            }
-            prop_assert_eq!(received, sent);
-        }
-    }
-
-    #[test]
-    fn garbage_does_not_decode() {
-        assert!(decode_message(&[0xff, 0xff, 0xff]).is_err());
-        assert!(decode_message(&[]).is_err());
     }
 }

@@ -4,7 +4,10 @@
 //! - Outbound Raft messages: [`Transport::send`] never blocks. Each peer has one link
 //!   task with a bounded queue ([`PEER_QUEUE_MESSAGES_MAX`]); the task batches what is
 //!   queued into `RaftBatch`es (at most [`RAFT_BATCH_BYTES_MAX`]) on one long-lived
-//!   client-streaming `Raft` call, and reconnects with a backoff when the call fails.
+//!   streaming `Raft` call, and reconnects with a backoff when the call fails. The
+//!   receiver acknowledges a batch now and then when asked; a stream whose ack is
+//!   overdue counts as broken (`watchdog`), because HTTP/2 keep-alive does not exist in
+//!   the simulator.
 //!   Snapshot messages travel on their own call so their delivery is known.
 //! - Failures (a link that broke or could not connect, a snapshot that was not
 //!   delivered) are collected for the node, which hands them to the Raft core
@@ -21,9 +24,11 @@
 //! inside the simulator; tasks are spawned on the runtime (or simulated node) that calls
 //! [`Transport::set_peers`] and [`Transport::send`].
 
+mod batch;
 mod errors;
 mod link;
 mod service;
+mod watchdog;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +45,8 @@ use crate::server::error::ServerError;
 
 pub use errors::server_error_from_message;
 pub use futures_util::future::BoxFuture;
-pub use service::{PeerGrpcServer, PeerHandler, PeerService};
+pub use service::{AckStream, PeerGrpcServer, PeerHandler, PeerService};
+pub use watchdog::{RAFT_ACK_INTERVAL_MS, RAFT_ACK_TIMEOUT_MS};
 
 /// Raft messages queued per peer before [`Transport::send`] drops new ones.
 pub const PEER_QUEUE_MESSAGES_MAX: usize = 4096;

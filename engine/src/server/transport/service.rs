@@ -1,17 +1,21 @@
 //! The receiving end of the peer link: the `detcdpeerpb.Peer` gRPC service. It checks
 //! that each Raft stream is meant for this cluster and member, decodes the messages and
-//! hands them to the node's [`PeerHandler`]; forwarded requests go to the same handler.
+//! hands them to the node's [`PeerHandler`], and answers each batch that asks for it
+//! with an ack (the sender's liveness check, see [`super::watchdog`]); forwarded
+//! requests go to the same handler.
 //!
 //! Not here: what the node does with them.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use futures_util::Stream;
 use futures_util::future::BoxFuture;
 
 use super::Shared;
+use super::batch::decode_message;
 use super::errors::status_from_server_error;
-use super::link::decode_message;
 use crate::pb::detcdpeerpb::peer_server::{Peer, PeerServer};
 use crate::pb::detcdpeerpb::{
     ProposeRequest, ProposeResponse, RaftAck, RaftBatch, ReadIndexRequest, ReadIndexResponse,
@@ -60,6 +64,65 @@ pub type PeerGrpcServer<H> = PeerServer<PeerService<H>, tonic::codegen::Identity
 pub struct PeerService<H> {
     shared: Arc<Shared>,
     handler: Arc<H>,
+}
+
+impl<H> Clone for PeerService<H> {
+    fn clone(&self) -> Self {
+        PeerService {
+            shared: Arc::clone(&self.shared),
+            handler: Arc::clone(&self.handler),
+        }
+    }
+}
+
+/// The acks a `Raft` stream sends back, one per batch that asked for one.
+pub type AckStream = Pin<Box<dyn Stream<Item = Result<RaftAck, tonic::Status>> + Send + 'static>>;
+
+/// One inbound `Raft` stream being read: batches are handed to the node as they come,
+/// and the stream of acks is pulled from here.
+struct Receiving<H> {
+    service: PeerService<H>,
+    inbound: tonic::Streaming<RaftBatch>,
+    /// Batches received on this stream, probes included.
+    batches_received: u64,
+    /// The stream ended or failed: no more acks.
+    done: bool,
+}
+
+impl<H: PeerHandler> Receiving<H> {
+    /// Reads batches, handing each to the node, until one asks for an ack; that ack is
+    /// the item. `None` once the sender ends the stream or it breaks; a bad header ends
+    /// it with an error the sender sees.
+    async fn next_ack(&mut self) -> Option<Result<RaftAck, tonic::Status>> {
+        while !self.done {
+            let batch = match self.inbound.message().await {
+                Ok(Some(batch)) => batch,
+                Ok(None) => break,
+                Err(status) => {
+                    tracing::debug!(%status, "inbound raft stream broke");
+                    break;
+                }
+            };
+            if let Err(status) = self.service.check_header(&batch) {
+                self.done = true;
+                return Some(Err(status));
+            }
+            self.batches_received += 1;
+            let from = batch.from;
+            let ack_requested = batch.ack_requested;
+            let messages = self.service.decode_batch(batch);
+            if !messages.is_empty() {
+                self.service.handler.step(from, messages);
+            }
+            if ack_requested {
+                return Some(Ok(RaftAck {
+                    batches_received: self.batches_received,
+                }));
+            }
+        }
+        self.done = true;
+        None
+    }
 }
 
 impl<H: PeerHandler> PeerService<H> {
@@ -120,20 +183,23 @@ impl<H: PeerHandler> PeerService<H> {
 
 #[tonic::async_trait]
 impl<H: PeerHandler> Peer for PeerService<H> {
+    type RaftStream = AckStream;
+
     async fn raft(
         &self,
         request: tonic::Request<tonic::Streaming<RaftBatch>>,
-    ) -> Result<tonic::Response<RaftAck>, tonic::Status> {
-        let mut stream = request.into_inner();
-        while let Some(batch) = stream.message().await? {
-            self.check_header(&batch)?;
-            let from = batch.from;
-            let messages = self.decode_batch(batch);
-            if !messages.is_empty() {
-                self.handler.step(from, messages);
-            }
-        }
-        Ok(tonic::Response::new(RaftAck {}))
+    ) -> Result<tonic::Response<AckStream>, tonic::Status> {
+        let receiving = Receiving {
+            service: self.clone(),
+            inbound: request.into_inner(),
+            batches_received: 0,
+            done: false,
+        };
+        let acks = futures_util::stream::unfold(receiving, |mut receiving| async move {
+            let ack = receiving.next_ack().await?;
+            Some((ack, receiving))
+        });
+        Ok(tonic::Response::new(Box::pin(acks)))
     }
 
     async fn propose(
