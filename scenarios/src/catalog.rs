@@ -106,6 +106,11 @@ pub fn all() -> &'static [Scenario] {
             about: "watchers resume from revisions while Kubernetes-like clients compact, under a power loss",
             build: watch_across_compaction,
         },
+        Scenario {
+            name: "locks-and-elections",
+            about: "Lock and Election clients contend while the leader dies, is isolated and a member pauses",
+            build: locks_and_elections,
+        },
     ]
 }
 
@@ -380,6 +385,33 @@ fn watch_across_compaction(seed: u64) -> RunConfig {
             Profile::Watch,
             Profile::Kube,
             Profile::Kv,
+        ]),
+        ..with(seed, 3, DiskProfile::Ssd, p)
+    }
+}
+
+fn locks_and_elections(seed: u64) -> RunConfig {
+    let mut p = plan_for(seed, "locks-and-elections");
+    let mut t = WARMUP_MS + p.between_ms(500, 1_500);
+    p.at(t, FaultEvent::KillLeader);
+    t += p.between_ms(800, 1_500);
+    p.at(t, FaultEvent::HealAll);
+    t += p.between_ms(800, 1_500);
+    p.at(t, FaultEvent::PartitionLeaderAway);
+    t += p.between_ms(800, 2_000);
+    p.at(t, FaultEvent::HealAll);
+    let member = p.member(3);
+    t += p.between_ms(300, 1_000);
+    p.at(t, FaultEvent::Pause { member });
+    t += p.between_ms(300, 1_000);
+    p.at(t, FaultEvent::Resume { member });
+    RunConfig {
+        workload: mix(&[
+            Profile::Lock,
+            Profile::Lock,
+            Profile::Lock,
+            Profile::Kv,
+            Profile::Watch,
         ]),
         ..with(seed, 3, DiskProfile::Ssd, p)
     }

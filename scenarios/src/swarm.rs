@@ -67,12 +67,13 @@ pub const KINDS: [Kind; 13] = [
 ];
 
 /// Every workload profile swarm mode may mix in.
-pub const PROFILES: [Profile; 5] = [
+pub const PROFILES: [Profile; 6] = [
     Profile::Kv,
     Profile::Cas,
     Profile::Kube,
     Profile::Lease,
     Profile::Watch,
+    Profile::Lock,
 ];
 
 /// Clients of a swarm run's workload.

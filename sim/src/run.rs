@@ -53,6 +53,8 @@ pub enum Profile {
     Lease,
     /// Config watchers: watch streams over every key, resumed from a revision.
     Watch,
+    /// Locks and leader election via the Lock and Election services.
+    Lock,
 }
 
 /// Everything that defines a run; the same config gives the same run.

@@ -868,6 +868,7 @@ async fn simulate(
             Profile::Kube => host.spawn(kube::run_client(cfg, rec, tr)),
             Profile::Lease => host.spawn(lease::run_client(cfg, rec, tr)),
             Profile::Watch => host.spawn(watch::run_client(cfg, rec, tr)),
+            Profile::Lock => host.spawn(crate::workload::lock::run_client(cfg, rec, tr)),
         });
     }
 
@@ -952,6 +953,9 @@ async fn simulate(
         }
     }
     failures.extend(election_safety(&lock(&leaders)));
+    failures.extend(crate::workload::lock_check::mutual_exclusion(
+        &recorder.holds(),
+    ));
     let logs = lock(&world.logs).clone();
     SimOutcome {
         sim_ms: world.now_ms(),

@@ -5,12 +5,15 @@
 //!
 //! Profiles: [`kv`] (mixed puts/gets/deletes), [`cas`] (compare-and-set registers via
 //! Txn), [`kube`] (optimistic updates, paginated lists, compaction), [`lease`] (grant,
-//! attach, keep alive, expire, revoke) and [`watch`] (config watchers).
+//! attach, keep alive, expire, revoke), [`watch`] (config watchers) and [`lock`] (the
+//! Lock and Election services, with the mutual-exclusion check in [`lock_check`]).
 
 pub mod cas;
 pub mod kube;
 pub mod kv;
 pub mod lease;
+pub mod lock;
+pub mod lock_check;
 pub mod watch;
 pub mod wire;
 
@@ -18,11 +21,14 @@ use std::sync::{Arc, Mutex};
 
 use detcd_checker::history::{OpRecord, Record};
 
+use lock_check::Hold;
+
 /// The shared, append-only list of recorded operations and watch records.
 #[derive(Clone, Default)]
 pub struct Recorder {
     ops: Arc<Mutex<Vec<OpRecord>>>,
     watch: Arc<Mutex<Vec<Record>>>,
+    holds: Arc<Mutex<Vec<Hold>>>,
 }
 
 impl Recorder {
@@ -47,5 +53,18 @@ impl Recorder {
     /// The watch records so far, in the order received.
     pub fn watch_records(&self) -> Vec<Record> {
         self.watch.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Appends one lock or election hold (see [`lock_check`]).
+    pub fn record_hold(&self, hold: Hold) {
+        self.holds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hold);
+    }
+
+    /// The holds so far, in recording order.
+    pub fn holds(&self) -> Vec<Hold> {
+        self.holds.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
