@@ -1,5 +1,7 @@
 //! The peer transport inside the simulator: messages arrive in order between two
-//! simulated nodes, and the link comes back after the receiver is killed and restarted.
+//! simulated nodes, a killed receiver is reported unreachable within the ack
+//! watchdog's bound (the simulator has no HTTP/2 keep-alive), and the link comes back
+//! after the receiver restarts.
 //! Run with `RUSTFLAGS="--cfg madsim" cargo test -p detcd-engine --test transport_sim`.
 
 #![cfg(madsim)]
@@ -15,7 +17,9 @@ use detcd_engine::pb::etcdserverpb::{
 };
 use detcd_engine::raft::{Message, MessageKind};
 use detcd_engine::server::error::ServerError;
-use detcd_engine::server::transport::{BoxFuture, PeerFailure, PeerHandler, Transport};
+use detcd_engine::server::transport::{
+    BoxFuture, PeerFailure, PeerHandler, RAFT_ACK_INTERVAL_MS, RAFT_ACK_TIMEOUT_MS, Transport,
+};
 
 const CLUSTER_ID: u64 = 7;
 const RECEIVER_ADDR: &str = "10.0.0.2:2380";
@@ -56,8 +60,10 @@ fn append(index: u64) -> Message {
     message
 }
 
-/// Polls (100 ms apart) for the killed peer to be reported unreachable.
+/// Polls (`POLL_MS` apart) for the killed peer to be reported unreachable.
 const UNREACHABLE_WITHIN_POLLS: u32 = 100;
+/// Time between polls for the failure report.
+const POLL_MS: u64 = 100;
 
 #[madsim::test]
 async fn messages_flow_and_the_link_survives_a_restart() {
@@ -112,19 +118,24 @@ async fn messages_flow_and_the_link_survives_a_restart() {
         .spawn(async move { sending.send(vec![append(100)]) })
         .await
         .expect("send");
-    // The dead peer is reported once the link notices (connection error or keep-alive).
+    // The dead peer is reported once the link notices (a connection error, or the
+    // stream's ack watchdog), within the watchdog's bound.
+    let killed_at = tokio::time::Instant::now();
     let mut failures = Vec::new();
     for _ in 0..UNREACHABLE_WITHIN_POLLS {
         failures.extend(transport.take_failures());
         if failures.contains(&PeerFailure::Unreachable(2)) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
     }
     assert!(
         failures.contains(&PeerFailure::Unreachable(2)),
         "{failures:?}"
     );
+    let noticed_ms = killed_at.elapsed().as_millis();
+    let bound_ms = u128::from(RAFT_ACK_INTERVAL_MS + RAFT_ACK_TIMEOUT_MS + POLL_MS);
+    assert!(noticed_ms <= bound_ms, "noticed after {noticed_ms} ms");
 
     handle.restart(receiver.id());
     tokio::time::sleep(Duration::from_millis(100)).await;
