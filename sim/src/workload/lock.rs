@@ -147,6 +147,11 @@ impl Session<'_> {
     /// `compare`), read every key under `prefix` and put a unique value on `data_key`.
     /// A [`Hold`] when it went through.
     async fn guarded_write(&mut self, guard: GuardedWrite<'_>) -> Option<Hold> {
+        if guard.acquired <= 0 {
+            // An answer without a header revision proves nothing about order.
+            self.note(&format!("{} acquired without a revision", guard.key));
+            return None;
+        }
         let range_end = prefix_end(guard.prefix);
         let txn = Op::Txn(h::TxnRequest {
             compare: vec![h::Compare {
