@@ -187,18 +187,16 @@ fn run(seed: u64) -> String {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     if let Ok(mut c) =
                         KvClient::connect(format!("http://10.0.0.{first}:2379")).await
-                    {
-                        if let Ok(r) = c
+                        && let Ok(r) = c
                             .range(RangeRequest {
                                 key: b"after".to_vec(),
                                 ..RangeRequest::default()
                             })
                             .await
-                        {
-                            value = r.into_inner().kvs.first().map(|kv| kv.value.clone());
-                            if value.is_some() {
-                                break;
-                            }
+                    {
+                        value = r.into_inner().kvs.first().map(|kv| kv.value.clone());
+                        if value.is_some() {
+                            break;
                         }
                     }
                 }
