@@ -272,7 +272,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
     }
     if let Some(path) = &cli.html {
-        let t = detcd_checker::etcd::timeline::timeline(&title, &h, &verdict);
+        let t = detcd_checker::etcd::timeline::timeline(&title, &h, &verdict, &opts);
         std::fs::write(path, detcd_checker::report::html(&t))
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
