@@ -79,6 +79,9 @@ pub fn check(p: &Prep, store: &Store, r: i64, cursors: &mut Cursors) -> Result<(
     let at_r = store.rev() == r;
     // Both maps are in key order: walk the store's keys alongside.
     let mut live = store.current().peekable();
+    // Writes to the key needed by each deadline; the running maximum is emitted as
+    // increments so that demands of different keys can be summed. Reused across keys.
+    let mut mine: Vec<(i64, i64, usize)> = Vec::new();
     for (slot, (key, kh)) in p.seen_keys.iter().enumerate() {
         let first = cursors.first_after(slot, &kh.reads, r);
         let cur = if at_r {
@@ -88,9 +91,7 @@ pub fn check(p: &Prep, store: &Store, r: i64, cursors: &mut Cursors) -> Result<(
         } else {
             store.get_at(key, r)
         };
-        // Writes to the key needed by each deadline; the running maximum is emitted
-        // as increments so that demands of different keys can be summed.
-        let mut mine: Vec<(i64, i64, usize)> = Vec::new();
+        mine.clear();
         let mut informative = 0;
         for read in kh.reads[first..].iter().take(DEMAND_SCAN_MAX) {
             if informative >= DEMAND_READS_MAX {
@@ -169,7 +170,7 @@ pub fn check(p: &Prep, store: &Store, r: i64, cursors: &mut Cursors) -> Result<(
         }
         mine.sort_unstable();
         let mut max = 0;
-        for (deadline, count, line) in mine {
+        for &(deadline, count, line) in &mine {
             if count > max {
                 demands.push(Demand {
                     deadline,
