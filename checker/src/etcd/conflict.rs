@@ -28,9 +28,19 @@ pub fn overlap(a: &KeyRange, b: &KeyRange) -> bool {
 /// Adds `from`'s keys to `into` (None on either side: unknown).
 pub fn merge(into: &mut Conflict, from: &Conflict) {
     match (into.as_mut(), from) {
-        (Some(v), Some(f)) => v.extend(f.iter().cloned()),
+        (Some(v), Some(f)) => {
+            v.extend(f.iter().cloned());
+            dedup(v);
+        }
         _ => *into = None,
     }
+}
+
+/// Drops repeated ranges: a conflict is a set, and merging along a long backtrack
+/// otherwise grows it with copies that every overlap test then scans.
+pub fn dedup(v: &mut Vec<KeyRange>) {
+    v.sort_unstable();
+    v.dedup();
 }
 
 /// Key ranges a request reads or writes (compares included).

@@ -456,7 +456,10 @@ impl<'a> Replay<'a> {
                 extra.extend(ranges);
             }
         }
-        keys.extend(extra);
+        if !extra.is_empty() {
+            keys.extend(extra);
+            super::conflict::dedup(keys);
+        }
         relevant
     }
 
