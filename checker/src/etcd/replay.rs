@@ -176,8 +176,11 @@ pub struct Stopped {
 /// Replays `h` for a report. When no full replay exists (or the budget runs out), the
 /// search's deepest failure is replayed again along the same choices and left at the
 /// point of failure, so every op before it has a model state; with the budget gone
-/// before any failure, the path being searched is shown instead.
-pub fn replay_for_report(h: &History, p: &Prep, opts: &Options) -> Partial {
+/// before any failure, the path being searched is shown instead. With `confirm`, a
+/// failure of the backjumping pass is searched again chronologically, as [`replay`]
+/// does (use it when the history checked OK, so the full replay is found); without,
+/// the backjumping pass's deepest failure is shown (cheap for an Illegal history).
+pub fn replay_for_report(h: &History, p: &Prep, opts: &Options, confirm: bool) -> Partial {
     let full = |rp: Replay| Partial {
         store: rp.store,
         resolved: rp.resolved,
@@ -192,6 +195,7 @@ pub fn replay_for_report(h: &History, p: &Prep, opts: &Options) -> Partial {
         Ok(()) => return full(first),
         Err(Stop::Budget) if first.best_path.is_empty() => path_of(&frames),
         Err(Stop::Budget) => first.best_path,
+        Err(Stop::Illegal(_)) if !confirm => first.best_path,
         Err(Stop::Illegal(_)) => {
             let mut second = Replay::new(h, p, opts, false);
             second.record = true;

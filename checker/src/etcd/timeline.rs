@@ -197,7 +197,9 @@ fn note(rp: &Result<Partial, String>, v: &Verdict) -> Option<String> {
 /// operations and those around them in file order are drawn.
 pub fn timeline(title: &str, h: &History, v: &Verdict, opts: &Options) -> Timeline {
     let rp = Prep::build(h, false)
-        .map(|p| replay_for_report(h, &p, opts))
+        // A search confirmed chronologically only where a full replay is known to
+        // exist; otherwise the backjumping pass's deepest failure is what is shown.
+        .map(|p| replay_for_report(h, &p, opts, matches!(v, Verdict::Ok)))
         .map_err(|e| match e {
             Verdict::Illegal(x) => format!("{}: {}", x.property, x.message),
             other => format!("{other:?}"),
