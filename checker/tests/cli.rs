@@ -53,6 +53,29 @@ fn exit_codes_and_outputs() {
     assert_eq!(code, 1);
     let page = std::fs::read_to_string(&html).expect("html written");
     assert!(page.contains("<html") && page.contains("real_time"));
+
+    // An Unknown verdict's report shows states up to where the search got, and the op
+    // it stopped at with what it was checked against.
+    let (code, _, _) = run(&[
+        "--step-budget",
+        "30",
+        "--html",
+        html.to_str().expect("utf8"),
+        "tests/histories/ok_majority_partition_seed16.jsonl",
+    ]);
+    assert_eq!(code, 2);
+    let page = std::fs::read_to_string(&html).expect("html written");
+    let d = detcd_checker::report::embedded_data(&page).expect("embedded data");
+    assert_eq!(d["verdict"], "Unknown");
+    let ops = d["ops"].as_array().expect("ops");
+    let states = ops.iter().filter(|o| o["state_after"].is_string()).count();
+    assert!(states > 0, "no op carries a state");
+    let failing: Vec<_> = ops.iter().filter(|o| o["highlighted"] == true).collect();
+    assert!(!failing.is_empty());
+    assert!(
+        failing.iter().all(|o| o["failure"].is_string()),
+        "{failing:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

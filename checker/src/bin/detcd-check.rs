@@ -239,9 +239,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     } else if file.as_os_str() == "-" {
         History::read(std::io::stdin().lock())?
     } else {
-        let f =
-            std::fs::File::open(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        History::read(std::io::BufReader::new(f))?
+        // One read and no copy per line: faster than a buffered reader.
+        let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        History::parse_bytes(&bytes)?
     };
     let opts = Options {
         step_budget: cli.step_budget,
@@ -272,7 +272,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
     }
     if let Some(path) = &cli.html {
-        let t = detcd_checker::etcd::timeline::timeline(&title, &h, &verdict);
+        let t = detcd_checker::etcd::timeline::timeline(&title, &h, &verdict, &opts);
         std::fs::write(path, detcd_checker::report::html(&t))
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }

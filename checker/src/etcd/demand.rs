@@ -6,7 +6,7 @@
 //! a gap is thus refused at once instead of after many more revisions. These are
 //! necessary conditions only: it does not choose writers (see `replay`).
 
-use super::prep::{KeyHistory, Prep, count_in};
+use super::prep::{KeyHistory, KeyRead, Prep, count_in};
 
 use super::store::Store;
 use crate::history::History;
@@ -43,16 +43,55 @@ pub const DEMAND_READS_MAX: usize = 8;
 /// Later reads of a key scanned at most per check.
 pub const DEMAND_SCAN_MAX: usize = 64;
 
+/// Per key of [`Prep::seen_keys`] (in its order), the index of the first read with a
+/// header above the revision last checked. The replay moves mostly forward, so
+/// stepping from the last position beats a binary search over every key's reads.
+#[derive(Debug, Clone, Default)]
+pub struct Cursors(Vec<usize>);
+
+impl Cursors {
+    /// Cursors at the start of every key's reads.
+    pub fn new(p: &Prep) -> Self {
+        Cursors(vec![0; p.seen_keys.len()])
+    }
+
+    /// Index of `reads`' first read with a header above `r`, starting from slot `i`.
+    fn first_after(&mut self, i: usize, reads: &[KeyRead], r: i64) -> usize {
+        let Some(c) = self.0.get_mut(i) else {
+            return reads.partition_point(|x| x.header <= r);
+        };
+        let mut at = (*c).min(reads.len());
+        while at < reads.len() && reads[at].header <= r {
+            at += 1;
+        }
+        while at > 0 && reads[at - 1].header > r {
+            at -= 1;
+        }
+        *c = at;
+        at
+    }
+}
+
 /// Checks the demands of each key's next [`DEMAND_READS_MAX`] reads against the gaps
 /// after revision `r` (the store is at `r`).
-pub fn check(p: &Prep, store: &Store, r: i64) -> Result<(), Shortfall> {
+pub fn check(p: &Prep, store: &Store, r: i64, cursors: &mut Cursors) -> Result<(), Shortfall> {
     let mut demands: Vec<Demand> = Vec::new();
-    for (key, kh) in &p.seen_keys {
-        let first = kh.reads.partition_point(|x| x.header <= r);
-        let cur = store.get_at(key, r);
-        // Writes to the key needed by each deadline; the running maximum is emitted
-        // as increments so that demands of different keys can be summed.
-        let mut mine: Vec<(i64, i64, usize)> = Vec::new();
+    let at_r = store.rev() == r;
+    // Both maps are in key order: walk the store's keys alongside.
+    let mut live = store.current().peekable();
+    // Writes to the key needed by each deadline; the running maximum is emitted as
+    // increments so that demands of different keys can be summed. Reused across keys.
+    let mut mine: Vec<(i64, i64, usize)> = Vec::new();
+    for (slot, (key, kh)) in p.seen_keys.iter().enumerate() {
+        let first = cursors.first_after(slot, &kh.reads, r);
+        let cur = if at_r {
+            while live.next_if(|(k, _)| *k < key.as_str()).is_some() {}
+            live.next_if(|(k, _)| *k == key.as_str())
+                .and_then(|(_, kv)| kv)
+        } else {
+            store.get_at(key, r)
+        };
+        mine.clear();
         let mut informative = 0;
         for read in kh.reads[first..].iter().take(DEMAND_SCAN_MAX) {
             if informative >= DEMAND_READS_MAX {
@@ -131,7 +170,7 @@ pub fn check(p: &Prep, store: &Store, r: i64) -> Result<(), Shortfall> {
         }
         mine.sort_unstable();
         let mut max = 0;
-        for (deadline, count, line) in mine {
+        for &(deadline, count, line) in &mine {
             if count > max {
                 demands.push(Demand {
                     deadline,

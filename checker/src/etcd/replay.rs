@@ -5,7 +5,7 @@
 //! are undone and retried depth-first, bounded by a step budget so the verdict never
 //! depends on the machine's speed. It does not check watches (see `watch`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::history::{EventKind, History, Op, OpResult, Outcome};
 use crate::verdict::{Property, Verdict};
@@ -75,6 +75,23 @@ struct Replay<'a> {
     failed: HashMap<(i64, u64), Verdict>,
     /// Whether any choice has been undone yet.
     backtracked: bool,
+    /// Where each key's reads stood at the last demand check.
+    cursors: super::demand::Cursors,
+    /// Remember the gap choices leading to the deepest failure (for reports).
+    record: bool,
+    /// The gap choices on the path to the deepest failure so far (when `record`).
+    best_path: Vec<(i64, Cand)>,
+    /// Replay only these gap choices and stop at the first failure, leaving the model
+    /// where it failed (for reports).
+    forced: Option<BTreeMap<i64, Cand>>,
+    /// The op the last failure is about and the revision whose state it was checked
+    /// against (None: a gap or a demand failed).
+    fail_op: Option<(usize, i64)>,
+    /// The revision at which a forced replay stopped.
+    stop_rev: i64,
+    /// In a forced replay: the model's result and the recorded one of the op that
+    /// failed, when it failed by a result.
+    fail_detail: Option<(String, String)>,
 }
 
 /// How far back historical reads may reach for a state to be remembered (hashing the
@@ -113,26 +130,8 @@ pub fn replay(h: &History, p: &Prep, opts: &Options) -> Result<Replayed, Verdict
 }
 
 fn replay_with(h: &History, p: &Prep, opts: &Options, backjump: bool) -> Result<Replayed, Verdict> {
-    let budget = opts.step_budget;
-    let mut store = Store::new();
-    store.maybe_leases = p.maybe_leases.iter().copied().collect();
-    let mut rp = Replay {
-        h,
-        p,
-        store,
-        used: vec![false; h.ops.len()],
-        used_log: Vec::new(),
-        resolved: vec![None; h.ops.len()],
-        steps: 0,
-        budget,
-        allow_gaps: opts.allow_gaps,
-        fail_keys: None,
-        backjump,
-        used_hash: 0,
-        failed: HashMap::new(),
-        backtracked: false,
-    };
-    match rp.run() {
+    let mut rp = Replay::new(h, p, opts, backjump);
+    match rp.run(&mut Vec::new()) {
         Ok(()) => Ok(Replayed {
             store: rp.store,
             resolved: rp.resolved,
@@ -141,13 +140,132 @@ fn replay_with(h: &History, p: &Prep, opts: &Options, backjump: bool) -> Result<
         Err(Stop::Budget) => Err(Verdict::Unknown {
             reason: format!(
                 "step budget of {} exhausted while resolving unknown-outcome writes",
-                budget
+                opts.step_budget
             ),
         }),
     }
 }
 
-impl Replay<'_> {
+/// How far a replay for a report got: the model up to the point of failure.
+#[derive(Debug)]
+pub struct Partial {
+    /// The model where the replay ended (after the last revision, or where it failed).
+    pub store: Store,
+    /// Revision each unknown-outcome op was placed at on the path shown.
+    pub resolved: Vec<Option<i64>>,
+    /// None: every revision replayed. Some: where and why the path shown fails.
+    pub stopped: Option<Stopped>,
+}
+
+/// Where a replay for a report stopped.
+#[derive(Debug, Clone)]
+pub struct Stopped {
+    /// The revision being replayed when it failed.
+    pub rev: i64,
+    /// The failing op (index into the history's ops) and the revision whose state it
+    /// was checked against; None when a gap could not be filled or later reads demand
+    /// more writes than the gaps left allow.
+    pub op: Option<(usize, i64)>,
+    /// The failure.
+    pub verdict: Verdict,
+    /// For an op whose result was wrong: what the model gives at the revision it was
+    /// checked against, and what the history records (both as JSON).
+    pub expected_observed: Option<(String, String)>,
+}
+
+/// Replays `h` for a report. When no full replay exists (or the budget runs out), the
+/// search's deepest failure is replayed again along the same choices and left at the
+/// point of failure, so every op before it has a model state; with the budget gone
+/// before any failure, the path being searched is shown instead. With `confirm`, a
+/// failure of the backjumping pass is searched again chronologically, as [`replay`]
+/// does (use it when the history checked OK, so the full replay is found); without,
+/// the backjumping pass's deepest failure is shown (cheap for an Illegal history).
+pub fn replay_for_report(h: &History, p: &Prep, opts: &Options, confirm: bool) -> Partial {
+    let full = |rp: Replay| Partial {
+        store: rp.store,
+        resolved: rp.resolved,
+        stopped: None,
+    };
+    // The same two passes as [`replay`]: backjumping, then chronological backtracking
+    // to confirm a failure.
+    let mut first = Replay::new(h, p, opts, true);
+    first.record = true;
+    let mut frames = Vec::new();
+    let path = match first.run(&mut frames) {
+        Ok(()) => return full(first),
+        Err(Stop::Budget) if first.best_path.is_empty() => path_of(&frames),
+        Err(Stop::Budget) => first.best_path,
+        Err(Stop::Illegal(_)) if !confirm => first.best_path,
+        Err(Stop::Illegal(_)) => {
+            let mut second = Replay::new(h, p, opts, false);
+            second.record = true;
+            match second.run(&mut Vec::new()) {
+                Ok(()) => return full(second),
+                Err(Stop::Illegal(_)) => second.best_path,
+                Err(Stop::Budget) => first.best_path,
+            }
+        }
+    };
+    // Each gap has at most one choice and the first failure ends it: linear.
+    let unbounded = Options {
+        step_budget: u64::MAX,
+        ..*opts
+    };
+    let mut fr = Replay::new(h, p, &unbounded, false);
+    fr.forced = Some(path.into_iter().collect());
+    let stopped = match fr.run(&mut Vec::new()) {
+        Ok(()) => None,
+        Err(Stop::Illegal(v)) => Some(Stopped {
+            rev: fr.stop_rev,
+            op: fr.fail_op,
+            verdict: v,
+            expected_observed: fr.fail_detail.take().filter(|_| fr.fail_op.is_some()),
+        }),
+        Err(Stop::Budget) => None,
+    };
+    Partial {
+        store: fr.store,
+        resolved: fr.resolved,
+        stopped,
+    }
+}
+
+fn path_of(frames: &[Frame]) -> Vec<(i64, Cand)> {
+    frames
+        .iter()
+        .filter_map(|f| f.chosen.map(|c| (f.rev, c)))
+        .collect()
+}
+
+impl<'a> Replay<'a> {
+    fn new(h: &'a History, p: &'a Prep, opts: &Options, backjump: bool) -> Self {
+        let mut store = Store::new();
+        store.maybe_leases = p.maybe_leases.iter().copied().collect();
+        Replay {
+            h,
+            p,
+            store,
+            used: vec![false; h.ops.len()],
+            used_log: Vec::new(),
+            resolved: vec![None; h.ops.len()],
+            steps: 0,
+            budget: opts.step_budget,
+            allow_gaps: opts.allow_gaps,
+            fail_keys: None,
+            backjump,
+            used_hash: 0,
+            failed: HashMap::new(),
+            backtracked: false,
+            cursors: super::demand::Cursors::new(p),
+            record: false,
+            best_path: Vec::new(),
+            forced: None,
+            fail_op: None,
+            stop_rev: 0,
+            fail_detail: None,
+        }
+    }
+
     fn step(&mut self) -> Result<(), Stop> {
         self.steps += 1;
         if self.steps > self.budget {
@@ -157,13 +275,15 @@ impl Replay<'_> {
         }
     }
 
-    fn run(&mut self) -> Result<(), Stop> {
+    /// Runs the search; `frames` holds the gap choices of the current path (left as
+    /// they are when the budget runs out).
+    fn run(&mut self, frames: &mut Vec<Frame>) -> Result<(), Stop> {
         for r in 0..=1usize.min(self.p.max_rev as usize) {
             if let Err(v) = self.observe(r as i64)? {
+                self.stop_rev = r as i64;
                 return Err(Stop::Illegal(v));
             }
         }
-        let mut frames: Vec<Frame> = Vec::new();
         let mut best: Option<(i64, Verdict)> = None;
         let mut r: i64 = 2;
         let mut produced = false;
@@ -180,6 +300,7 @@ impl Replay<'_> {
                         if let Some(v) = memo.and_then(|m| self.failed.get(&(r, m))) {
                             // This state was reached before and nothing worked from it.
                             self.fail_keys = None;
+                            self.fail_op = None;
                             Err(v.clone())
                         } else {
                             let cands = self.candidates(r);
@@ -200,6 +321,7 @@ impl Replay<'_> {
                             } else {
                                 frames.pop();
                                 self.fail_keys = Some(self.gap_keys(r));
+                                self.fail_op = None;
                                 let v = self.unexplained(r);
                                 if let Some(m) = memo {
                                     self.failed.insert((r, m), v.clone());
@@ -215,8 +337,9 @@ impl Replay<'_> {
             }
             if res.is_ok() && !self.allow_gaps && frames.last().is_some_and(|f| f.rev == r) {
                 self.step()?;
-                if let Err(s) = super::demand::check(self.p, &self.store, r) {
+                if let Err(s) = super::demand::check(self.p, &self.store, r, &mut self.cursors) {
                     self.fail_keys = Some(s.keys.into_iter().map(|k| (k, None)).collect());
+                    self.fail_op = None;
                     res = Err(Verdict::illegal(Property::Result, s.message, vec![s.line]));
                 }
             }
@@ -232,9 +355,17 @@ impl Replay<'_> {
                         steps = self.steps,
                         "backtrack"
                     );
+                    if self.forced.is_some() {
+                        // Leave the model where the path shown fails.
+                        self.stop_rev = r;
+                        return Err(Stop::Illegal(v));
+                    }
                     self.backtracked = true;
                     if best.as_ref().is_none_or(|(br, _)| r > *br) {
                         best = Some((r, v));
+                        if self.record {
+                            self.best_path = path_of(frames);
+                        }
                     }
                     // Conflict-directed backjumping: only frames whose choice could
                     // change the keys the failure depends on are retried.
@@ -329,7 +460,10 @@ impl Replay<'_> {
                 extra.extend(ranges);
             }
         }
-        keys.extend(extra);
+        if !extra.is_empty() {
+            keys.extend(extra);
+            super::conflict::dedup(keys);
+        }
         relevant
     }
 
@@ -439,6 +573,9 @@ impl Replay<'_> {
     }
 
     fn candidates(&self, r: i64) -> Vec<Cand> {
+        if let Some(forced) = &self.forced {
+            return forced.get(&r).copied().into_iter().collect();
+        }
         let deadline = self.p.min_ret_from[r as usize];
         let fits = |i: usize| {
             let call = self.h.ops[i].rec.call;
@@ -566,6 +703,8 @@ impl Replay<'_> {
             return Ok(Ok(()));
         };
         let got = self.store.exec(&o.rec.op);
+        // Kept for the report of a forced replay, which stops at its first failure.
+        let shown = self.forced.is_some().then(|| got.clone());
         let res = match got {
             Err(e) => {
                 let prop = if e == ERR_LEASE_NOT_FOUND {
@@ -594,6 +733,8 @@ impl Replay<'_> {
         };
         if res.is_err() {
             self.fail_keys = Some(self.ranges_of(w));
+            self.fail_op = Some((w, r - 1));
+            self.fail_detail = shown.map(|g| (model_text(&g), json(&ok.result)));
         }
         Ok(res)
     }
@@ -722,6 +863,8 @@ impl Replay<'_> {
         };
         for &i in obs {
             self.step()?;
+            // Kept only when this op fails (set again by every other failure).
+            self.fail_op = Some((i, r));
             let o = &self.h.ops[i];
             let Outcome::Ok(ok) = &o.rec.outcome else {
                 continue;
@@ -736,6 +879,9 @@ impl Replay<'_> {
                     self.store.rollback(mark);
                     if got.as_ref().map_or(true, |res| wrote || res != &ok.result) {
                         self.fail_keys = Some(self.ranges_of(i));
+                        if self.forced.is_some() {
+                            self.fail_detail = Some((model_text(&got), json(&ok.result)));
+                        }
                     }
                     match got {
                         Err(e) => {
@@ -811,6 +957,14 @@ fn revs_in(res: &OpResult, out: &mut Vec<i64>) {
         OpResult::DeleteRange(d) => out.extend(d.prev_kvs.iter().map(|k| k.mod_revision)),
         OpResult::Txn(t) => t.responses.iter().for_each(|r| revs_in(r, out)),
         _ => {}
+    }
+}
+
+/// The model's answer to an op as text: its result as JSON, or its error.
+fn model_text(got: &Result<OpResult, String>) -> String {
+    match got {
+        Ok(res) => json(res),
+        Err(e) => format!("error: {e}"),
     }
 }
 

@@ -81,80 +81,44 @@ pub struct History {
 impl History {
     /// Parses JSON lines; blank lines and lines starting with `#` are skipped.
     pub fn parse(text: &str) -> Result<History, HistoryError> {
-        Self::read(text.as_bytes())
+        Self::parse_bytes(text.as_bytes())
+    }
+
+    /// Parses JSON lines held in memory, without copying each line.
+    pub fn parse_bytes(text: &[u8]) -> Result<History, HistoryError> {
+        // A trailing newline ends the last line rather than starting an empty one.
+        let text = text.strip_suffix(b"\n").unwrap_or(text);
+        let mut b = Builder::default();
+        // Records are built in place: no list of records to grow and move.
+        b.h.ops.reserve(text.len() / OP_LINE_BYTES_TYPICAL);
+        for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+            if let Some((line, rec)) = parse_line(i + 1, line)? {
+                b.push(line, rec)?;
+            }
+        }
+        Ok(b.h)
     }
 
     /// Parses JSON lines from a reader.
     pub fn read(reader: impl BufRead) -> Result<History, HistoryError> {
-        let mut records = Vec::new();
+        let mut b = Builder::default();
         for (i, line) in reader.split(b'\n').enumerate() {
-            let line_no = i + 1;
-            let line = line?;
-            if line.len() > LINE_BYTES_MAX {
-                return Err(HistoryError::at(line_no, "line longer than 16 MiB"));
+            if let Some((line, rec)) = parse_line(i + 1, &line?)? {
+                b.push(line, rec)?;
             }
-            let trimmed = line.trim_ascii();
-            if trimmed.is_empty() || trimmed.starts_with(b"#") {
-                continue;
-            }
-            let rec =
-                parse_record(trimmed).map_err(|e| HistoryError::at(line_no, e.to_string()))?;
-            records.push((line_no, rec));
         }
-        Self::from_records(records)
+        Ok(b.h)
     }
 
     /// Builds and validates a history from records with their line numbers.
     pub fn from_records(
         records: impl IntoIterator<Item = (usize, Record)>,
     ) -> Result<History, HistoryError> {
-        let mut h = History::default();
-        let mut streams: std::collections::BTreeMap<(u64, u64), usize> = Default::default();
+        let mut b = Builder::default();
         for (line, rec) in records {
-            match rec {
-                Record::Meta(m) => h.meta = Some(m),
-                Record::Op(op) => {
-                    validate_op(&op).map_err(|r| HistoryError::at(line, r))?;
-                    h.ops.push(OpEntry { line, rec: op });
-                }
-                Record::Watch(w) => {
-                    if streams.contains_key(&(w.client, w.watch)) {
-                        return Err(HistoryError::at(
-                            line,
-                            format!("watch {} of client {} opened twice", w.watch, w.client),
-                        ));
-                    }
-                    streams.insert((w.client, w.watch), h.watches.len());
-                    h.watches.push(WatchStream {
-                        line,
-                        create: w,
-                        responses: Vec::new(),
-                    });
-                }
-                Record::WatchEvents(r) => push_response(
-                    &mut h,
-                    &streams,
-                    line,
-                    (r.client, r.watch),
-                    WatchResponse::Events(r),
-                )?,
-                Record::WatchProgress(r) => push_response(
-                    &mut h,
-                    &streams,
-                    line,
-                    (r.client, r.watch),
-                    WatchResponse::Progress(r),
-                )?,
-                Record::WatchCancel(r) => push_response(
-                    &mut h,
-                    &streams,
-                    line,
-                    (r.client, r.watch),
-                    WatchResponse::Cancel(r),
-                )?,
-            }
+            b.push(line, rec)?;
         }
-        Ok(h)
+        Ok(b.h)
     }
 
     /// Writes the history back as JSON lines (ops first, then watch streams).
@@ -189,6 +153,19 @@ impl History {
     }
 }
 
+/// Parses line `line_no`; None for a blank or comment line.
+fn parse_line(line_no: usize, line: &[u8]) -> Result<Option<(usize, Record)>, HistoryError> {
+    if line.len() > LINE_BYTES_MAX {
+        return Err(HistoryError::at(line_no, "line longer than 16 MiB"));
+    }
+    let trimmed = line.trim_ascii();
+    if trimmed.is_empty() || trimmed.starts_with(b"#") {
+        return Ok(None);
+    }
+    let rec = parse_record(trimmed).map_err(|e| HistoryError::at(line_no, e.to_string()))?;
+    Ok(Some((line_no, rec)))
+}
+
 /// Parses one record. Lines that start with the tag (as this crate writes them) are
 /// parsed straight into their struct, which is several times faster than serde's
 /// buffering of internally tagged enums; any other layout takes the general path.
@@ -200,6 +177,63 @@ fn parse_record(line: &[u8]) -> Result<Record, serde_json::Error> {
         return serde_json::from_slice(line).map(Record::WatchEvents);
     }
     serde_json::from_slice(line)
+}
+
+/// Bytes of a typical op line, to size the op list before parsing.
+const OP_LINE_BYTES_TYPICAL: usize = 400;
+
+/// Validates records one by one into a history.
+#[derive(Default)]
+struct Builder {
+    h: History,
+    /// Index in `h.watches` of each open stream.
+    streams: std::collections::BTreeMap<(u64, u64), usize>,
+}
+
+impl Builder {
+    fn push(&mut self, line: usize, rec: Record) -> Result<(), HistoryError> {
+        let h = &mut self.h;
+        match rec {
+            Record::Meta(m) => h.meta = Some(m),
+            Record::Op(op) => {
+                validate_op(&op).map_err(|r| HistoryError::at(line, r))?;
+                h.ops.push(OpEntry { line, rec: op });
+            }
+            Record::Watch(w) => {
+                if self.streams.contains_key(&(w.client, w.watch)) {
+                    return Err(HistoryError::at(
+                        line,
+                        format!("watch {} of client {} opened twice", w.watch, w.client),
+                    ));
+                }
+                self.streams.insert((w.client, w.watch), h.watches.len());
+                h.watches.push(WatchStream {
+                    line,
+                    create: w,
+                    responses: Vec::new(),
+                });
+            }
+            Record::WatchEvents(r) => {
+                self.respond(line, (r.client, r.watch), WatchResponse::Events(r))?
+            }
+            Record::WatchProgress(r) => {
+                self.respond(line, (r.client, r.watch), WatchResponse::Progress(r))?
+            }
+            Record::WatchCancel(r) => {
+                self.respond(line, (r.client, r.watch), WatchResponse::Cancel(r))?
+            }
+        }
+        Ok(())
+    }
+
+    fn respond(
+        &mut self,
+        line: usize,
+        id: (u64, u64),
+        resp: WatchResponse,
+    ) -> Result<(), HistoryError> {
+        push_response(&mut self.h, &self.streams, line, id, resp)
+    }
 }
 
 fn push_response(
@@ -329,6 +363,30 @@ mod tests {
             again.ops.iter().map(|o| &o.rec).collect::<Vec<_>>(),
             h.ops.iter().map(|o| &o.rec).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn in_memory_and_reader_parsing_agree_on_records_and_line_numbers() {
+        let op = r#"{"type":"op","client":1,"call":1,"ret":2,"op":{"range":{"key":"a"}},"outcome":{"ok":{"revision":1,"result":{"range":{}}}}}"#;
+        let texts = [
+            format!("{op}\n\n# c\r\n{op}\r\n"),
+            format!("\n{op}"),
+            format!("{op}\n\n\n"),
+            String::new(),
+            format!("{op}\n{{bad\n{op}\n"),
+        ];
+        for text in &texts {
+            let a = History::parse(text).map(|h| h.ops.iter().map(|o| o.line).collect::<Vec<_>>());
+            let b = History::read(text.as_bytes())
+                .map(|h| h.ops.iter().map(|o| o.line).collect::<Vec<_>>());
+            match (a, b) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text:?}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text:?}"),
+                (a, b) => panic!("{text:?}: {a:?} vs {b:?}"),
+            }
+        }
+        let h = History::parse(&texts[0]).expect("parses");
+        assert_eq!(h.ops.iter().map(|o| o.line).collect::<Vec<_>>(), vec![1, 4]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use super::{ImportError, import_kv, import_register};
 use crate::models::{self, CasRegister, Kv, Register};
 use crate::report::{Timeline, wgl_timeline};
-use crate::wgl::{Operation, Outcome, Partition, check_partitioned};
+use crate::wgl::{Operation, Outcome, Partition, check_partitioned_progress};
 
 /// The models a Jepsen history can be checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,14 +91,22 @@ where
     M::Output: Clone + std::fmt::Display,
     M::State: StateText,
 {
-    let outcome = check_partitioned(model, ops, step_budget);
+    let (outcome, progress) = check_partitioned_progress(model, ops, step_budget);
     let failing_lines = match &outcome {
         Outcome::Illegal { failing, .. } => {
             failing.iter().filter_map(|&i| ops.get(i)?.line).collect()
         }
         _ => Vec::new(),
     };
-    let timeline = wgl_timeline(title, model, ops, &outcome, models::label, StateText::text);
+    let timeline = wgl_timeline(
+        title,
+        model,
+        ops,
+        &outcome,
+        progress.as_ref(),
+        models::label,
+        StateText::text,
+    );
     JepsenVerdict {
         outcome,
         operations: ops.len(),

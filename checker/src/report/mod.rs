@@ -3,11 +3,15 @@
 //! One lane per client; each operation is a bar from its call to its return (an
 //! operation of unknown outcome runs open-ended to the right edge). Failing operations
 //! are highlighted, and hovering a bar shows its details, including the model state
-//! before and after it when the checker knows them. Times are drawn by rank (each
-//! distinct call or return time gets the next slot), so long quiet gaps do not squash
-//! the interesting part. The page carries its own CSS and script and loads nothing
-//! from the network; every piece of text is HTML-escaped. This module does not decide
-//! what is highlighted or which states to show: the caller fills in a [`Timeline`].
+//! before and after it when the checker knows them and, for a failing one, what it was
+//! checked against. Times are drawn by rank (each distinct call or return time gets the
+//! next slot), so long quiet gaps do not squash the interesting part. The page carries
+//! its own CSS and script and loads nothing from the network; every piece of text is
+//! HTML-escaped. The operations' details are embedded once as JSON (a
+//! `<script type="application/json" id="timeline-data">` element, read back by
+//! [`embedded_data`]), which the hover script and other tools read. This module does
+//! not decide what is highlighted or which states to show: the caller fills in a
+//! [`Timeline`].
 
 mod wgl;
 
@@ -15,6 +19,8 @@ pub use wgl::wgl_timeline;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+use serde::Serialize;
 
 /// Everything the page shows.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -25,6 +31,8 @@ pub struct Timeline {
     pub verdict: String,
     /// The property violated, or the reason for Unknown.
     pub property: Option<String>,
+    /// Where the states shown come from (e.g. how far a replay got), if worth saying.
+    pub note: Option<String>,
     /// The operations to draw.
     pub ops: Vec<TimelineOp>,
 }
@@ -46,6 +54,11 @@ pub struct TimelineOp {
     pub state_before: Option<String>,
     /// Model state after the operation, if known.
     pub state_after: Option<String>,
+    /// What the server answered, if worth showing.
+    pub response: Option<String>,
+    /// For a failing operation: the state it was checked against and what was expected
+    /// against what was observed.
+    pub failure: Option<String>,
 }
 
 /// Horizontal space per distinct event time, in pixels.
@@ -90,11 +103,100 @@ linear-gradient(90deg,#f08a8a,#fff)}.op:hover{outline:2px solid #000;z-index:3}\
 border:1px solid #888;padding:8px;font-size:12px;white-space:pre-wrap;display:none;\
 z-index:10;font-family:monospace}";
 
+/// Id of the element holding the embedded JSON.
+const DATA_ID: &str = "timeline-data";
+
+/// The hover text is built from the embedded JSON, in the order of [`info`].
 const SCRIPT: &str = "(function(){var d=document.getElementById('detail');\
+var D=JSON.parse(document.getElementById('timeline-data').textContent);\
+function info(o){var s=o.label+'\\nclient '+o.client+'  call '+o.call+'  return '+\
+(o.ret===null?'unknown':o.ret);if(o.highlighted)s+='\\nFAILING';\
+if(o.failure!==null)s+='\\n'+o.failure;\
+if(o.state_before!==null)s+='\\nstate before: '+o.state_before;\
+if(o.state_after!==null)s+='\\nstate after: '+o.state_after;\
+if(o.response!==null)s+='\\nresponse: '+o.response;return s;}\
 document.querySelectorAll('.op').forEach(function(e){\
-e.addEventListener('mouseenter',function(){d.textContent=e.getAttribute('data-info');\
-d.style.display='block';});\
+e.addEventListener('mouseenter',function(){\
+d.textContent=info(D.ops[+e.getAttribute('data-op')]);d.style.display='block';});\
 e.addEventListener('mouseleave',function(){d.style.display='none';});});})();";
+
+/// One operation as embedded in the page (times as text: JavaScript numbers cannot
+/// hold every u64).
+#[derive(Serialize)]
+struct EmbeddedOp<'a> {
+    client: u64,
+    call: String,
+    ret: Option<String>,
+    label: &'a str,
+    highlighted: bool,
+    state_before: Option<&'a str>,
+    state_after: Option<&'a str>,
+    response: Option<&'a str>,
+    failure: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Embedded<'a> {
+    title: &'a str,
+    verdict: &'a str,
+    property: Option<&'a str>,
+    note: Option<&'a str>,
+    ops: Vec<EmbeddedOp<'a>>,
+}
+
+/// `t` as JSON safe inside a script element: `<`, `>` and `&` (which JSON holds only
+/// inside strings) are written as `\u` escapes, so no `</script>` can occur.
+fn embedded_json(t: &Timeline) -> String {
+    let e = Embedded {
+        title: &t.title,
+        verdict: &t.verdict,
+        property: t.property.as_deref(),
+        note: t.note.as_deref(),
+        ops: t
+            .ops
+            .iter()
+            .map(|o| EmbeddedOp {
+                client: o.client,
+                call: o.call.to_string(),
+                ret: o.ret.map(|r| r.to_string()),
+                label: &o.label,
+                highlighted: o.highlighted,
+                state_before: o.state_before.as_deref(),
+                state_after: o.state_after.as_deref(),
+                response: o.response.as_deref(),
+                failure: o.failure.as_deref(),
+            })
+            .collect(),
+    };
+    // Plain strings, numbers and booleans: serializing cannot fail.
+    let json = serde_json::to_string(&e).unwrap_or_else(|_| "{\"ops\":[]}".to_owned());
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Reads the embedded JSON back from a page made by [`html`] (for tests and tools):
+/// an object with `title`, `verdict`, `property`, `note` and `ops`, each op with
+/// `client`, `call`, `ret` (times as strings), `label`, `highlighted`, `state_before`,
+/// `state_after`, `response` and `failure`.
+pub fn embedded_data(page: &str) -> Result<serde_json::Value, String> {
+    let open = format!("<script type=\"application/json\" id=\"{DATA_ID}\">");
+    let start = page
+        .find(&open)
+        .ok_or_else(|| "no embedded timeline data".to_owned())?
+        + open.len();
+    let len = page[start..]
+        .find("</script>")
+        .ok_or_else(|| "embedded timeline data not closed".to_owned())?;
+    serde_json::from_str(&page[start..start + len]).map_err(|e| e.to_string())
+}
 
 /// Renders `t` as one self-contained HTML page.
 pub fn html(t: &Timeline) -> String {
@@ -112,9 +214,9 @@ pub fn html(t: &Timeline) -> String {
     let width_px = LABEL_WIDTH_PX + (slots.len() + 2) * SLOT_WIDTH_PX;
     let x_of = |time: u64| LABEL_WIDTH_PX + slots.get(&time).copied().unwrap_or(0) * SLOT_WIDTH_PX;
 
-    let mut lanes: BTreeMap<u64, Vec<&TimelineOp>> = BTreeMap::new();
-    for op in &t.ops {
-        lanes.entry(op.client).or_default().push(op);
+    let mut lanes: BTreeMap<u64, Vec<(usize, &TimelineOp)>> = BTreeMap::new();
+    for (i, op) in t.ops.iter().enumerate() {
+        lanes.entry(op.client).or_default().push((i, op));
     }
 
     let mut out = String::new();
@@ -143,13 +245,16 @@ pub fn html(t: &Timeline) -> String {
         t.ops.len(),
         lanes.len()
     );
+    if let Some(n) = &t.note {
+        let _ = write!(out, "<p>{}</p>", escape(n));
+    }
     for (client, ops) in &lanes {
         let _ = write!(
             out,
             "<div class=\"lane\" style=\"height:{LANE_HEIGHT_PX}px\">\
              <div class=\"who\">client {client}</div>"
         );
-        for op in ops {
+        for &(i, op) in ops {
             let left = x_of(op.call);
             let right = op.ret.map_or(width_px, x_of);
             let w = right.saturating_sub(left).max(BAR_WIDTH_MIN_PX);
@@ -163,8 +268,7 @@ pub fn html(t: &Timeline) -> String {
             let _ = write!(
                 out,
                 "<div class=\"{class}\" style=\"left:{left}px;width:{w}px\" \
-                 data-info=\"{}\">{}</div>",
-                escape(&info(op)),
+                 data-op=\"{i}\">{}</div>",
                 escape(&op.label)
             );
         }
@@ -172,13 +276,16 @@ pub fn html(t: &Timeline) -> String {
     }
     let _ = write!(
         out,
-        "</div></div><div id=\"detail\"></div><script>{SCRIPT}</script></body></html>"
+        "</div></div><div id=\"detail\"></div>\
+         <script type=\"application/json\" id=\"{DATA_ID}\">{}</script>\
+         <script>{SCRIPT}</script></body></html>",
+        embedded_json(t)
     );
     out
 }
 
-/// The hover text of one operation.
-fn info(op: &TimelineOp) -> String {
+/// The hover text of one operation, as the page's script builds it.
+pub fn info(op: &TimelineOp) -> String {
     let ret = op
         .ret
         .map_or_else(|| "unknown".to_string(), |r| r.to_string());
@@ -189,11 +296,17 @@ fn info(op: &TimelineOp) -> String {
     if op.highlighted {
         s.push_str("\nFAILING");
     }
+    if let Some(f) = &op.failure {
+        let _ = write!(s, "\n{f}");
+    }
     if let Some(b) = &op.state_before {
         let _ = write!(s, "\nstate before: {b}");
     }
     if let Some(a) = &op.state_after {
         let _ = write!(s, "\nstate after: {a}");
+    }
+    if let Some(r) = &op.response {
+        let _ = write!(s, "\nresponse: {r}");
     }
     s
 }

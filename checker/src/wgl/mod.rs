@@ -135,6 +135,16 @@ impl Outcome {
     }
 }
 
+/// How far a search that gave up got.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Indices (into the checked slice) of the longest linearized sequence found, in
+    /// linearization order.
+    pub longest_prefix: Vec<usize>,
+    /// Indices of operations that could not be placed after it (may be empty).
+    pub failing: Vec<usize>,
+}
+
 /// Checks `ops` against `model`, spending at most `step_budget` model steps.
 ///
 /// Uses the default memo cap ([`MEMO_ENTRIES_MAX_DEFAULT`]).
@@ -160,12 +170,26 @@ where
     M::Input: Clone,
     M::Output: Clone,
 {
+    check_partitioned_progress(model, ops, step_budget).0
+}
+
+/// [`check_partitioned`], and for an Unknown verdict how far the search of the key
+/// that gave up got (indices into `ops`).
+pub fn check_partitioned_progress<M: Partition>(
+    model: &M,
+    ops: &[Operation<M::Input, M::Output>],
+    step_budget: u64,
+) -> (Outcome, Option<Progress>)
+where
+    M::Input: Clone,
+    M::Output: Clone,
+{
     let mut by_key: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
     for (i, op) in ops.iter().enumerate() {
         by_key.entry(model.key(&op.input)).or_default().push(i);
     }
     let mut steps_left = step_budget;
-    let mut unknown: Option<String> = None;
+    let mut unknown: Option<(String, Option<Progress>)> = None;
     for (key, indices) in &by_key {
         let sub: Vec<_> = indices.iter().map(|&i| ops[i].clone()).collect();
         let report = check_with(model, &sub, &Limits::with_step_budget(steps_left));
@@ -176,21 +200,27 @@ where
                 longest_prefix,
                 failing,
             } => {
-                return Outcome::Illegal {
+                let outcome = Outcome::Illegal {
                     longest_prefix: longest_prefix.iter().map(|&i| indices[i]).collect(),
                     failing: failing.iter().map(|&i| indices[i]).collect(),
                 };
+                return (outcome, None);
             }
             Outcome::Unknown { reason } => {
                 if unknown.is_none() {
-                    unknown = Some(format!("key {}: {reason}", String::from_utf8_lossy(key)));
+                    let progress = report.progress.map(|p| Progress {
+                        longest_prefix: p.longest_prefix.iter().map(|&i| indices[i]).collect(),
+                        failing: p.failing.iter().map(|&i| indices[i]).collect(),
+                    });
+                    let reason = format!("key {}: {reason}", String::from_utf8_lossy(key));
+                    unknown = Some((reason, progress));
                 }
             }
         }
     }
     match unknown {
-        Some(reason) => Outcome::Unknown { reason },
-        None => Outcome::Ok,
+        Some((reason, progress)) => (Outcome::Unknown { reason }, progress),
+        None => (Outcome::Ok, None),
     }
 }
 

@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 
 use super::memo::{Insert, KnownSet, Memo};
-use super::{Model, Operation, Outcome};
+use super::{Model, Operation, Outcome, Progress};
 
 /// Default cap on remembered configurations.
 pub const MEMO_ENTRIES_MAX_DEFAULT: usize = 4_000_000;
@@ -55,6 +55,9 @@ pub struct Report {
     pub steps: u64,
     /// Configurations remembered at the end.
     pub memo_entries: usize,
+    /// For an Unknown outcome: the longest linearized sequence the search reached
+    /// before it gave up (None when it never placed anything).
+    pub progress: Option<Progress>,
 }
 
 /// Groups of interchangeable unknown-outcome operations are formed by comparing each
@@ -156,14 +159,20 @@ pub fn check_with<M: Model>(
                 outcome: Outcome::Unknown { reason },
                 steps: 0,
                 memo_entries: 0,
+                progress: None,
             };
         }
     };
     let outcome = search.run();
+    let progress = match outcome {
+        Outcome::Unknown { .. } => search.progress(),
+        _ => None,
+    };
     Report {
         outcome,
         steps: search.steps,
         memo_entries: search.memo.len(),
+        progress,
     }
 }
 
@@ -547,6 +556,32 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
+    /// The longer of the deepest dead end and the sequence placed now (the search gave
+    /// up there), with the operations that could not be placed after it (none known for
+    /// the sequence placed now).
+    fn progress(&mut self) -> Option<Progress> {
+        let now = self.stack.len();
+        let (longest_prefix, failing) = match self.deepest.take() {
+            Some((prefix, failing)) if prefix.len() >= now => (prefix, failing),
+            _ => (self.placed_order(), Vec::new()),
+        };
+        (!longest_prefix.is_empty()).then_some(Progress {
+            longest_prefix,
+            failing,
+        })
+    }
+
+    /// The operations placed now, in order.
+    fn placed_order(&self) -> Vec<usize> {
+        self.stack
+            .iter()
+            .map(|f| match f.placed {
+                Placed::Known(k) => self.known_ops[k as usize],
+                Placed::Unknown(u) => self.unknown_ops[u as usize].0,
+            })
+            .collect()
+    }
+
     /// Records the current configuration if it is the deepest dead end so far.
     fn note_dead_end(&mut self) {
         let depth = self.stack.len();
@@ -557,14 +592,7 @@ impl<'a, M: Model> Search<'a, M> {
         {
             return;
         }
-        let prefix = self
-            .stack
-            .iter()
-            .map(|f| match f.placed {
-                Placed::Known(k) => self.known_ops[k as usize],
-                Placed::Unknown(u) => self.unknown_ops[u as usize].0,
-            })
-            .collect();
+        let prefix = self.placed_order();
         // The blocking operation (first return) first, then the other known candidates.
         let mut failing = Vec::new();
         let mut blocker = None;
