@@ -9,48 +9,14 @@
 use detcd_sim::bugs::Bug;
 use detcd_sim::run::{RunConfig, RunResult};
 
-use detcd_sim::disk::DiskProfile;
-use detcd_sim::fault::FaultEvent;
+use crate::{ScenarioError, sweep};
 
-use crate::plan::Plan;
-use crate::{ScenarioError, catalog, sweep};
+/// The self-test's scenario names, re-exported for the probes.
+pub use crate::probes::{VOTE_CHURN, VOTE_SPLIT};
 
-/// The self-test's own scenario: 5 members; the leader loses power again and again, and
-/// during each election other members crash and come back within a few hundred
-/// milliseconds, so votes are cast, forgotten (with the bug) and cast again.
-pub const VOTE_CHURN: &str = "vote-churn";
-
-/// The configuration of a catalog scenario, swarm, or [`VOTE_CHURN`].
+/// The configuration of a catalog scenario, swarm, or a self-test scenario.
 pub fn config_for(scenario: &str, seed: u64) -> Result<RunConfig, ScenarioError> {
-    if scenario == VOTE_CHURN {
-        Ok(vote_churn(seed))
-    } else {
-        sweep::config_for(scenario, seed)
-    }
-}
-
-fn vote_churn(seed: u64) -> RunConfig {
-    let config = catalog::base(seed, 5, DiskProfile::Ssd);
-    let mut p = Plan::new(seed ^ 0x766f_7465_0000_0000);
-    let end_ms = config.duration_ms.saturating_sub(1_000);
-    let mut t = catalog::WARMUP_MS;
-    while t + 3_000 < end_ms {
-        p.at(t, FaultEvent::KillLeader);
-        for _ in 0..2 {
-            let member = p.member(5);
-            let down = t + p.between_ms(800, 2_000);
-            p.at(down, FaultEvent::Crash { member });
-            let up = down + p.between_ms(20, 300);
-            p.at(up, FaultEvent::Restart { member });
-        }
-        t += p.between_ms(2_500, 3_000);
-        p.at(t, FaultEvent::HealAll);
-        t += p.between_ms(200, 600);
-    }
-    RunConfig {
-        schedule: p.finish(),
-        ..config
-    }
+    sweep::config_for(scenario, seed)
 }
 
 /// Where to look for one bug.

@@ -67,6 +67,7 @@ pub fn node_config(config: &ServerConfig, seed: u64) -> NodeConfig {
         join_existing: config.initial_cluster_state == ClusterState::Existing,
         tick_ms: config.heartbeat_interval_ms,
         election_ticks,
+        pre_vote: config.pre_vote,
         snapshot_count: config.snapshot_count,
         kv: KvConfig {
             txn_ops_max: config.max_txn_ops as usize,

@@ -39,6 +39,7 @@ pub fn config(quota_backend_bytes: u64) -> NodeConfig {
         join_existing: false,
         tick_ms: 10,
         election_ticks: 10,
+        pre_vote: true,
         snapshot_count: 10_000,
         kv: KvConfig {
             lease_ttl_s_min: 2,

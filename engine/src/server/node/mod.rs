@@ -142,6 +142,8 @@ pub struct NodeConfig {
     pub tick_ms: u64,
     /// Election timeout in ticks.
     pub election_ticks: u32,
+    /// Whether Raft runs a PreVote round before bumping its term.
+    pub pre_vote: bool,
     /// Applied entries between snapshots.
     pub snapshot_count: u64,
     /// Key-space limits.
@@ -179,6 +181,8 @@ pub struct NodeStatus {
     pub leader: NodeId,
     /// Current term.
     pub term: u64,
+    /// The member this one voted for in the current term, or 0.
+    pub vote: NodeId,
     /// Whether this member leads.
     pub is_leader: bool,
     /// Whether this member is a learner.
@@ -313,6 +317,7 @@ pub async fn start<D: Disk>(
     let mut raft_config = crate::raft::Config::new(config.member_id);
     raft_config.election_ticks = config.election_ticks;
     raft_config.heartbeat_ticks = 1;
+    raft_config.pre_vote = config.pre_vote;
     raft_config.seed = rng.next_u64();
     #[cfg(madsim)]
     {

@@ -444,6 +444,7 @@ impl<D: Disk> RaftLoop<D> {
         let next = super::NodeStatus {
             leader: status.leader,
             term: status.term,
+            vote: status.vote,
             is_leader: status.role == Role::Leader,
             is_learner,
             commit: status.commit,
