@@ -23,8 +23,14 @@ pub const VOTE_CHURN: &str = "vote-churn";
 /// term can ask it again.
 pub const VOTE_SPLIT: &str = "vote-split";
 
+/// 3 members with Raft batching shrunk to one entry per message (knob); a follower is
+/// cut off while the leader keeps writing, the leader loses power, and the follower
+/// comes back: the new leader catches it up entry by entry, from entries of the old
+/// term that the new leader does not yet know to be committed.
+pub const CATCH_UP: &str = "catch-up-after-leader-loss";
+
 /// Every self-test scenario, with a line on what it does.
-pub const ALL: [(&str, &str); 2] = [
+pub const ALL: [(&str, &str); 3] = [
     (
         VOTE_CHURN,
         "5 members: power off the leader repeatedly while others crash and restart",
@@ -32,6 +38,10 @@ pub const ALL: [(&str, &str); 2] = [
     (
         VOTE_SPLIT,
         "3 members: cut one link, crash and restart all; voters crash right after voting",
+    ),
+    (
+        CATCH_UP,
+        "3 members, one-entry appends: isolate a follower, power off the leader, heal",
     ),
 ];
 
@@ -47,6 +57,7 @@ pub fn config_for(scenario: &str, seed: u64) -> Option<RunConfig> {
     match scenario {
         VOTE_CHURN => Some(vote_churn(seed)),
         VOTE_SPLIT => Some(vote_split(seed)),
+        CATCH_UP => Some(catch_up(seed)),
         _ => None,
     }
 }
@@ -115,6 +126,34 @@ fn vote_split(seed: u64) -> RunConfig {
         schedule: p.finish(),
         knobs: Knobs {
             crash_after_vote_down_ms: down_ms,
+            ..Knobs::default()
+        },
+        ..config
+    }
+}
+
+fn catch_up(seed: u64) -> RunConfig {
+    const MEMBERS: u64 = 3;
+    let config = catalog::base(seed, MEMBERS, DiskProfile::Ssd);
+    let mut p = Plan::new(seed ^ 0x6361_7463_6800_0000);
+    let end_ms = config.duration_ms.saturating_sub(1_000);
+    let mut t = catalog::WARMUP_MS;
+    while t + 3_500 < end_ms {
+        let member = p.member(MEMBERS);
+        p.at(t, FaultEvent::Clog { member });
+        t += p.between_ms(500, 1_200);
+        p.at(t, FaultEvent::KillLeader);
+        t += p.between_ms(50, 300);
+        p.at(t, FaultEvent::Unclog { member });
+        t += p.between_ms(2_000, 2_500);
+        p.at(t, FaultEvent::HealAll);
+        t += p.between_ms(200, 500);
+    }
+    RunConfig {
+        schedule: p.finish(),
+        knobs: Knobs {
+            raft_append_entries_max: 1,
+            raft_inflight_msgs_max: 1,
             ..Knobs::default()
         },
         ..config

@@ -12,7 +12,7 @@ use detcd_sim::run::{RunConfig, RunResult};
 use crate::{ScenarioError, sweep};
 
 /// The self-test's scenario names, re-exported for the probes.
-pub use crate::probes::{VOTE_CHURN, VOTE_SPLIT};
+pub use crate::probes::{CATCH_UP, VOTE_CHURN, VOTE_SPLIT};
 
 /// The configuration of a catalog scenario, swarm, or a self-test scenario.
 pub fn config_for(scenario: &str, seed: u64) -> Result<RunConfig, ScenarioError> {

@@ -20,6 +20,13 @@ pub struct Knobs {
     /// after the crash. One crash per term, so the cluster still gets work done.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub crash_after_vote_down_ms: u64,
+    /// When non-zero: most entries in one Raft Append message (a valid but small
+    /// batching limit, so a follower catching up acknowledges old entries one by one).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub raft_append_entries_max: u64,
+    /// When non-zero: most unacknowledged Raft Append messages per follower.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub raft_inflight_msgs_max: u64,
 }
 
 /// Time between a member publishing a fresh vote and its crash under
@@ -53,6 +60,8 @@ mod tests {
         let on = Knobs {
             pre_vote_off: true,
             crash_after_vote_down_ms: 40,
+            raft_append_entries_max: 1,
+            raft_inflight_msgs_max: 2,
         };
         assert!(!on.is_off());
         let json = serde_json::to_string(&on).unwrap_or_default();

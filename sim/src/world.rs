@@ -14,6 +14,7 @@ use detcd_checker::history::{History, Meta, Op, OpRecord, OpResult, Outcome, Rec
 use detcd_checker::verdict::Verdict;
 use detcd_engine::server::config::{self, Command, ServerConfig};
 use detcd_engine::server::node::NodeHandle;
+use detcd_engine::server::node::sim_bugs::SimRaftLimits;
 use detcd_engine::server::run as server_run;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle as Host, Runtime};
@@ -136,6 +137,12 @@ impl World {
             let mut server_config = member_config(i, config.members)?;
             server_config.sim_bugs = crate::bugs::engine_switches(&config.bugs);
             server_config.pre_vote = !config.knobs.pre_vote_off;
+            server_config.sim_raft = SimRaftLimits {
+                append_entries_max: usize::try_from(config.knobs.raft_append_entries_max)
+                    .unwrap_or(usize::MAX),
+                inflight_msgs_max: usize::try_from(config.knobs.raft_inflight_msgs_max)
+                    .unwrap_or(usize::MAX),
+            };
             server_config.sim_wal_segment_bytes = crate::run::SIM_WAL_SEGMENT_BYTES;
             let disk = SimDisk::new(config.disk, config.seed ^ (i << 32));
             disks.insert(i, disk.clone());
@@ -942,7 +949,7 @@ async fn simulate(
             }
         }
     }
-    failures.extend(observe::election_safety(&lock(&world.leaders)));
+    failures.extend(observe::failures(&lock(&world.leaders)));
     let logs = lock(&world.logs).clone();
     SimOutcome {
         sim_ms: world.now_ms(),

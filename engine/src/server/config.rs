@@ -244,6 +244,10 @@ pub struct ServerConfig {
     /// memory, so smaller segments are cheaper.
     #[cfg(madsim)]
     pub sim_wal_segment_bytes: u64,
+    /// Raft batching limits in the simulator (0: the defaults); never set by the
+    /// command line.
+    #[cfg(madsim)]
+    pub sim_raft: super::node::sim_bugs::SimRaftLimits,
 }
 
 /// What the command line asks for.
@@ -527,6 +531,8 @@ fn validate(flags: Flags) -> Result<ServerConfig, ConfigError> {
         sim_bugs: Default::default(),
         #[cfg(madsim)]
         sim_wal_segment_bytes: 0,
+        #[cfg(madsim)]
+        sim_raft: Default::default(),
     })
 }
 

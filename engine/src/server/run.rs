@@ -80,6 +80,8 @@ pub fn node_config(config: &ServerConfig, seed: u64) -> NodeConfig {
         watch_progress_interval_ms: WATCH_PROGRESS_INTERVAL_MS,
         #[cfg(madsim)]
         sim_bugs: config.sim_bugs,
+        #[cfg(madsim)]
+        sim_raft: config.sim_raft,
     }
 }
 

@@ -60,6 +60,8 @@ pub fn config(quota_backend_bytes: u64) -> NodeConfig {
         watch_progress_interval_ms: 0,
         #[cfg(madsim)]
         sim_bugs: Default::default(),
+        #[cfg(madsim)]
+        sim_raft: Default::default(),
     }
 }
 

@@ -161,6 +161,9 @@ pub struct NodeConfig {
     /// Deliberate bugs for the simulator's self-test (all off unless a run sets them).
     #[cfg(madsim)]
     pub sim_bugs: sim_bugs::SimBugs,
+    /// Raft batching limits of a simulated run (defaults unless a run shrinks them).
+    #[cfg(madsim)]
+    pub sim_raft: sim_bugs::SimRaftLimits,
 }
 
 impl NodeConfig {
@@ -189,6 +192,8 @@ pub struct NodeStatus {
     pub is_learner: bool,
     /// Commit index.
     pub commit: u64,
+    /// Term of the entry at the commit index (0 if compacted away or none).
+    pub commit_term: u64,
     /// Applied index.
     pub applied: u64,
     /// Times the leader changed (as seen here).
@@ -324,6 +329,7 @@ pub async fn start<D: Disk>(
         raft_config.bugs.forget_vote_on_restart = config.sim_bugs.forget_vote_on_restart;
         raft_config.bugs.commit_earlier_term_by_count =
             config.sim_bugs.commit_earlier_term_by_count;
+        config.sim_raft.apply(&mut raft_config);
     }
 
     let mut kv = KvState::new(config.kv);

@@ -103,6 +103,8 @@ fn config(id: u64, members: &[MemberRecord], snapshot_count: u64) -> NodeConfig 
         watch_progress_interval_ms: 0,
         #[cfg(madsim)]
         sim_bugs: Default::default(),
+        #[cfg(madsim)]
+        sim_raft: Default::default(),
     }
 }
 
