@@ -13,10 +13,6 @@ use detcd_sim::run::{RunConfig, WorkloadSpec};
 use crate::catalog;
 use crate::plan::{self, Plan};
 
-/// 5 members; the leader loses power again and again, and during each election other
-/// members crash and come back within a few hundred milliseconds.
-pub const VOTE_CHURN: &str = "vote-churn";
-
 /// 3 members whose processes all crash and restart at once while the link between two
 /// of them is cut, so both campaign through the third (the hub); the hub crashes right
 /// after each vote it grants and comes back later (knob), so a candidate of the same
@@ -30,11 +26,7 @@ pub const VOTE_SPLIT: &str = "vote-split";
 pub const CATCH_UP: &str = "catch-up-after-leader-loss";
 
 /// Every self-test scenario, with a line on what it does.
-pub const ALL: [(&str, &str); 3] = [
-    (
-        VOTE_CHURN,
-        "5 members: power off the leader repeatedly while others crash and restart",
-    ),
+pub const ALL: [(&str, &str); 2] = [
     (
         VOTE_SPLIT,
         "3 members: cut one link, crash and restart all; voters crash right after voting",
@@ -55,34 +47,9 @@ const VOTE_SPLIT_CLIENTS: u64 = 2;
 /// The configuration of a self-test scenario, or `None` for another name.
 pub fn config_for(scenario: &str, seed: u64) -> Option<RunConfig> {
     match scenario {
-        VOTE_CHURN => Some(vote_churn(seed)),
         VOTE_SPLIT => Some(vote_split(seed)),
         CATCH_UP => Some(catch_up(seed)),
         _ => None,
-    }
-}
-
-fn vote_churn(seed: u64) -> RunConfig {
-    let config = catalog::base(seed, 5, DiskProfile::Ssd);
-    let mut p = Plan::new(seed ^ 0x766f_7465_0000_0000);
-    let end_ms = config.duration_ms.saturating_sub(1_000);
-    let mut t = catalog::WARMUP_MS;
-    while t + 3_000 < end_ms {
-        p.at(t, FaultEvent::KillLeader);
-        for _ in 0..2 {
-            let member = p.member(5);
-            let down = t + p.between_ms(800, 2_000);
-            p.at(down, FaultEvent::Crash { member });
-            let up = down + p.between_ms(20, 300);
-            p.at(up, FaultEvent::Restart { member });
-        }
-        t += p.between_ms(2_500, 3_000);
-        p.at(t, FaultEvent::HealAll);
-        t += p.between_ms(200, 600);
-    }
-    RunConfig {
-        schedule: p.finish(),
-        ..config
     }
 }
 

@@ -12,7 +12,7 @@ use detcd_sim::run::{RunConfig, RunResult};
 use crate::{ScenarioError, sweep};
 
 /// The self-test's scenario names, re-exported for the probes.
-pub use crate::probes::{CATCH_UP, VOTE_CHURN, VOTE_SPLIT};
+pub use crate::probes::{CATCH_UP, VOTE_SPLIT};
 
 /// The configuration of a catalog scenario, swarm, or a self-test scenario.
 pub fn config_for(scenario: &str, seed: u64) -> Result<RunConfig, ScenarioError> {
@@ -30,9 +30,8 @@ pub struct Probe {
     pub seeds_max: u64,
     /// Why these scenarios.
     pub why: &'static str,
-    /// Whether the self-test fails when the probe misses. Off for the Raft-core switches
-    /// that the whole system (PreVote, CheckQuorum, batched appends) rarely lets show
-    /// within a short sweep; the Raft core's own safety tests catch those.
+    /// Whether the self-test fails when the probe misses (every probe is required now;
+    /// kept so a new bug can be added before a scenario exposes it).
     pub required: bool,
 }
 
@@ -54,19 +53,21 @@ pub const PROBES: [Probe; 5] = [
     },
     Probe {
         bug: Bug::ForgetVoteOnRestart,
-        scenarios: &[VOTE_CHURN, "leader-crash-loop"],
-        seeds_max: 2,
-        why: "restarts during elections let a member vote twice in one term \
-              (needs two candidates of one term and a restart in between: rare)",
-        required: false,
+        scenarios: &[VOTE_SPLIT],
+        seeds_max: 16,
+        why: "two members that cannot reach each other campaign in one term through a hub \
+              that crashes right after voting (knob); with the bug it votes again: two \
+              leaders in one term (about 60% of seeds)",
+        required: true,
     },
     Probe {
         bug: Bug::CommitEarlierTermByCount,
-        scenarios: &[VOTE_CHURN, "swarm"],
-        seeds_max: 2,
-        why: "leader changes leave earlier-term entries that a new leader must not count \
-              (shows only when a quorum acks them without the new term's first entry: rare)",
-        required: false,
+        scenarios: &[CATCH_UP],
+        seeds_max: 16,
+        why: "a new leader catches a cut-off follower up one entry per message (knob), so \
+              a quorum holds earlier-term entries before the new term's first one; the \
+              commit-rule check sees the count commit (about 35% of seeds)",
+        required: true,
     },
     Probe {
         bug: Bug::LeaseExpiryWithoutRaft,

@@ -11,9 +11,6 @@ use serde::{Deserialize, Serialize};
 /// The knobs of one run; all off by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Knobs {
-    /// Members run with `--pre-vote=false` (etcd 3.4's default) instead of PreVote.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub pre_vote_off: bool,
     /// When non-zero: while the workload runs, the first member that grants its vote to
     /// another member in a term is process-crashed [`VOTE_CRASH_DELAY_MS`] later (its
     /// vote reply already sent, its vote persisted) and restarted this many simulated ms
@@ -32,10 +29,6 @@ pub struct Knobs {
 /// Time between a member publishing a fresh vote and its crash under
 /// [`Knobs::crash_after_vote_down_ms`], simulated ms: enough for the reply to leave.
 pub const VOTE_CRASH_DELAY_MS: u64 = 1;
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
@@ -58,7 +51,6 @@ mod tests {
         assert!(off.is_off());
         assert_eq!(serde_json::to_string(&off).unwrap_or_default(), "{}");
         let on = Knobs {
-            pre_vote_off: true,
             crash_after_vote_down_ms: 40,
             raft_append_entries_max: 1,
             raft_inflight_msgs_max: 2,

@@ -136,7 +136,6 @@ impl World {
         for i in 1..=config.members {
             let mut server_config = member_config(i, config.members)?;
             server_config.sim_bugs = crate::bugs::engine_switches(&config.bugs);
-            server_config.pre_vote = !config.knobs.pre_vote_off;
             server_config.sim_raft = SimRaftLimits {
                 append_entries_max: usize::try_from(config.knobs.raft_append_entries_max)
                     .unwrap_or(usize::MAX),
