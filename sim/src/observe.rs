@@ -25,7 +25,7 @@ pub(crate) struct Observed {
 }
 
 /// [`Observed`], shared by every member's follower task.
-pub(crate) type Leaders = Arc<Mutex<Observed>>;
+pub(crate) type Observations = Arc<Mutex<Observed>>;
 
 /// A member (by index) granted its vote in a term: `(member, term)`.
 pub(crate) type VoteNotice = (u64, u64);
@@ -66,9 +66,9 @@ impl CommitRule {
 }
 
 /// Records the leader `status` names, if any.
-pub(crate) fn record(leaders: &Leaders, status: &NodeStatus) {
+pub(crate) fn record(observed: &Observations, status: &NodeStatus) {
     if status.leader != 0 {
-        lock(leaders)
+        lock(observed)
             .leaders
             .entry(status.term)
             .or_default()
@@ -82,7 +82,7 @@ pub(crate) fn record(leaders: &Leaders, status: &NodeStatus) {
 pub(crate) async fn follow(
     node: NodeHandle,
     member: u64,
-    leaders: Leaders,
+    observed: Observations,
     votes: Option<UnboundedSender<VoteNotice>>,
 ) {
     let me = node.member_id();
@@ -90,9 +90,9 @@ pub(crate) async fn follow(
     let mut reported = (0, 0);
     let mut rule = CommitRule::default();
     loop {
-        record(&leaders, &last);
+        record(&observed, &last);
         if let Some(v) = rule.check(member, &last) {
-            lock(&leaders).commit_rule.push(v);
+            lock(&observed).commit_rule.push(v);
         }
         if let Some(tx) = &votes
             && last.vote != 0
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn two_leaders_named_for_one_term_break_election_safety() {
-        let leaders: Leaders = Arc::default();
+        let leaders: Observations = Arc::default();
         record(&leaders, &status(1, 2));
         record(&leaders, &status(0, 3));
         record(&leaders, &status(2, 3));

@@ -20,6 +20,7 @@ use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle as Host, Runtime};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Layer, SubscriberExt};
@@ -27,13 +28,12 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
 use crate::disk::{DiskProfile, SimDisk};
 use crate::fault::FaultEvent;
 use crate::logs::{MEMBER_LOG_LEVEL, MemberLogs};
-use crate::observe::{self, Leaders, VoteNotice};
+use crate::observe::{self, Observations, VoteNotice};
 use crate::run::{Profile, RunConfig, RunResult, WorkloadSpec};
 use crate::trace::{self, TraceLog};
 use crate::workload::Recorder;
 use crate::workload::kv::{self, KvClientConfig};
 use crate::workload::{cas, kube, lease, watch};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How often the status watcher samples members, simulated ms.
 const STATUS_POLL_MS: u64 = 50;
@@ -115,8 +115,8 @@ struct World {
     losses: u64,
     trace: TraceLog,
     logs: Arc<Mutex<BTreeMap<u64, Vec<String>>>>,
-    /// Every leader named per term, from every member's status changes.
-    leaders: Leaders,
+    /// Leaders named per term and commit-rule checks, from every member's status changes.
+    observed: Observations,
     /// Fresh votes members grant (only reported under the crash-after-vote knob); taken
     /// by the schedule loop.
     votes: Option<UnboundedReceiver<VoteNotice>>,
@@ -129,7 +129,7 @@ impl World {
         let slots: Slots = Arc::default();
         let failed: Failed = Arc::default();
         let logs: Arc<Mutex<BTreeMap<u64, Vec<String>>>> = Arc::default();
-        let election: Leaders = Arc::default();
+        let observed: Observations = Arc::default();
         let (votes_tx, votes_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut hosts = BTreeMap::new();
         let mut disks = BTreeMap::new();
@@ -150,7 +150,7 @@ impl World {
             let failures = Arc::clone(&failed);
             let registry = Arc::clone(&nodes);
             let member_logs = Arc::clone(&logs);
-            let leaders = Arc::clone(&election);
+            let watched = Arc::clone(&observed);
             let votes = (config.knobs.crash_after_vote_down_ms > 0).then(|| votes_tx.clone());
             let seed = config.seed;
             // Each start of the member gets its own seed: the engine draws its proposal
@@ -169,7 +169,7 @@ impl World {
                     let registry = Arc::clone(&registry);
                     let member_logs = Arc::clone(&member_logs);
                     let failures = Arc::clone(&failures);
-                    let leaders = Arc::clone(&leaders);
+                    let watched = Arc::clone(&watched);
                     let votes = votes.clone();
                     let boot = boots.fetch_add(1, Ordering::Relaxed);
                     let seed = seed ^ boot.wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -181,7 +181,7 @@ impl World {
                             Ok(server) => {
                                 lock(&failures).remove(&i);
                                 lock(&registry).insert(i, server.node().clone());
-                                observe::follow(server.node().clone(), i, leaders, votes).await;
+                                observe::follow(server.node().clone(), i, watched, votes).await;
                             }
                             Err(e) => {
                                 tracing::warn!(member = i, error = %e, "member failed to start");
@@ -223,7 +223,7 @@ impl World {
             losses: 0,
             trace,
             logs,
-            leaders: election,
+            observed,
             votes: Some(votes_rx),
         })
     }
@@ -590,7 +590,7 @@ impl World {
 }
 
 /// Traces every member's (leader, term) changes as sampled every [`STATUS_POLL_MS`]
-/// (the election-safety record is [`observe::follow`]'s, fed by every change).
+/// (the safety checks are [`observe::follow`]'s, fed by every change).
 async fn watch_status(nodes: Nodes, trace: TraceLog, start: Instant) {
     let mut seen: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
     loop {
@@ -948,7 +948,7 @@ async fn simulate(
             }
         }
     }
-    failures.extend(observe::failures(&lock(&world.leaders)));
+    failures.extend(observe::failures(&lock(&world.observed)));
     let logs = lock(&world.logs).clone();
     SimOutcome {
         sim_ms: world.now_ms(),
