@@ -57,16 +57,16 @@ pub const PROBES: [Probe; 5] = [
         seeds_max: 16,
         why: "two members that cannot reach each other campaign in one term through a hub \
               that crashes right after voting (knob); with the bug it votes again: two \
-              leaders in one term (about 60% of seeds)",
+              leaders in one term (62 of seeds 0..100)",
         required: true,
     },
     Probe {
         bug: Bug::CommitEarlierTermByCount,
         scenarios: &[CATCH_UP],
-        seeds_max: 16,
+        seeds_max: 24,
         why: "a new leader catches a cut-off follower up one entry per message (knob), so \
               a quorum holds earlier-term entries before the new term's first one; the \
-              commit-rule check sees the count commit (about 35% of seeds)",
+              commit-rule check sees the count commit (29 of seeds 0..100)",
         required: true,
     },
     Probe {
