@@ -46,6 +46,7 @@ async fn serve(members: u64) -> (NodeHandle, SocketAddr) {
         join_existing: false,
         tick_ms: 10,
         election_ticks: 5,
+        pre_vote: true,
         snapshot_count: 10_000,
         kv: KvConfig::default(),
         request_bytes_max: REQUEST_BYTES_MAX,

@@ -136,6 +136,7 @@ pub fn base(seed: u64, members: u64, disk: DiskProfile) -> RunConfig {
         duration_ms: DURATION_MS,
         liveness_ms: LIVENESS_MS,
         bugs: Vec::new(),
+        knobs: Default::default(),
     }
 }
 

@@ -9,48 +9,14 @@
 use detcd_sim::bugs::Bug;
 use detcd_sim::run::{RunConfig, RunResult};
 
-use detcd_sim::disk::DiskProfile;
-use detcd_sim::fault::FaultEvent;
+use crate::{ScenarioError, sweep};
 
-use crate::plan::Plan;
-use crate::{ScenarioError, catalog, sweep};
+/// The self-test's scenario names, re-exported for the probes.
+pub use crate::probes::{CATCH_UP, VOTE_SPLIT};
 
-/// The self-test's own scenario: 5 members; the leader loses power again and again, and
-/// during each election other members crash and come back within a few hundred
-/// milliseconds, so votes are cast, forgotten (with the bug) and cast again.
-pub const VOTE_CHURN: &str = "vote-churn";
-
-/// The configuration of a catalog scenario, swarm, or [`VOTE_CHURN`].
+/// The configuration of a catalog scenario, swarm, or a self-test scenario.
 pub fn config_for(scenario: &str, seed: u64) -> Result<RunConfig, ScenarioError> {
-    if scenario == VOTE_CHURN {
-        Ok(vote_churn(seed))
-    } else {
-        sweep::config_for(scenario, seed)
-    }
-}
-
-fn vote_churn(seed: u64) -> RunConfig {
-    let config = catalog::base(seed, 5, DiskProfile::Ssd);
-    let mut p = Plan::new(seed ^ 0x766f_7465_0000_0000);
-    let end_ms = config.duration_ms.saturating_sub(1_000);
-    let mut t = catalog::WARMUP_MS;
-    while t + 3_000 < end_ms {
-        p.at(t, FaultEvent::KillLeader);
-        for _ in 0..2 {
-            let member = p.member(5);
-            let down = t + p.between_ms(800, 2_000);
-            p.at(down, FaultEvent::Crash { member });
-            let up = down + p.between_ms(20, 300);
-            p.at(up, FaultEvent::Restart { member });
-        }
-        t += p.between_ms(2_500, 3_000);
-        p.at(t, FaultEvent::HealAll);
-        t += p.between_ms(200, 600);
-    }
-    RunConfig {
-        schedule: p.finish(),
-        ..config
-    }
+    sweep::config_for(scenario, seed)
 }
 
 /// Where to look for one bug.
@@ -64,9 +30,8 @@ pub struct Probe {
     pub seeds_max: u64,
     /// Why these scenarios.
     pub why: &'static str,
-    /// Whether the self-test fails when the probe misses. Off for the Raft-core switches
-    /// that the whole system (PreVote, CheckQuorum, batched appends) rarely lets show
-    /// within a short sweep; the Raft core's own safety tests catch those.
+    /// Whether the self-test fails when the probe misses (every probe is required now;
+    /// kept so a new bug can be added before a scenario exposes it).
     pub required: bool,
 }
 
@@ -88,19 +53,21 @@ pub const PROBES: [Probe; 5] = [
     },
     Probe {
         bug: Bug::ForgetVoteOnRestart,
-        scenarios: &[VOTE_CHURN, "leader-crash-loop"],
-        seeds_max: 2,
-        why: "restarts during elections let a member vote twice in one term \
-              (needs two candidates of one term and a restart in between: rare)",
-        required: false,
+        scenarios: &[VOTE_SPLIT],
+        seeds_max: 16,
+        why: "two members that cannot reach each other campaign in one term through a hub \
+              that crashes right after voting (knob); with the bug it votes again: two \
+              leaders in one term (62 of seeds 0..100)",
+        required: true,
     },
     Probe {
         bug: Bug::CommitEarlierTermByCount,
-        scenarios: &[VOTE_CHURN, "swarm"],
-        seeds_max: 2,
-        why: "leader changes leave earlier-term entries that a new leader must not count \
-              (shows only when a quorum acks them without the new term's first entry: rare)",
-        required: false,
+        scenarios: &[CATCH_UP],
+        seeds_max: 24,
+        why: "a new leader catches a cut-off follower up one entry per message (knob), so \
+              a quorum holds earlier-term entries before the new term's first one; the \
+              commit-rule check sees the count commit (29 of seeds 0..100)",
+        required: true,
     },
     Probe {
         bug: Bug::LeaseExpiryWithoutRaft,

@@ -20,10 +20,13 @@ pub struct Job {
     pub seed: u64,
 }
 
-/// The configuration of `scenario` (a catalog name or `swarm`) for `seed`.
+/// The configuration of `scenario` (a catalog name, `swarm`, or a self-test scenario
+/// from [`crate::probes`]) for `seed`.
 pub fn config_for(scenario: &str, seed: u64) -> Result<RunConfig, ScenarioError> {
     if scenario == swarm::NAME {
         Ok(swarm::build(seed))
+    } else if let Some(config) = crate::probes::config_for(scenario, seed) {
+        Ok(config)
     } else {
         Ok((catalog::find(scenario)?.build)(seed))
     }

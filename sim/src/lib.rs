@@ -3,6 +3,7 @@
 //! - [`bugs`]: deliberate server bugs by name, for the harness self-test;
 //! - [`fault`]: fault events and timed schedules, as JSON data;
 //! - [`disk`]: the simulated disk (a `MemDisk` with latency profiles and faults);
+//! - [`knobs`]: simulation-only knobs that make rare timings common (the self-test);
 //! - [`trace`]: the event list and its hash, for determinism checks;
 //! - [`run`]: the one entry point: a [`run::RunConfig`] in, a [`run::RunResult`] out.
 //!
@@ -16,10 +17,13 @@ pub mod disk;
 pub mod fault;
 #[cfg(madsim)]
 mod isolate;
+pub mod knobs;
 #[cfg(madsim)]
 mod logs;
 #[cfg(madsim)]
 mod membership;
+#[cfg(madsim)]
+mod observe;
 pub mod run;
 pub mod trace;
 #[cfg(madsim)]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::bugs::Bug;
 use crate::disk::DiskProfile;
 use crate::fault::Schedule;
+use crate::knobs::Knobs;
 
 /// WAL segment size of simulated members, bytes (records up to half of it, which
 /// still holds the largest request). The simulated disk keeps each
@@ -77,6 +78,9 @@ pub struct RunConfig {
     /// Deliberate server bugs every member runs with (the self-test); empty normally.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bugs: Vec<Bug>,
+    /// Simulation-only knobs that make rare timings common (the self-test); off normally.
+    #[serde(default, skip_serializing_if = "Knobs::is_off")]
+    pub knobs: Knobs,
 }
 
 /// What a run produced.

@@ -14,11 +14,13 @@ use detcd_checker::history::{History, Meta, Op, OpRecord, OpResult, Outcome, Rec
 use detcd_checker::verdict::Verdict;
 use detcd_engine::server::config::{self, Command, ServerConfig};
 use detcd_engine::server::node::NodeHandle;
+use detcd_engine::server::node::sim_bugs::SimRaftLimits;
 use detcd_engine::server::run as server_run;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle as Host, Runtime};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Layer, SubscriberExt};
@@ -26,6 +28,7 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
 use crate::disk::{DiskProfile, SimDisk};
 use crate::fault::FaultEvent;
 use crate::logs::{MEMBER_LOG_LEVEL, MemberLogs};
+use crate::observe::{self, Observations, VoteNotice};
 use crate::run::{Profile, RunConfig, RunResult, WorkloadSpec};
 use crate::trace::{self, TraceLog};
 use crate::workload::Recorder;
@@ -39,6 +42,8 @@ const LIVENESS_POLL_MS: u64 = 100;
 /// Extra simulated time allowed beyond duration and liveness before the run is cut.
 const TIME_LIMIT_SLACK_MS: u64 = 60_000;
 
+#[path = "world_knobs.rs"]
+mod world_knobs;
 #[path = "world_membership.rs"]
 mod world_membership;
 
@@ -110,6 +115,11 @@ struct World {
     losses: u64,
     trace: TraceLog,
     logs: Arc<Mutex<BTreeMap<u64, Vec<String>>>>,
+    /// Leaders named per term and commit-rule checks, from every member's status changes.
+    observed: Observations,
+    /// Fresh votes members grant (only reported under the crash-after-vote knob); taken
+    /// by the schedule loop.
+    votes: Option<UnboundedReceiver<VoteNotice>>,
 }
 
 impl World {
@@ -119,11 +129,19 @@ impl World {
         let slots: Slots = Arc::default();
         let failed: Failed = Arc::default();
         let logs: Arc<Mutex<BTreeMap<u64, Vec<String>>>> = Arc::default();
+        let observed: Observations = Arc::default();
+        let (votes_tx, votes_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut hosts = BTreeMap::new();
         let mut disks = BTreeMap::new();
         for i in 1..=config.members {
             let mut server_config = member_config(i, config.members)?;
             server_config.sim_bugs = crate::bugs::engine_switches(&config.bugs);
+            server_config.sim_raft = SimRaftLimits {
+                append_entries_max: usize::try_from(config.knobs.raft_append_entries_max)
+                    .unwrap_or(usize::MAX),
+                inflight_msgs_max: usize::try_from(config.knobs.raft_inflight_msgs_max)
+                    .unwrap_or(usize::MAX),
+            };
             server_config.sim_wal_segment_bytes = crate::run::SIM_WAL_SEGMENT_BYTES;
             let disk = SimDisk::new(config.disk, config.seed ^ (i << 32));
             disks.insert(i, disk.clone());
@@ -132,6 +150,8 @@ impl World {
             let failures = Arc::clone(&failed);
             let registry = Arc::clone(&nodes);
             let member_logs = Arc::clone(&logs);
+            let watched = Arc::clone(&observed);
+            let votes = (config.knobs.crash_after_vote_down_ms > 0).then(|| votes_tx.clone());
             let seed = config.seed;
             // Each start of the member gets its own seed: the engine draws its proposal
             // IDs from it, and a restarted member reusing its last life's IDs would take an
@@ -149,6 +169,8 @@ impl World {
                     let registry = Arc::clone(&registry);
                     let member_logs = Arc::clone(&member_logs);
                     let failures = Arc::clone(&failures);
+                    let watched = Arc::clone(&watched);
+                    let votes = votes.clone();
                     let boot = boots.fetch_add(1, Ordering::Relaxed);
                     let seed = seed ^ boot.wrapping_mul(0x9e37_79b9_7f4a_7c15);
                     async move {
@@ -159,7 +181,7 @@ impl World {
                             Ok(server) => {
                                 lock(&failures).remove(&i);
                                 lock(&registry).insert(i, server.node().clone());
-                                std::future::pending::<()>().await;
+                                observe::follow(server.node().clone(), i, watched, votes).await;
                             }
                             Err(e) => {
                                 tracing::warn!(member = i, error = %e, "member failed to start");
@@ -201,6 +223,8 @@ impl World {
             losses: 0,
             trace,
             logs,
+            observed,
+            votes: Some(votes_rx),
         })
     }
 
@@ -565,13 +589,9 @@ impl World {
     }
 }
 
-/// Samples member status and records leader changes in the trace.
-/// Every leader some member named for each term, as the status observer saw them.
-type Leaders = Arc<Mutex<BTreeMap<u64, BTreeSet<u64>>>>;
-
-/// Traces every member's (leader, term) changes and records which leader each member
-/// names for each term, for the election-safety check.
-async fn watch_status(nodes: Nodes, trace: TraceLog, start: Instant, leaders: Leaders) {
+/// Traces every member's (leader, term) changes as sampled every [`STATUS_POLL_MS`]
+/// (the safety checks are [`observe::follow`]'s, fed by every change).
+async fn watch_status(nodes: Nodes, trace: TraceLog, start: Instant) {
     let mut seen: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
     loop {
         let now: BTreeMap<u64, (u64, u64)> = lock(&nodes)
@@ -582,9 +602,6 @@ async fn watch_status(nodes: Nodes, trace: TraceLog, start: Instant, leaders: Le
             })
             .collect();
         for (i, v) in &now {
-            if v.0 != 0 {
-                lock(&leaders).entry(v.1).or_default().insert(v.0);
-            }
             if seen.get(i) != Some(v) {
                 trace.push(format!(
                     "{} status n{i} leader {} term {}",
@@ -597,16 +614,6 @@ async fn watch_status(nodes: Nodes, trace: TraceLog, start: Instant, leaders: Le
         seen = now;
         tokio::time::sleep(Duration::from_millis(STATUS_POLL_MS)).await;
     }
-}
-
-/// Election safety: at most one leader per term, among every leader a member named
-/// (itself when it led, or the leader it followed).
-fn election_safety(leaders: &BTreeMap<u64, BTreeSet<u64>>) -> Vec<String> {
-    leaders
-        .iter()
-        .filter(|(_, named)| named.len() > 1)
-        .map(|(term, named)| format!("election safety: term {term} had leaders {named:?}"))
-        .collect()
 }
 
 /// Lost-write check: each key's final state must reflect its last acknowledged write.
@@ -827,13 +834,7 @@ async fn simulate(
         .name("observer")
         .ip("10.0.2.1".parse().expect("constant ip"))
         .build();
-    let leaders: Leaders = Arc::default();
-    observer.spawn(watch_status(
-        Arc::clone(&world.nodes),
-        trace.clone(),
-        start,
-        Arc::clone(&leaders),
-    ));
+    observer.spawn(watch_status(Arc::clone(&world.nodes), trace.clone(), start));
 
     let stop = start + Duration::from_millis(config.duration_ms);
     let mut clients = Vec::new();
@@ -872,11 +873,7 @@ async fn simulate(
         });
     }
 
-    for timed in &config.schedule.events {
-        let at = start + Duration::from_millis(timed.at_ms);
-        tokio::time::sleep_until(at).await;
-        world.apply_async(&timed.event).await;
-    }
+    world_knobs::run_schedule(&mut world, &config, stop).await;
     tokio::time::sleep_until(stop).await;
     world.apply(&FaultEvent::HealAll);
     for c in clients {
@@ -952,7 +949,7 @@ async fn simulate(
             }
         }
     }
-    failures.extend(election_safety(&lock(&leaders)));
+    failures.extend(observe::failures(&lock(&world.observed)));
     failures.extend(crate::workload::lock_check::mutual_exclusion(
         &recorder.holds(),
     ));
@@ -991,21 +988,6 @@ mod tests {
             revision,
             result: OpResult::Put(PutResult { prev_kv: None }),
         })
-    }
-
-    #[test]
-    fn two_leaders_named_for_one_term_break_election_safety() {
-        let mut leaders: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
-        leaders.entry(2).or_default().insert(1);
-        leaders.entry(3).or_default().insert(2);
-        assert!(election_safety(&leaders).is_empty());
-        leaders.entry(3).or_default().insert(3);
-        let failures = election_safety(&leaders);
-        assert_eq!(failures.len(), 1, "{failures:?}");
-        assert!(
-            failures[0].starts_with("election safety: term 3"),
-            "{failures:?}"
-        );
     }
 
     #[test]

@@ -34,6 +34,7 @@ fn config(seed: u64, members: u64, events: Vec<(u64, FaultEvent)>) -> RunConfig 
         duration_ms: 9_000,
         liveness_ms: 10_000,
         bugs: Vec::new(),
+        knobs: Default::default(),
     }
 }
 

@@ -99,6 +99,11 @@ pub struct Flags {
     /// Time (in milliseconds) for an election to time out.
     #[arg(long, default_value_t = 1000)]
     pub election_timeout: u64,
+    /// Run a PreVote round before an election (etcd's flag; on by default as in etcd
+    /// 3.5, off by default in 3.4). `--pre-vote` alone means true.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    pub pre_vote: bool,
     /// Number of committed transactions to trigger a snapshot to disk.
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_count: u64,
@@ -217,6 +222,8 @@ pub struct ServerConfig {
     pub heartbeat_interval_ms: u64,
     /// Election timeout, in ticks.
     pub election_ticks: u64,
+    /// Whether Raft runs a PreVote round before bumping its term.
+    pub pre_vote: bool,
     /// Applied entries between snapshots.
     pub snapshot_count: u64,
     /// Backend size above which the NOSPACE alarm is raised.
@@ -237,6 +244,10 @@ pub struct ServerConfig {
     /// memory, so smaller segments are cheaper.
     #[cfg(madsim)]
     pub sim_wal_segment_bytes: u64,
+    /// Raft batching limits in the simulator (0: the defaults); never set by the
+    /// command line.
+    #[cfg(madsim)]
+    pub sim_raft: super::node::sim_bugs::SimRaftLimits,
 }
 
 /// What the command line asks for.
@@ -505,6 +516,7 @@ fn validate(flags: Flags) -> Result<ServerConfig, ConfigError> {
         cluster_id,
         heartbeat_interval_ms: flags.heartbeat_interval,
         election_ticks: flags.election_timeout / flags.heartbeat_interval,
+        pre_vote: flags.pre_vote,
         snapshot_count: flags.snapshot_count,
         quota_backend_bytes: if flags.quota_backend_bytes == 0 {
             QUOTA_BACKEND_BYTES_DEFAULT
@@ -519,6 +531,8 @@ fn validate(flags: Flags) -> Result<ServerConfig, ConfigError> {
         sim_bugs: Default::default(),
         #[cfg(madsim)]
         sim_wal_segment_bytes: 0,
+        #[cfg(madsim)]
+        sim_raft: Default::default(),
     })
 }
 
@@ -542,6 +556,17 @@ mod tests {
     }
 
     #[test]
+    fn pre_vote_is_on_unless_switched_off() {
+        let on = serve(&["--pre-vote"], &[]).expect("valid");
+        assert!(on.pre_vote);
+        let off = serve(&["--pre-vote=false"], &[]).expect("valid");
+        assert!(!off.pre_vote);
+        let env_off = serve(&[], &[("ETCD_PRE_VOTE", "false")]).expect("valid");
+        assert!(!env_off.pre_vote);
+        assert!(serve(&["--pre-vote=maybe"], &[]).is_err());
+    }
+
+    #[test]
     fn defaults_match_etcd() {
         let c = serve(&[], &[]).expect("defaults are valid");
         assert_eq!(c.name, "default");
@@ -550,6 +575,7 @@ mod tests {
         assert_eq!(c.member_id, 0x8e9e_05c5_2164_694d);
         assert_eq!(c.cluster_id, 0xcdf8_1819_4e3a_8c32);
         assert_eq!(c.election_ticks, 10);
+        assert!(c.pre_vote);
         assert_eq!(c.snapshot_count, 100_000);
         assert_eq!(c.max_txn_ops, 128);
         assert_eq!(c.max_request_bytes, 1_572_864);

@@ -67,6 +67,7 @@ pub fn node_config(config: &ServerConfig, seed: u64) -> NodeConfig {
         join_existing: config.initial_cluster_state == ClusterState::Existing,
         tick_ms: config.heartbeat_interval_ms,
         election_ticks,
+        pre_vote: config.pre_vote,
         snapshot_count: config.snapshot_count,
         kv: KvConfig {
             txn_ops_max: config.max_txn_ops as usize,
@@ -79,6 +80,8 @@ pub fn node_config(config: &ServerConfig, seed: u64) -> NodeConfig {
         watch_progress_interval_ms: WATCH_PROGRESS_INTERVAL_MS,
         #[cfg(madsim)]
         sim_bugs: config.sim_bugs,
+        #[cfg(madsim)]
+        sim_raft: config.sim_raft,
     }
 }
 

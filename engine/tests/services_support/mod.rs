@@ -39,6 +39,7 @@ pub fn config(quota_backend_bytes: u64) -> NodeConfig {
         join_existing: false,
         tick_ms: 10,
         election_ticks: 10,
+        pre_vote: true,
         snapshot_count: 10_000,
         kv: KvConfig {
             lease_ttl_s_min: 2,
@@ -59,6 +60,8 @@ pub fn config(quota_backend_bytes: u64) -> NodeConfig {
         watch_progress_interval_ms: 0,
         #[cfg(madsim)]
         sim_bugs: Default::default(),
+        #[cfg(madsim)]
+        sim_raft: Default::default(),
     }
 }
 

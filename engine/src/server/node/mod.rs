@@ -142,6 +142,8 @@ pub struct NodeConfig {
     pub tick_ms: u64,
     /// Election timeout in ticks.
     pub election_ticks: u32,
+    /// Whether Raft runs a PreVote round before bumping its term.
+    pub pre_vote: bool,
     /// Applied entries between snapshots.
     pub snapshot_count: u64,
     /// Key-space limits.
@@ -159,6 +161,9 @@ pub struct NodeConfig {
     /// Deliberate bugs for the simulator's self-test (all off unless a run sets them).
     #[cfg(madsim)]
     pub sim_bugs: sim_bugs::SimBugs,
+    /// Raft batching limits of a simulated run (defaults unless a run shrinks them).
+    #[cfg(madsim)]
+    pub sim_raft: sim_bugs::SimRaftLimits,
 }
 
 impl NodeConfig {
@@ -179,12 +184,16 @@ pub struct NodeStatus {
     pub leader: NodeId,
     /// Current term.
     pub term: u64,
+    /// The member this one voted for in the current term, or 0.
+    pub vote: NodeId,
     /// Whether this member leads.
     pub is_leader: bool,
     /// Whether this member is a learner.
     pub is_learner: bool,
     /// Commit index.
     pub commit: u64,
+    /// Term of the entry at the commit index (0 if compacted away or none).
+    pub commit_term: u64,
     /// Applied index.
     pub applied: u64,
     /// Times the leader changed (as seen here).
@@ -313,12 +322,14 @@ pub async fn start<D: Disk>(
     let mut raft_config = crate::raft::Config::new(config.member_id);
     raft_config.election_ticks = config.election_ticks;
     raft_config.heartbeat_ticks = 1;
+    raft_config.pre_vote = config.pre_vote;
     raft_config.seed = rng.next_u64();
     #[cfg(madsim)]
     {
         raft_config.bugs.forget_vote_on_restart = config.sim_bugs.forget_vote_on_restart;
         raft_config.bugs.commit_earlier_term_by_count =
             config.sim_bugs.commit_earlier_term_by_count;
+        config.sim_raft.apply(&mut raft_config);
     }
 
     let mut kv = KvState::new(config.kv);

@@ -444,9 +444,11 @@ impl<D: Disk> RaftLoop<D> {
         let next = super::NodeStatus {
             leader: status.leader,
             term: status.term,
+            vote: status.vote,
             is_leader: status.role == Role::Leader,
             is_learner,
             commit: status.commit,
+            commit_term: self.raw.log().term(status.commit).unwrap_or(0),
             applied: status.applied,
             leader_changes: previous.leader_changes,
             stopped: self.stop,

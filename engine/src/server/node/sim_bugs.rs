@@ -29,6 +29,30 @@ pub struct SimBugs {
     pub lease_expiry_without_raft: bool,
 }
 
+/// Raft batching limits a simulated run may shrink (0 keeps the default), so that
+/// catching up a follower takes many small messages and acknowledgements, as it does
+/// on a real cluster whose backlog exceeds one message. Not a bug: any positive value
+/// is a valid configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimRaftLimits {
+    /// Most entries in one Append message (0: the default).
+    pub append_entries_max: usize,
+    /// Most unacknowledged Append messages per follower (0: the default).
+    pub inflight_msgs_max: usize,
+}
+
+impl SimRaftLimits {
+    /// Applies the non-zero limits to `cfg`.
+    pub fn apply(&self, cfg: &mut crate::raft::Config) {
+        if self.append_entries_max > 0 {
+            cfg.append_entries_max = self.append_entries_max;
+        }
+        if self.inflight_msgs_max > 0 {
+            cfg.inflight_msgs_max = self.inflight_msgs_max;
+        }
+    }
+}
+
 impl SimBugs {
     /// Whether any switch is on.
     pub fn any(&self) -> bool {

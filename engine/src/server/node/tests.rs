@@ -89,6 +89,7 @@ fn config(id: u64, members: &[MemberRecord], snapshot_count: u64) -> NodeConfig 
         join_existing: false,
         tick_ms: 10,
         election_ticks: 10,
+        pre_vote: true,
         snapshot_count,
         kv: KvConfig::default(),
         request_bytes_max: 1_572_864,
@@ -102,6 +103,8 @@ fn config(id: u64, members: &[MemberRecord], snapshot_count: u64) -> NodeConfig 
         watch_progress_interval_ms: 0,
         #[cfg(madsim)]
         sim_bugs: Default::default(),
+        #[cfg(madsim)]
+        sim_raft: Default::default(),
     }
 }
 
