@@ -15,8 +15,8 @@ use crate::plan::{self, Plan};
 
 /// 3 members whose processes all crash and restart at once while the link between two
 /// of them is cut, so both campaign through the third (the hub); the hub crashes right
-/// after each vote it grants and comes back later (knob), so a candidate of the same
-/// term can ask it again.
+/// after each vote it grants and comes back later, while the candidate it voted for is
+/// cut off (knobs), so the other candidate of the same term can ask it again.
 pub const VOTE_SPLIT: &str = "vote-split";
 
 /// 3 members with Raft batching shrunk to one entry per message (knob); a follower is
@@ -93,6 +93,7 @@ fn vote_split(seed: u64) -> RunConfig {
         schedule: p.finish(),
         knobs: Knobs {
             crash_after_vote_down_ms: down_ms,
+            isolate_voted_candidate: true,
             ..Knobs::default()
         },
         ..config

@@ -17,6 +17,11 @@ pub struct Knobs {
     /// after the crash. One crash per term, so the cluster still gets work done.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub crash_after_vote_down_ms: u64,
+    /// With [`Knobs::crash_after_vote_down_ms`]: when a voter is crashed, the candidate
+    /// it voted for is cut off from everyone (a clog, until the schedule's next heal),
+    /// so the voter comes back hearing from no leader, as after a partition.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub isolate_voted_candidate: bool,
     /// When non-zero: most entries in one Raft Append message (a valid but small
     /// batching limit, so a follower catching up acknowledges old entries one by one).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -28,10 +33,18 @@ pub struct Knobs {
 
 /// Time between a member publishing a fresh vote and its crash under
 /// [`Knobs::crash_after_vote_down_ms`], simulated ms: enough for the reply to leave.
-pub const VOTE_CRASH_DELAY_MS: u64 = 1;
+pub const VOTE_CRASH_DELAY_MS: u64 = 10;
+
+/// Time between a voter's crash and its candidate's isolation under
+/// [`Knobs::isolate_voted_candidate`], simulated ms: enough for the vote reply to arrive.
+pub const CANDIDATE_ISOLATE_DELAY_MS: u64 = 30;
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Knobs {
@@ -52,6 +65,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&off).unwrap_or_default(), "{}");
         let on = Knobs {
             crash_after_vote_down_ms: 40,
+            isolate_voted_candidate: true,
             raft_append_entries_max: 1,
             raft_inflight_msgs_max: 2,
         };

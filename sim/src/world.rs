@@ -241,6 +241,14 @@ impl World {
         self.hosts.get(&member).map(Host::id)
     }
 
+    /// The index of the running member with Raft ID `id`, if any.
+    fn index_of_id(&self, id: u64) -> Option<u64> {
+        lock(&self.nodes)
+            .iter()
+            .find(|(_, n)| n.member_id() == id)
+            .map(|(i, _)| *i)
+    }
+
     /// The member that leads now, if any up member says it does.
     fn leader(&self) -> Option<u64> {
         lock(&self.nodes)

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::World;
 use crate::fault::FaultEvent;
-use crate::knobs::VOTE_CRASH_DELAY_MS;
+use crate::knobs::{CANDIDATE_ISOLATE_DELAY_MS, VOTE_CRASH_DELAY_MS};
 use crate::run::RunConfig;
 
 /// Applies `config.schedule` (and the knobs' own faults) until its last event, or until
@@ -71,14 +71,26 @@ pub(super) async fn run_schedule(world: &mut World, config: &RunConfig, stop: In
                 }
                 tokio::time::sleep(Duration::from_millis(VOTE_CRASH_DELAY_MS)).await;
                 let current = super::lock(&world.nodes).get(&member).map(|n| n.status());
-                let voted = current.is_some_and(|s| s.term == term && s.vote != 0);
-                if !voted || world.paused.contains(&member) || world.down.contains(&member) {
+                let Some(vote) = current.filter(|s| s.term == term && s.vote != 0).map(|s| s.vote)
+                else {
+                    continue;
+                };
+                if world.paused.contains(&member) || world.down.contains(&member) {
                     continue;
                 }
                 crashed_for.insert(term);
                 let event = FaultEvent::Crash { member };
                 let note = world.effect(&event);
                 world.record_fault(&event, &format!("{note} (knob: voted in term {term})"));
+                if config.knobs.isolate_voted_candidate
+                    && let Some(candidate) = world.index_of_id(vote)
+                {
+                    // After the vote reply has arrived and the candidate has counted it.
+                    tokio::time::sleep(Duration::from_millis(CANDIDATE_ISOLATE_DELAY_MS)).await;
+                    let event = FaultEvent::Clog { member: candidate };
+                    let note = world.effect(&event);
+                    world.record_fault(&event, &format!("{note} (knob: n{member} voted for it)"));
+                }
                 let at = Instant::now() + Duration::from_millis(down_ms);
                 if at < stop {
                     knob_down.insert(member, at);
