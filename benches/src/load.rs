@@ -5,6 +5,7 @@
 //! share `--conns` HTTP/2 connections round-robin. It does not start servers (see
 //! `compare`) and judges nothing (see `record` and `detcd-check`).
 
+use crate::h2conn::{H2Conn, H2ConnError};
 use crate::record;
 use crate::stats::{Latencies, StatsError, Summary};
 use detcd_checker::history::{KeyValue, OkOutcome, OpRecord, Outcome};
@@ -16,6 +17,8 @@ use detcd_engine::pb::etcdserverpb::{
     LeaseGrantRequest, LeaseKeepAliveRequest, PutRequest, RangeRequest, RequestOp, StatusRequest,
     TxnRequest, WatchCreateRequest, WatchRequest, request_op, watch_request,
 };
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
@@ -48,6 +51,14 @@ pub enum LoadError {
         endpoint: String,
         /// Why.
         source: tonic::transport::Error,
+    },
+    /// A direct HTTP/2 connection could not be opened.
+    #[error("connect {endpoint}: {source}")]
+    ConnectH2 {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        source: H2ConnError,
     },
     /// A setup request (status, lease grant, watch create) failed.
     #[error("{what}: {status}")]
@@ -241,10 +252,19 @@ fn kvs_of(kvs: &[detcd_engine::pb::mvccpb::KeyValue]) -> Vec<KeyValue> {
         .collect()
 }
 
+/// A call bounded by [`REQUEST_TIMEOUT_MS`] (a late answer is a failed request).
+async fn bounded<T>(
+    call: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), call)
+        .await
+        .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("request timed out")))
+}
+
 /// One client of a put, txn-put or range workload.
 async fn kv_client(
     id: u64,
-    ch: Channel,
+    ch: H2Conn,
     workload: Workload,
     budget: Arc<Budget>,
     seed: u64,
@@ -291,7 +311,7 @@ async fn kv_client(
                         }],
                         ..Default::default()
                     };
-                    let r = kv.txn(req).await.map(|r| {
+                    let r = bounded(kv.txn(req)).await.map(|r| {
                         let r = r.into_inner();
                         (
                             r.header.map_or(0, |h| h.revision),
@@ -300,7 +320,7 @@ async fn kv_client(
                     });
                     (record::txn_put_op(&key, &value), r)
                 } else {
-                    let r = kv.put(put).await.map(|r| {
+                    let r = bounded(kv.put(put)).await.map(|r| {
                         (
                             r.into_inner().header.map_or(0, |h| h.revision),
                             record::put_result(),
@@ -315,7 +335,7 @@ async fn kv_client(
                     serializable: *serializable,
                     ..Default::default()
                 };
-                let r = kv.range(req).await.map(|r| {
+                let r = bounded(kv.range(req)).await.map(|r| {
                     let r = r.into_inner();
                     let rev = r.header.map_or(0, |h| h.revision);
                     (rev, record::range_result(kvs_of(&r.kvs), r.count, r.more))
@@ -437,9 +457,33 @@ pub async fn run(opts: &LoadOpts, workload: &Workload) -> Result<Summary, LoadEr
     } else {
         opts.endpoints.clone()
     };
-    let mut channels = Vec::with_capacity(opts.conns);
+    let streaming = matches!(
+        workload,
+        Workload::WatchLatency { .. } | Workload::LeaseKeepalive
+    );
+    let mut channels = Vec::new();
+    let mut conns = Vec::new();
     for i in 0..opts.conns {
-        channels.push(connect(&endpoints[i % endpoints.len()]).await?);
+        let endpoint = &endpoints[i % endpoints.len()];
+        if streaming {
+            channels.push(connect(endpoint).await?);
+        } else {
+            let conn = tokio::time::timeout(
+                Duration::from_millis(CONNECT_TIMEOUT_MS),
+                H2Conn::connect(endpoint),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(H2ConnError::Tcp(std::io::Error::from(
+                    std::io::ErrorKind::TimedOut,
+                )))
+            })
+            .map_err(|source| LoadError::ConnectH2 {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+            conns.push(conn);
+        }
     }
     if let Workload::WatchLatency { puts_per_s } = workload {
         return watch_latency(opts, &channels, *puts_per_s).await;
@@ -449,33 +493,52 @@ pub async fn run(opts: &LoadOpts, workload: &Workload) -> Result<Summary, LoadEr
         started: Instant::now(),
         claimed: AtomicU64::new(0),
     });
-    let mut tasks = Vec::with_capacity(opts.clients);
-    for c in 0..opts.clients {
-        let ch = channels[c % channels.len()].clone();
-        let budget = budget.clone();
-        let id = c as u64 + 1;
-        tasks.push(match workload {
-            Workload::LeaseKeepalive => tokio::spawn(lease_client(ch, budget)),
-            w => tokio::spawn(kv_client(
-                id,
-                ch,
-                w.clone(),
-                budget,
-                opts.seed,
-                opts.record.is_some(),
-            )),
-        });
+    let mut tasks = Vec::new();
+    if let Workload::LeaseKeepalive = workload {
+        for c in 0..opts.clients {
+            let ch = channels[c % channels.len()].clone();
+            let client = lease_client(ch, budget.clone());
+            tasks.push(tokio::spawn(async move { vec![client.await] }));
+        }
+    } else {
+        // One task per connection runs that connection's clients together: the
+        // requests they send after one batch of responses leave in one write.
+        for (i, conn) in conns.iter().enumerate() {
+            let mut clients: FuturesUnordered<_> = (i..opts.clients)
+                .step_by(conns.len())
+                .map(|c| {
+                    kv_client(
+                        c as u64 + 1,
+                        conn.clone(),
+                        workload.clone(),
+                        budget.clone(),
+                        opts.seed,
+                        opts.record.is_some(),
+                    )
+                })
+                .collect();
+            tasks.push(tokio::spawn(async move {
+                let mut done = Vec::new();
+                while let Some(r) = clients.next().await {
+                    done.push(r);
+                }
+                done
+            }));
+        }
     }
     let mut lat = Latencies::new()?;
     let mut errors = 0;
     let mut records = Vec::new();
     for t in tasks {
-        let r = t
+        let results = t
             .await
-            .map_err(|e| LoadError::Options(format!("client task failed: {e}")))??;
-        lat.merge(&r.lat)?;
-        errors += r.errors;
-        records.extend(r.records);
+            .map_err(|e| LoadError::Options(format!("client task failed: {e}")))?;
+        for r in results {
+            let r = r?;
+            lat.merge(&r.lat)?;
+            errors += r.errors;
+            records.extend(r.records);
+        }
     }
     let elapsed = budget.started.elapsed();
     if let Some(path) = &opts.record {
@@ -644,7 +707,7 @@ mod tests {
         opts.endpoints = vec!["127.0.0.1:1".into()];
         assert!(matches!(
             rt.block_on(run(&opts, &w)),
-            Err(LoadError::Connect { .. })
+            Err(LoadError::ConnectH2 { .. })
         ));
     }
 }

@@ -10,6 +10,11 @@ use detcd_bench::stats::Summary;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// mimalloc instead of the system allocator: the load generator shares the CPU with the
+/// server under test, so its per-request allocations count against both servers alike.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "detcd-bench",

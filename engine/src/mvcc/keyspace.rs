@@ -97,11 +97,24 @@ impl KeyRange {
 /// A key range as `BTreeMap::range` bounds.
 type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 
+/// Bookkeeping bytes counted per held change on top of its key and value (revision,
+/// create revision, version, lease, index entry), for [`KeySpace::size_bytes`].
+pub const RECORD_OVERHEAD_BYTES: u64 = 48;
+
 /// All versions of all keys still held (see the module doc).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeySpace {
     index: BTreeMap<Vec<u8>, Vec<Revision>>,
     records: BTreeMap<Revision, Record>,
+    /// The sum of [`record_bytes`] over `records`; not encoded, recounted on restore.
+    #[serde(skip)]
+    size_bytes: u64,
+}
+
+/// What one held change counts toward [`KeySpace::size_bytes`].
+fn record_bytes(record: &Record) -> u64 {
+    let value = record.value.as_ref().map_or(0, |v| v.value.len());
+    (record.key.len() + value) as u64 + RECORD_OVERHEAD_BYTES
 }
 
 /// Builds the wire form of a stored value.
@@ -195,7 +208,20 @@ impl KeySpace {
             "revisions go up"
         );
         revs.push(rev);
+        self.size_bytes += record_bytes(&record);
         self.records.insert(rev, record);
+    }
+
+    /// The held changes' key and value bytes plus [`RECORD_OVERHEAD_BYTES`] each: an
+    /// estimate of the backend size (what the quota compares), kept as changes are
+    /// written and compacted, so reading it costs nothing.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    /// Recomputes [`Self::size_bytes`] from the held changes (after decoding).
+    pub fn recount(&mut self) {
+        self.size_bytes = self.records.values().map(record_bytes).sum();
     }
 
     /// Forgets history before revision `at`: each key keeps its changes from `at` on,
@@ -221,7 +247,9 @@ impl KeySpace {
             !revs.is_empty()
         });
         for rev in dropped {
-            self.records.remove(&rev);
+            if let Some(record) = self.records.remove(&rev) {
+                self.size_bytes -= record_bytes(&record);
+            }
         }
     }
 
@@ -396,5 +424,55 @@ mod tests {
         // The tombstone at exactly the compact revision is kept for event replay.
         ks.compact(7);
         assert_eq!(ks.events_at(7).len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One change to a small key space: put (key, value length), delete key, compact.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u8, usize),
+        Delete(u8),
+        Compact,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..6, 0usize..40).prop_map(|(k, n)| Op::Put(k, n)),
+            (0u8..6).prop_map(Op::Delete),
+            Just(Op::Compact),
+        ]
+    }
+
+    proptest! {
+        /// The running size always equals a recount of what is held, and grows by
+        /// exactly one record's bytes per change written.
+        #[test]
+        fn running_size_matches_a_recount(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut ks = KeySpace::default();
+            for (i, op) in ops.into_iter().enumerate() {
+                let at = Revision { main: i as i64 + 2, sub: 0 };
+                let before = ks.size_bytes();
+                match op {
+                    Op::Put(k, n) => {
+                        ks.put(&[k], vec![b'v'; n], 0, at);
+                        prop_assert_eq!(ks.size_bytes(), before + 1 + n as u64 + RECORD_OVERHEAD_BYTES);
+                    }
+                    Op::Delete(k) => {
+                        let deleted = ks.delete(&[k], at).is_some();
+                        let grew = if deleted { 1 + RECORD_OVERHEAD_BYTES } else { 0 };
+                        prop_assert_eq!(ks.size_bytes(), before + grew);
+                    }
+                    Op::Compact => ks.compact(at.main),
+                }
+                let mut fresh = ks.clone();
+                fresh.recount();
+                prop_assert_eq!(fresh.size_bytes(), ks.size_bytes());
+            }
+        }
     }
 }

@@ -114,8 +114,9 @@ impl KvState {
         if stored != computed {
             return Err(SnapshotError::Checksum { stored, computed });
         }
-        let body: Body = postcard::from_bytes(&content[HEADER_BYTES..])
+        let mut body: Body = postcard::from_bytes(&content[HEADER_BYTES..])
             .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        body.store.recount();
         body.store
             .check_consistent()
             .map_err(SnapshotError::Inconsistent)?;

@@ -210,6 +210,16 @@ impl Store {
         self.current_revision
     }
 
+    /// The estimated backend size in bytes (see [`KeySpace::size_bytes`]); O(1).
+    pub fn size_bytes(&self) -> u64 {
+        self.keys.size_bytes()
+    }
+
+    /// Recomputes the size estimate after decoding.
+    pub(crate) fn recount(&mut self) {
+        self.keys.recount();
+    }
+
     /// The revision of the last compaction (-1 before any, as etcd reports it).
     pub fn compact_revision(&self) -> i64 {
         self.compact_revision

@@ -5,6 +5,9 @@
 //! and cleartext HTTP/2 on the same socket. Under the simulator only gRPC runs
 //! (madsim-tonic carries gRPC alone).
 
+#[cfg(not(madsim))]
+pub mod coalesce_io;
+
 use std::net::SocketAddr;
 
 use tokio::sync::watch;
@@ -112,11 +115,11 @@ async fn serve(
         .map_err(|e| ServerError::Internal(format!("cannot listen on {addr}: {e}")))?;
     // Without TCP_NODELAY a small response waits for the client's delayed ACK (~40 ms)
     // whenever the previous segment is still unacknowledged (Nagle).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+    let listener = CoalescingListener(axum::serve::ListenerExt::tap_io(listener, |tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
         }
-    });
+    }));
     tokio::spawn(async move {
         let result = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -128,6 +131,25 @@ async fn serve(
         }
     });
     Ok(())
+}
+
+/// A listener whose connections coalesce their writes ([`coalesce_io`]).
+#[cfg(not(madsim))]
+struct CoalescingListener<L>(L);
+
+#[cfg(not(madsim))]
+impl<L: axum::serve::Listener> axum::serve::Listener for CoalescingListener<L> {
+    type Io = coalesce_io::CoalescingIo<L::Io>;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = self.0.accept().await;
+        (coalesce_io::CoalescingIo::new(io), addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
 }
 
 #[cfg(madsim)]

@@ -545,10 +545,8 @@ impl NodeHandle {
     async fn submit(&self, req: InternalRequest) -> Result<(), ServerError> {
         let leader = self.wait_for_leader().await?;
         if leader == self.member_id() {
-            let (tx, rx) = oneshot::channel();
-            self.send_command(Command::Propose { req, reply: tx })
-                .await?;
-            rx.await.map_err(|_| ServerError::Stopped)?
+            // The outcome, refusal included, comes through the request's waiter.
+            self.send_command(Command::ProposeWrite { req }).await
         } else {
             self.network.propose(leader, req).await
         }
@@ -564,6 +562,10 @@ impl NodeHandle {
 
     /// Waits until a leader is known (up to an election timeout and a half).
     async fn wait_for_leader(&self) -> Result<NodeId, ServerError> {
+        let now = self.shared.status.get();
+        if now.leader != 0 && !now.stopped {
+            return Ok(now.leader);
+        }
         let wait = self.shared.config.election_timeout() * 3 / 2;
         let found = tokio::time::timeout(
             wait,
