@@ -160,6 +160,9 @@ fn real_main() -> Result<bool> {
                 println!("{:<22} {}", s.name, s.about);
             }
             println!("{:<22} a random fault mix and rates per seed", swarm::NAME);
+            for (name, about) in detcd_scenarios::probes::ALL {
+                println!("{name:<22} (self-test only) {about}");
+            }
             Ok(true)
         }
         Command::Run {
