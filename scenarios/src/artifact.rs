@@ -48,8 +48,9 @@ fn write(path: &Path, text: &str) -> Result<(), ScenarioError> {
 pub fn report_html(title: &str, history: &[String]) -> String {
     match History::parse(&history.join("\n")) {
         Ok(h) => {
-            let verdict = etcd::check(&h, &etcd::Options::default());
-            let t = etcd::timeline::timeline(title, &h, &verdict);
+            let opts = etcd::Options::default();
+            let verdict = etcd::check(&h, &opts);
+            let t = etcd::timeline::timeline(title, &h, &verdict, &opts);
             detcd_checker::report::html(&t)
         }
         Err(e) => format!(
