@@ -24,6 +24,27 @@ pub struct Knobs {
     /// When non-zero: most unacknowledged Raft Append messages per follower.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub raft_inflight_msgs_max: u64,
+    /// When non-zero (with [`Knobs::crash_new_leader_down_ms`]): while the workload
+    /// runs, a member seen leading a new term is process-crashed (log kept) between 1 and
+    /// this many simulated ms after it is first seen leading, the delay drawn from the
+    /// run's seed and the term ([`new_leader_crash_delay_ms`]). Leaders then often die
+    /// before their first entry reaches a quorum, as in Raft's Figure 8.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub crash_new_leader_within_ms: u64,
+    /// Simulated ms a leader crashed by [`Knobs::crash_new_leader_within_ms`] stays down.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub crash_new_leader_down_ms: u64,
+}
+
+/// How long after first being seen leading `term` a leader is crashed under
+/// [`Knobs::crash_new_leader_within_ms`] (`within_ms`): a value in `1..=within_ms`
+/// mixed from the run's `seed` and the term, so a replay crashes at the same times.
+pub fn new_leader_crash_delay_ms(seed: u64, term: u64, within_ms: u64) -> u64 {
+    let mut x = seed ^ term.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 29;
+    1 + x % within_ms.max(1)
 }
 
 /// Time between a member publishing a fresh vote and its crash under
@@ -38,6 +59,11 @@ impl Knobs {
     /// Whether every knob is off.
     pub fn is_off(&self) -> bool {
         *self == Knobs::default()
+    }
+
+    /// Whether the crash-new-leader knob is on (both of its values set).
+    pub fn crashes_new_leaders(&self) -> bool {
+        self.crash_new_leader_within_ms > 0 && self.crash_new_leader_down_ms > 0
     }
 }
 
@@ -54,12 +80,28 @@ mod tests {
             crash_after_vote_down_ms: 40,
             raft_append_entries_max: 1,
             raft_inflight_msgs_max: 2,
+            crash_new_leader_within_ms: 30,
+            crash_new_leader_down_ms: 400,
         };
+        assert!(on.crashes_new_leaders());
         assert!(!on.is_off());
         let json = serde_json::to_string(&on).unwrap_or_default();
         let back: Knobs = serde_json::from_str(&json).unwrap_or_default();
         assert_eq!(back, on);
         let parsed: Knobs = serde_json::from_str("{}").unwrap_or(on);
         assert_eq!(parsed, off);
+        assert!(!off.crashes_new_leaders());
+    }
+
+    #[test]
+    fn new_leader_crash_delays_stay_in_range_and_vary_by_term() {
+        let delays: Vec<u64> = (1..200)
+            .map(|term| new_leader_crash_delay_ms(7, term, 30))
+            .collect();
+        assert!(delays.iter().all(|d| (1..=30).contains(d)), "{delays:?}");
+        let distinct: std::collections::BTreeSet<u64> = delays.iter().copied().collect();
+        assert!(distinct.len() > 20, "{distinct:?}");
+        assert_eq!(new_leader_crash_delay_ms(7, 5, 30), delays[4]);
+        assert_eq!(new_leader_crash_delay_ms(7, 5, 0), 1);
     }
 }
