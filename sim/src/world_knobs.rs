@@ -1,8 +1,9 @@
 //! The workload phase's event loop: applies the schedule's faults at their times and,
 //! under the crash-after-vote knob ([`crate::knobs::Knobs`]), crashes members right
 //! after they grant a vote and restarts them later; under the crash-new-leader knob it
-//! crashes each new leader a few ms after it wins and restarts it later. Without knobs it is exactly the
-//! timed walk through the schedule. It does not heal (the caller does, at the end).
+//! crashes each new leader a few ms after it wins and restarts it later. Without knobs
+//! it is exactly the timed walk through the schedule. It does not heal (the caller
+//! does, at the end).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
