@@ -25,8 +25,15 @@ pub const VOTE_SPLIT: &str = "vote-split";
 /// term that the new leader does not yet know to be committed.
 pub const CATCH_UP: &str = "catch-up-after-leader-loss";
 
+/// Raft's Figure 8 on 3 members: one-entry appends (knob), and every new leader is
+/// process-crashed a few ms after it wins (knob), often before its first entry reaches
+/// anyone, and comes back later. A leader can then count an earlier term's entry onto a
+/// majority, die before its own entry follows, and a member holding a later (but still
+/// older) term's entry wins the next election and overwrites it.
+pub const FIGURE_8: &str = "figure-8";
+
 /// Every self-test scenario, with a line on what it does.
-pub const ALL: [(&str, &str); 2] = [
+pub const ALL: [(&str, &str); 3] = [
     (
         VOTE_SPLIT,
         "3 members: cut one link, crash and restart all; voters crash right after voting",
@@ -35,7 +42,18 @@ pub const ALL: [(&str, &str); 2] = [
         CATCH_UP,
         "3 members, one-entry appends: isolate a follower, power off the leader, heal",
     ),
+    (
+        FIGURE_8,
+        "3 members, one-entry appends: crash each new leader a few ms after it wins",
+    ),
 ];
+
+/// Workload time of [`FIGURE_8`], simulated ms: every leader dies young, so elections
+/// take most of it.
+const FIGURE_8_DURATION_MS: u64 = 20_000;
+/// Clients of [`FIGURE_8`]: few, since every leader crash leaves writes of unknown
+/// outcome for the checker to resolve (with 4 the checker's step budget can run out).
+const FIGURE_8_CLIENTS: u64 = 2;
 
 /// Workload time of [`VOTE_SPLIT`], simulated ms (longer than the catalog's, for more
 /// elections per run).
@@ -49,6 +67,7 @@ pub fn config_for(scenario: &str, seed: u64) -> Option<RunConfig> {
     match scenario {
         VOTE_SPLIT => Some(vote_split(seed)),
         CATCH_UP => Some(catch_up(seed)),
+        FIGURE_8 => Some(figure_8(seed)),
         _ => None,
     }
 }
@@ -128,6 +147,30 @@ fn catch_up(seed: u64) -> RunConfig {
     }
 }
 
+fn figure_8(seed: u64) -> RunConfig {
+    const MEMBERS: u64 = 3;
+    let mut config = catalog::base(seed, MEMBERS, DiskProfile::Ssd);
+    config.duration_ms = FIGURE_8_DURATION_MS;
+    config.workload = WorkloadSpec::Kv {
+        clients: FIGURE_8_CLIENTS,
+        keys: catalog::KEYS,
+    };
+    let mut p = Plan::new(seed ^ 0x6669_6738_0000_0000);
+    let within_ms = p.between_ms(20, 60);
+    let down_ms = p.between_ms(800, 1_600);
+    RunConfig {
+        schedule: p.finish(),
+        knobs: Knobs {
+            raft_append_entries_max: 1,
+            raft_inflight_msgs_max: 1,
+            crash_new_leader_within_ms: within_ms,
+            crash_new_leader_down_ms: down_ms,
+            ..Knobs::default()
+        },
+        ..config
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,11 +181,14 @@ mod tests {
             for seed in 0..4 {
                 let c = config_for(name, seed).expect("listed");
                 assert!(c.schedule.validate(c.members).is_ok(), "{name} {seed}");
-                assert!(!c.schedule.events.is_empty(), "{name} {seed}");
+                let faults = !c.schedule.events.is_empty() || !c.knobs.is_off();
+                assert!(faults, "{name} {seed}");
             }
         }
         assert!(config_for("no-such", 0).is_none());
         let split = config_for(VOTE_SPLIT, 3).expect("listed");
         assert!(split.knobs.crash_after_vote_down_ms > 0);
+        let fig = config_for(FIGURE_8, 3).expect("listed");
+        assert!(fig.knobs.crashes_new_leaders() && fig.members == 3);
     }
 }

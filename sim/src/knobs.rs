@@ -29,6 +29,28 @@ pub struct Knobs {
     /// When non-zero: most unacknowledged Raft Append messages per follower.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub raft_inflight_msgs_max: u64,
+    /// When non-zero (with [`Knobs::crash_new_leader_down_ms`]): while the workload
+    /// runs, a member seen leading a new term is process-crashed (log kept) between 1 and
+    /// this many simulated ms after it is first seen leading, the delay drawn from the
+    /// run's seed and the term ([`new_leader_crash_delay_ms`]). Leaders then often die
+    /// before their first entry reaches a quorum, as in Raft's Figure 8.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub crash_new_leader_within_ms: u64,
+    /// Simulated ms a leader crashed by [`Knobs::crash_new_leader_within_ms`] stays down.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub crash_new_leader_down_ms: u64,
+}
+
+/// How long after first being seen leading `term` a leader is crashed under
+/// [`Knobs::crash_new_leader_within_ms`] (`within_ms`): a value in `1..=within_ms`
+/// mixed from the run's `seed` and the term, so a replay crashes at the same times.
+pub fn new_leader_crash_delay_ms(seed: u64, term: u64, within_ms: u64) -> u64 {
+    use rand::{Rng, SeedableRng};
+    /// Separates this knob's stream from other uses of the run's seed.
+    const STREAM: u64 = 0x6c65_6164_6572_0000;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ STREAM);
+    rng.set_stream(term);
+    rng.random_range(1..=within_ms.max(1))
 }
 
 /// Time between a member publishing a fresh vote and its crash under
@@ -52,6 +74,11 @@ impl Knobs {
     pub fn is_off(&self) -> bool {
         *self == Knobs::default()
     }
+
+    /// Whether the crash-new-leader knob is on (both of its values set).
+    pub fn crashes_new_leaders(&self) -> bool {
+        self.crash_new_leader_within_ms > 0 && self.crash_new_leader_down_ms > 0
+    }
 }
 
 #[cfg(test)]
@@ -68,12 +95,28 @@ mod tests {
             isolate_voted_candidate: true,
             raft_append_entries_max: 1,
             raft_inflight_msgs_max: 2,
+            crash_new_leader_within_ms: 30,
+            crash_new_leader_down_ms: 400,
         };
+        assert!(on.crashes_new_leaders());
         assert!(!on.is_off());
         let json = serde_json::to_string(&on).unwrap_or_default();
         let back: Knobs = serde_json::from_str(&json).unwrap_or_default();
         assert_eq!(back, on);
         let parsed: Knobs = serde_json::from_str("{}").unwrap_or(on);
         assert_eq!(parsed, off);
+        assert!(!off.crashes_new_leaders());
+    }
+
+    #[test]
+    fn new_leader_crash_delays_stay_in_range_and_vary_by_term() {
+        let delays: Vec<u64> = (1..200)
+            .map(|term| new_leader_crash_delay_ms(7, term, 30))
+            .collect();
+        assert!(delays.iter().all(|d| (1..=30).contains(d)), "{delays:?}");
+        let distinct: std::collections::BTreeSet<u64> = delays.iter().copied().collect();
+        assert!(distinct.len() > 20, "{distinct:?}");
+        assert_eq!(new_leader_crash_delay_ms(7, 5, 30), delays[4]);
+        assert_eq!(new_leader_crash_delay_ms(7, 5, 0), 1);
     }
 }

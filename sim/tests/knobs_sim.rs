@@ -1,6 +1,7 @@
 //! The simulation knobs end to end: a run with the crash-after-vote knob crashes voters
 //! right after they vote and brings them back, and still passes every check on a
-//! correct server; a run with one-entry Raft appends passes too.
+//! correct server; a run with one-entry Raft appends passes too, and so does one that
+//! crashes every new leader a few ms after it wins.
 //! Run with `RUSTFLAGS="--cfg madsim" cargo test -p detcd-sim --test knobs_sim`.
 
 #![cfg(madsim)]
@@ -70,4 +71,29 @@ fn one_entry_appends_still_pass() {
     let r = run(&config(4, knobs));
     assert!(r.passed(), "failures: {:?}", r.failures);
     assert_eq!(r.verdict, "OK");
+}
+
+#[test]
+fn new_leaders_crash_soon_after_winning_and_the_run_still_passes() {
+    let knobs = Knobs {
+        raft_append_entries_max: 1,
+        raft_inflight_msgs_max: 1,
+        crash_new_leader_within_ms: 40,
+        crash_new_leader_down_ms: 900,
+        ..Knobs::default()
+    };
+    let r = run(&config(5, knobs));
+    assert!(r.passed(), "failures: {:?}", r.failures);
+    let crashes = r
+        .trace
+        .iter()
+        .filter(|l| l.contains("Crash") && l.contains("(knob: led term"))
+        .count();
+    let restarts = r
+        .trace
+        .iter()
+        .filter(|l| l.contains("Restart") && l.contains("(knob: after leading)"))
+        .count();
+    assert!(crashes >= 2, "too few knob crashes in {:?}", r.trace);
+    assert!(restarts >= 1, "no knob restart in {:?}", r.trace);
 }
