@@ -10,8 +10,12 @@
 //! Before and after the servers, `detcd-bench compare` times the raw `fdatasync` rate
 //! of the same disk ([`raw_fdatasync`]), the bound a single-stream durable write can
 //! reach, and the table relates each server's 1-connection put rate to the faster probe.
+//! Those two probes are minutes apart, so [`compare`] can also interleave short raw
+//! probe and 1×1 put windows on both servers ([`BoundPlan`], [`crate::fsync_bound`]),
+//! which is what the "within 10% of raw fdatasync" verdict uses.
 
 use crate::bodies::{BodyError, SYNC_PROBE_BLOCK_BYTES, SyncProbe};
+use crate::fsync_bound::{self, BoundError, BoundReport, RawProbes, Round, Window};
 use crate::load::{self, LoadError, LoadOpts, Workload};
 use crate::stats::{Latencies, StatsError, Summary};
 use std::net::TcpListener;
@@ -76,6 +80,9 @@ pub enum CompareError {
     /// The latency histogram failed.
     #[error("{0}")]
     Stats(#[from] StatsError),
+    /// The interleaved bound measurement failed.
+    #[error("{0}")]
+    Bound(#[from] BoundError),
 }
 
 /// Name of the raw fdatasync row.
@@ -221,15 +228,40 @@ async fn run_case(
         })
 }
 
+/// The interleaved single-stream bound measurement: `rounds` rounds, each a raw
+/// rewrite window, a raw append window and a `put` window on each server, every window
+/// `window_ms` long (see [`fsync_bound::schedule`]).
+#[derive(Clone, Debug)]
+pub struct BoundPlan {
+    /// Rounds (each yields one ratio per server).
+    pub rounds: usize,
+    /// Length of one window, in milliseconds.
+    pub window_ms: u64,
+    /// The put case (its connections and clients are used; its stop is replaced by the
+    /// window length, its seed by the round number).
+    pub put: Case,
+}
+
+/// What [`compare`] measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Comparison {
+    /// One row per case.
+    pub rows: Vec<Row>,
+    /// The interleaved bound measurement, when asked for.
+    pub fsync_bound: Option<BoundReport>,
+}
+
 /// Starts both servers (each fresh, side by side on the same disk), then runs each case
 /// on `a` and right after on `b`, so a disk or CPU whose load drifts during the run
-/// affects both rows of a case alike. Returns the rows.
+/// affects both rows of a case alike. Then, with `bound`, runs the interleaved bound
+/// measurement against the same warm servers.
 pub async fn compare(
     a: &ServerSpec,
     b: &ServerSpec,
     data_root: &Path,
     cases: &[Case],
-) -> Result<Vec<Row>, CompareError> {
+    bound: Option<&BoundPlan>,
+) -> Result<Comparison, CompareError> {
     let server_a = start(a, data_root).await?;
     let server_b = start(b, data_root).await?;
     let mut pairs = Vec::new();
@@ -238,7 +270,7 @@ pub async fn compare(
         let b_sum = run_case(b, &server_b, case).await?;
         pairs.push((a_sum, b_sum));
     }
-    Ok(cases
+    let rows = cases
         .iter()
         .zip(pairs)
         .map(|(case, (a, b))| Row {
@@ -251,7 +283,66 @@ pub async fn compare(
             a,
             b,
         })
-        .collect())
+        .collect();
+    let fsync_bound = match bound {
+        Some(plan) => Some(run_bound(&[(a, &server_a), (b, &server_b)], data_root, plan).await?),
+        None => None,
+    };
+    Ok(Comparison { rows, fsync_bound })
+}
+
+/// Runs the windows of [`fsync_bound::schedule`] against `servers` and the raw probes
+/// on `data_root`.
+async fn run_bound(
+    servers: &[(&ServerSpec, &RunningServer)],
+    data_root: &Path,
+    plan: &BoundPlan,
+) -> Result<BoundReport, CompareError> {
+    let window = Duration::from_millis(plan.window_ms);
+    let mut probes = RawProbes::create(data_root)?;
+    let mut rounds = Vec::new();
+    for (k, windows) in fsync_bound::schedule(plan.rounds, servers.len())
+        .into_iter()
+        .enumerate()
+    {
+        let mut round = Round {
+            raw_rewrite_qps: f64::NAN,
+            raw_append_qps: f64::NAN,
+            server_qps: vec![f64::NAN; servers.len()],
+        };
+        for w in windows {
+            match w {
+                Window::RawRewrite => {
+                    if let Some(s) = probes.run(w, window) {
+                        round.raw_rewrite_qps = s?.qps;
+                    }
+                }
+                Window::RawAppend => {
+                    if let Some(s) = probes.run(w, window) {
+                        round.raw_append_qps = s?.qps;
+                    }
+                }
+                Window::Server(i) => {
+                    let Some((spec, server)) = servers.get(i) else {
+                        continue;
+                    };
+                    let case = Case {
+                        workload: plan.put.workload.clone(),
+                        opts: LoadOpts {
+                            stop: load::Stop::Duration(window),
+                            seed: k as u64,
+                            ..plan.put.opts.clone()
+                        },
+                    };
+                    round.server_qps[i] = run_case(spec, server, &case).await?.qps;
+                }
+            }
+        }
+        tracing::debug!(round = k, ?round, "fsync bound round");
+        rounds.push(round);
+    }
+    let names: Vec<String> = servers.iter().map(|(s, _)| s.name.clone()).collect();
+    Ok(BoundReport::from_rounds(&names, plan.window_ms, rounds))
 }
 
 /// The comparison as a text table: per case, one row per server and the ratio a/b;

@@ -13,6 +13,7 @@ pub mod bodies;
 pub mod compare;
 pub mod disk;
 pub mod e2e;
+pub mod fsync_bound;
 pub mod h2conn;
 pub mod load;
 pub mod record;

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use detcd_bench::compare::{self, Case, ETCD_COMMAND, ServerSpec};
+use detcd_bench::compare::{self, BoundPlan, Case, ETCD_COMMAND, ServerSpec};
 use detcd_bench::disk;
 use detcd_bench::load::{self, KeyOrder, LoadOpts, Stop, Workload};
 use detcd_bench::stats::Summary;
@@ -191,6 +191,13 @@ enum Cmd {
         /// Rounds of the raw fdatasync probe on the data disk.
         #[arg(long, default_value_t = 2000)]
         raw_samples: usize,
+        /// Rounds of the interleaved single-stream bound (raw rewrite, raw append,
+        /// put 1x1 on each server, one window each); 0 skips it.
+        #[arg(long, default_value_t = 10)]
+        bound_rounds: usize,
+        /// Length of one window of the bound, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        bound_window_ms: u64,
     },
 }
 
@@ -344,6 +351,8 @@ async fn run(cmd: Cmd) -> Result<()> {
             total,
             json,
             raw_samples,
+            bound_rounds,
+            bound_window_ms,
         } => {
             let root = data_root.unwrap_or_else(std::env::temp_dir);
             let sa = ServerSpec {
@@ -356,13 +365,27 @@ async fn run(cmd: Cmd) -> Result<()> {
             };
             // The disk's load drifts: probe it before and after the servers.
             let before = compare::raw_fdatasync(&root, raw_samples)?;
-            let rows = compare::compare(&sa, &sb, &root, &compare_cases(total)).await?;
+            let cases = compare_cases(total);
+            // The first case is put 1x1: the bound interleaves it with raw probes.
+            let plan = (bound_rounds > 0).then(|| BoundPlan {
+                rounds: bound_rounds,
+                window_ms: bound_window_ms,
+                put: cases[0].clone(),
+            });
+            let cmp = compare::compare(&sa, &sb, &root, &cases, plan.as_ref()).await?;
             let raws = [before, compare::raw_fdatasync(&root, raw_samples)?];
             if json {
-                let out = serde_json::json!({ "rows": rows, "raw_fdatasync": raws });
+                let out = serde_json::json!({
+                    "rows": cmp.rows,
+                    "raw_fdatasync": raws,
+                    "fsync_bound": cmp.fsync_bound,
+                });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                print!("{}", compare::table(&a_name, &b_name, &rows, &raws));
+                print!("{}", compare::table(&a_name, &b_name, &cmp.rows, &raws));
+                if let Some(b) = &cmp.fsync_bound {
+                    print!("{}", b.to_text());
+                }
             }
             Ok(())
         }
