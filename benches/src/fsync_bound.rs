@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 /// Smallest median ratio server / raw append rate that passes (within 10% of raw).
 pub const BOUND_RATIO_MIN: f64 = 0.9;
 
+/// Median ratio above which a server outran the raw probe: the probe then did not
+/// bound that disk's sync path in this run, and a PASS says nothing.
+pub const PROBE_OUTRUN_RATIO_MIN: f64 = 1.1;
+
 /// Size of one record the append probe writes before each sync, in bytes (a put of a
 /// 256-byte value with its framing).
 pub const WAL_PROBE_RECORD_BYTES: usize = 512;
@@ -371,6 +375,15 @@ impl BoundReport {
                 }
             ));
         }
+        if self
+            .servers
+            .iter()
+            .any(|s| s.append.is_some_and(|a| a.median > PROBE_OUTRUN_RATIO_MIN))
+        {
+            out.push_str(&format!(
+                "WARNING: a server outran the raw append probe (median > {PROBE_OUTRUN_RATIO_MIN}): the probe did not bound this disk's sync path in this run; the verdict is not meaningful\n"
+            ));
+        }
         out
     }
 }
@@ -461,6 +474,10 @@ mod tests {
         assert_eq!(s.append.map(|a| a.median), Some(0.95));
         assert_eq!(s.pass, Some(true));
         assert!(r.to_text().contains("PASS: detcd"));
+        assert!(!r.to_text().contains("WARNING"));
+        let outran = BoundReport::from_rounds(&["x".into()], 1000, rounds(&[(400.0, 1600.0)]));
+        assert_eq!(outran.servers[0].pass, Some(true));
+        assert!(outran.to_text().contains("WARNING: a server outran"));
         let exact = BoundReport::from_rounds(&["x".into()], 1000, rounds(&[(100.0, 90.0)]));
         assert_eq!(exact.servers[0].pass, Some(true));
         let none = BoundReport::from_rounds(&["x".into()], 1000, rounds(&[(0.0, 90.0)]));
