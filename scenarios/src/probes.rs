@@ -72,14 +72,21 @@ pub fn config_for(scenario: &str, seed: u64) -> Option<RunConfig> {
     }
 }
 
+/// The catalog's base configuration with a longer workload of `clients` KV clients.
+fn kv_base(seed: u64, members: u64, duration_ms: u64, clients: u64) -> RunConfig {
+    RunConfig {
+        duration_ms,
+        workload: WorkloadSpec::Kv {
+            clients,
+            keys: catalog::KEYS,
+        },
+        ..catalog::base(seed, members, DiskProfile::Ssd)
+    }
+}
+
 fn vote_split(seed: u64) -> RunConfig {
     const MEMBERS: u64 = 3;
-    let mut config = catalog::base(seed, MEMBERS, DiskProfile::Ssd);
-    config.duration_ms = VOTE_SPLIT_DURATION_MS;
-    config.workload = WorkloadSpec::Kv {
-        clients: VOTE_SPLIT_CLIENTS,
-        keys: catalog::KEYS,
-    };
+    let config = kv_base(seed, MEMBERS, VOTE_SPLIT_DURATION_MS, VOTE_SPLIT_CLIENTS);
     let mut p = Plan::new(seed ^ 0x7370_6c69_7400_0000);
     let end_ms = config.duration_ms.saturating_sub(1_000);
     let mut t = catalog::WARMUP_MS;
@@ -149,12 +156,7 @@ fn catch_up(seed: u64) -> RunConfig {
 
 fn figure_8(seed: u64) -> RunConfig {
     const MEMBERS: u64 = 3;
-    let mut config = catalog::base(seed, MEMBERS, DiskProfile::Ssd);
-    config.duration_ms = FIGURE_8_DURATION_MS;
-    config.workload = WorkloadSpec::Kv {
-        clients: FIGURE_8_CLIENTS,
-        keys: catalog::KEYS,
-    };
+    let config = kv_base(seed, MEMBERS, FIGURE_8_DURATION_MS, FIGURE_8_CLIENTS);
     let mut p = Plan::new(seed ^ 0x6669_6738_0000_0000);
     let within_ms = p.between_ms(20, 60);
     let down_ms = p.between_ms(800, 1_600);

@@ -193,6 +193,16 @@ impl Schedule {
         Schedule { events }
     }
 
+    /// A schedule from `(at_ms, event)` pairs, sorted by time (stable for ties).
+    pub fn at_times(events: impl IntoIterator<Item = (u64, FaultEvent)>) -> Schedule {
+        Schedule::new(
+            events
+                .into_iter()
+                .map(|(at_ms, event)| TimedFault { at_ms, event })
+                .collect(),
+        )
+    }
+
     /// Parses schedule JSON.
     pub fn from_json(text: &str) -> Result<Schedule, ScheduleError> {
         let schedule: Schedule = serde_json::from_str(text)?;

@@ -7,7 +7,7 @@
 #![cfg(madsim)]
 
 use detcd_sim::disk::DiskProfile;
-use detcd_sim::fault::{FaultEvent, Schedule, TimedFault};
+use detcd_sim::fault::{FaultEvent, Schedule};
 use detcd_sim::knobs::Knobs;
 use detcd_sim::run::{RunConfig, WorkloadSpec, run};
 
@@ -22,12 +22,7 @@ fn config(seed: u64, knobs: Knobs) -> RunConfig {
         seed,
         members: 3,
         disk: DiskProfile::Ssd,
-        schedule: Schedule::new(
-            events
-                .into_iter()
-                .map(|(at_ms, event)| TimedFault { at_ms, event })
-                .collect(),
-        ),
+        schedule: Schedule::at_times(events),
         workload: WorkloadSpec::Kv {
             clients: 2,
             keys: 5,

@@ -5,7 +5,7 @@
 #![cfg(madsim)]
 
 use detcd_sim::disk::DiskProfile;
-use detcd_sim::fault::{FaultEvent, Schedule, TimedFault};
+use detcd_sim::fault::{FaultEvent, Schedule};
 use detcd_sim::run::{RunConfig, WorkloadSpec, run};
 
 fn config(seed: u64, events: Vec<(u64, FaultEvent)>) -> RunConfig {
@@ -13,12 +13,7 @@ fn config(seed: u64, events: Vec<(u64, FaultEvent)>) -> RunConfig {
         seed,
         members: 3,
         disk: DiskProfile::Ssd,
-        schedule: Schedule::new(
-            events
-                .into_iter()
-                .map(|(at_ms, event)| TimedFault { at_ms, event })
-                .collect(),
-        ),
+        schedule: Schedule::at_times(events),
         workload: WorkloadSpec::Kv {
             clients: 3,
             keys: 5,

@@ -6,7 +6,7 @@
 #![cfg(madsim)]
 
 use detcd_sim::disk::DiskProfile;
-use detcd_sim::fault::{FaultEvent, Schedule, TimedFault};
+use detcd_sim::fault::{FaultEvent, Schedule};
 use detcd_sim::run::{Profile, RunConfig, RunResult, WorkloadSpec, run};
 
 fn config(seed: u64, members: u64, events: Vec<(u64, FaultEvent)>) -> RunConfig {
@@ -14,12 +14,7 @@ fn config(seed: u64, members: u64, events: Vec<(u64, FaultEvent)>) -> RunConfig 
         seed,
         members,
         disk: DiskProfile::Ssd,
-        schedule: Schedule::new(
-            events
-                .into_iter()
-                .map(|(at_ms, event)| TimedFault { at_ms, event })
-                .collect(),
-        ),
+        schedule: Schedule::at_times(events),
         workload: WorkloadSpec::Mix {
             clients: 5,
             keys: 5,
