@@ -355,6 +355,8 @@ async fn run(cmd: Cmd) -> Result<()> {
             bound_window_ms,
         } => {
             let root = data_root.unwrap_or_else(std::env::temp_dir);
+            std::fs::create_dir_all(&root)
+                .with_context(|| format!("create --data-root {}", root.display()))?;
             let sa = ServerSpec {
                 name: a_name.clone(),
                 command: a,
