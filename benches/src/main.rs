@@ -10,6 +10,9 @@ use detcd_bench::stats::Summary;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Tokio worker threads of the generator when TOKIO_WORKER_THREADS is unset.
+const RUNTIME_WORKERS_DEFAULT: usize = 1;
+
 /// mimalloc instead of the system allocator: the load generator shares the CPU with the
 /// server under test, so its per-request allocations count against both servers alike.
 #[global_allocator]
@@ -270,10 +273,16 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::DiskReport { samples, out } => disk_report(samples, &out),
         Cmd::DiskCheck { samples } => disk_check(samples),
-        cmd => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(run(cmd)),
+        cmd => {
+            let mut rt = tokio::runtime::Builder::new_multi_thread();
+            // One worker unless TOKIO_WORKER_THREADS says otherwise: the generator's
+            // connection tasks need a fraction of a core, and a second worker only adds
+            // cross-thread wake-ups (context switches) on a CPU shared with the server.
+            if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+                rt.worker_threads(RUNTIME_WORKERS_DEFAULT);
+            }
+            rt.enable_all().build()?.block_on(run(cmd))
+        }
     }
 }
 
