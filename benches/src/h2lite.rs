@@ -24,6 +24,8 @@ use std::collections::{HashMap, VecDeque};
 pub const FRAME_BYTES_MAX: usize = 16_384;
 /// Receive window this client grants per stream and for the connection, in bytes.
 pub const RECV_WINDOW_BYTES: u32 = 1 << 30;
+/// HPACK table size this client's decoder allows (the HTTP/2 default, not changed).
+pub const HEADER_TABLE_BYTES: usize = 4_096;
 /// Largest flow-control window HTTP/2 allows.
 const WINDOW_MAX: i64 = (1 << 31) - 1;
 /// Window both sides start with before SETTINGS say otherwise.
@@ -150,10 +152,13 @@ impl H2Lite {
         h2wire::put_frame(&mut out, h2wire::SETTINGS, 0, 0, &settings);
         let grow = RECV_WINDOW_BYTES - DEFAULT_WINDOW_BYTES as u32;
         h2wire::put_frame(&mut out, h2wire::WINDOW_UPDATE, 0, 0, &grow.to_be_bytes());
+        let mut decoder = loona_hpack::Decoder::new();
+        // The server may not grow its table past the default this client advertises.
+        decoder.set_max_allowed_table_size(HEADER_TABLE_BYTES);
         H2Lite {
             blocks,
             out,
-            decoder: loona_hpack::Decoder::new(),
+            decoder,
             next_stream: 1,
             streams: HashMap::new(),
             blocked: VecDeque::new(),

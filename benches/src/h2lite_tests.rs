@@ -247,6 +247,15 @@ fn broken_connections_are_errors_not_panics() {
         1,
         &[0, 0, 0, 2, 0x88],
     );
+    // A dynamic table size update beyond the advertised 4,096 bytes.
+    let mut table_grow = Vec::new();
+    put_frame(
+        &mut table_grow,
+        HEADERS,
+        FLAG_END_HEADERS,
+        1,
+        &[0x3f, 0xe2, 0x3f, 0x88],
+    );
     let mut overpadded = Vec::new();
     put_frame(&mut overpadded, DATA, FLAG_PADDED, 1, &[9, 1]);
     for (what, input) in [
@@ -258,6 +267,7 @@ fn broken_connections_are_errors_not_panics() {
         ("zero window update", zero_window),
         ("push", push),
         ("padding", overpadded),
+        ("table size", table_grow),
     ] {
         let mut c = client();
         c.start(1, 0, &body(b"x"));
