@@ -39,6 +39,7 @@ pub struct E2eCluster {
     runtime: tokio::runtime::Runtime,
     servers: Vec<Server>,
     client: KvClient<Channel>,
+    leader: String,
     value: Vec<u8>,
     next_key: u64,
 }
@@ -121,7 +122,7 @@ impl E2eCluster {
             servers.push(server);
             endpoints.push(format!("127.0.0.1:{client}"));
         }
-        let client = runtime.block_on(async {
+        let (client, leader) = runtime.block_on(async {
             let started = Instant::now();
             loop {
                 if let Ok(leader) = load::find_leader(&endpoints).await {
@@ -130,7 +131,7 @@ impl E2eCluster {
                         .connect()
                         .await
                         .map_err(|e| BodyError::Check(format!("connect {leader}: {e}")))?;
-                    return Ok(KvClient::new(channel));
+                    return Ok((KvClient::new(channel), leader));
                 }
                 if started.elapsed() > Duration::from_millis(E2E_LEADER_TIMEOUT_MS) {
                     return Err(BodyError::Check(format!(
@@ -144,9 +145,16 @@ impl E2eCluster {
             runtime,
             servers,
             client,
+            leader,
             value: vec![b'v'; E2E_VALUE_BYTES],
             next_key: 0,
         })
+    }
+
+    /// The leader's client endpoint (`127.0.0.1:PORT`), for other clients; the
+    /// cluster's own runtime keeps serving it.
+    pub fn leader_endpoint(&self) -> &str {
+        &self.leader
     }
 
     /// Sends `n` puts at once and waits for all of them. Returns the highest revision

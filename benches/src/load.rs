@@ -5,22 +5,18 @@
 //! share `--conns` HTTP/2 connections round-robin. It does not start servers (see
 //! `compare`) and judges nothing (see `record` and `detcd-check`).
 
-use crate::h2conn::{H2Conn, H2ConnError};
+use crate::kvconn;
 use crate::record;
 use crate::stats::{Latencies, StatsError, Summary};
-use detcd_checker::history::{KeyValue, OkOutcome, OpRecord, Outcome};
+use detcd_checker::history::OpRecord;
 use detcd_engine::pb::etcdserverpb::kv_client::KvClient;
 use detcd_engine::pb::etcdserverpb::lease_client::LeaseClient;
 use detcd_engine::pb::etcdserverpb::maintenance_client::MaintenanceClient;
 use detcd_engine::pb::etcdserverpb::watch_client::WatchClient;
 use detcd_engine::pb::etcdserverpb::{
-    LeaseGrantRequest, LeaseKeepAliveRequest, PutRequest, RangeRequest, RequestOp, StatusRequest,
-    TxnRequest, WatchCreateRequest, WatchRequest, request_op, watch_request,
+    LeaseGrantRequest, LeaseKeepAliveRequest, PutRequest, StatusRequest, WatchCreateRequest,
+    WatchRequest, watch_request,
 };
-use futures_util::StreamExt as _;
-use futures_util::stream::FuturesUnordered;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,13 +48,13 @@ pub enum LoadError {
         /// Why.
         source: tonic::transport::Error,
     },
-    /// A direct HTTP/2 connection could not be opened.
+    /// A direct HTTP/2 connection (TCP) could not be opened.
     #[error("connect {endpoint}: {source}")]
     ConnectH2 {
         /// The endpoint.
         endpoint: String,
         /// Why.
-        source: H2ConnError,
+        source: std::io::Error,
     },
     /// A setup request (status, lease grant, watch create) failed.
     #[error("{what}: {status}")]
@@ -207,173 +203,34 @@ pub async fn find_leader(endpoints: &[String]) -> Result<String, LoadError> {
 }
 
 /// Shared progress of a run: the stop rule and how many requests were claimed.
-struct Budget {
+pub(crate) struct Budget {
     stop: Stop,
-    started: Instant,
+    /// When the run started (recorded call and return times count from here).
+    pub(crate) started: Instant,
     claimed: AtomicU64,
 }
 
 impl Budget {
     /// Claims the next request; None when the run is over.
     fn claim(&self) -> Option<u64> {
+        self.claim_at(Instant::now())
+    }
+
+    /// Claims the next request as of `now`; None when the run is over.
+    pub(crate) fn claim_at(&self, now: Instant) -> Option<u64> {
         let n = self.claimed.fetch_add(1, Ordering::Relaxed);
         match self.stop {
             Stop::Total(total) => (n < total).then_some(n),
-            Stop::Duration(d) => (self.started.elapsed() < d).then_some(n),
+            Stop::Duration(d) => (now.saturating_duration_since(self.started) < d).then_some(n),
         }
     }
-
-    fn ns(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
 }
 
-/// What one client task measured.
-struct ClientResult {
-    lat: Latencies,
-    errors: u64,
-    records: Vec<OpRecord>,
-}
-
-fn padded_key(index: u64, key_bytes: usize) -> String {
-    format!("{index:0key_bytes$}")
-}
-
-fn kvs_of(kvs: &[detcd_engine::pb::mvccpb::KeyValue]) -> Vec<KeyValue> {
-    kvs.iter()
-        .map(|kv| KeyValue {
-            key: String::from_utf8_lossy(&kv.key).into_owned(),
-            value: String::from_utf8_lossy(&kv.value).into_owned(),
-            create_revision: kv.create_revision,
-            mod_revision: kv.mod_revision,
-            version: kv.version,
-            lease: kv.lease,
-        })
-        .collect()
-}
-
-/// A call bounded by [`REQUEST_TIMEOUT_MS`] (a late answer is a failed request).
-async fn bounded<T>(
-    call: impl Future<Output = Result<T, tonic::Status>>,
-) -> Result<T, tonic::Status> {
-    tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), call)
-        .await
-        .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("request timed out")))
-}
-
-/// One client of a put, txn-put or range workload.
-async fn kv_client(
-    id: u64,
-    ch: H2Conn,
-    workload: Workload,
-    budget: Arc<Budget>,
-    seed: u64,
-    record: bool,
-) -> Result<ClientResult, LoadError> {
-    let mut kv = KvClient::new(ch);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let mut out = ClientResult {
-        lat: Latencies::new()?,
-        errors: 0,
-        records: Vec::new(),
-    };
-    while let Some(n) = budget.claim() {
-        let call_ns = budget.ns();
-        let t = Instant::now();
-        let (op, result) = match &workload {
-            Workload::Put {
-                key_bytes,
-                value_bytes,
-                key_space,
-                order,
-                txn,
-            } => {
-                let index = match order {
-                    KeyOrder::Sequential => n % key_space.max(&1),
-                    KeyOrder::Random => rng.random_range(0..*key_space.max(&1)),
-                };
-                let key = padded_key(index, *key_bytes);
-                // The value names the writer and request, so every written value is unique.
-                let mut value = format!("c{id}r{n}-");
-                value.extend(std::iter::repeat_n(
-                    'v',
-                    value_bytes.saturating_sub(value.len()),
-                ));
-                let put = PutRequest {
-                    key: key.clone().into_bytes(),
-                    value: value.clone().into_bytes(),
-                    ..Default::default()
-                };
-                if *txn {
-                    let req = TxnRequest {
-                        success: vec![RequestOp {
-                            request: Some(request_op::Request::RequestPut(put)),
-                        }],
-                        ..Default::default()
-                    };
-                    let r = bounded(kv.txn(req)).await.map(|r| {
-                        let r = r.into_inner();
-                        (
-                            r.header.map_or(0, |h| h.revision),
-                            record::txn_put_result(r.succeeded),
-                        )
-                    });
-                    (record::txn_put_op(&key, &value), r)
-                } else {
-                    let r = bounded(kv.put(put)).await.map(|r| {
-                        (
-                            r.into_inner().header.map_or(0, |h| h.revision),
-                            record::put_result(),
-                        )
-                    });
-                    (record::put_op(&key, &value), r)
-                }
-            }
-            Workload::Range { key, serializable } => {
-                let req = RangeRequest {
-                    key: key.clone().into_bytes(),
-                    serializable: *serializable,
-                    ..Default::default()
-                };
-                let r = bounded(kv.range(req)).await.map(|r| {
-                    let r = r.into_inner();
-                    let rev = r.header.map_or(0, |h| h.revision);
-                    (rev, record::range_result(kvs_of(&r.kvs), r.count, r.more))
-                });
-                (record::range_op(key, *serializable), r)
-            }
-            _ => {
-                return Err(LoadError::Options(format!(
-                    "{} is not a kv workload",
-                    workload.name()
-                )));
-            }
-        };
-        let elapsed = t.elapsed();
-        let ret_ns = budget.ns();
-        let outcome = match result {
-            Ok((revision, result)) => {
-                out.lat.record(elapsed);
-                Outcome::Ok(OkOutcome { revision, result })
-            }
-            Err(status) => {
-                out.errors += 1;
-                tracing::debug!(client = id, %status, "request failed");
-                Outcome::Unknown
-            }
-        };
-        if record {
-            let ret_ns = matches!(outcome, Outcome::Ok(_)).then_some(ret_ns);
-            out.records.push(OpRecord {
-                client: id,
-                call: call_ns,
-                ret: ret_ns,
-                op,
-                outcome,
-            });
-        }
-    }
-    Ok(out)
+/// What one client task (or one connection's clients) measured.
+pub(crate) struct ClientResult {
+    pub(crate) lat: Latencies,
+    pub(crate) errors: u64,
+    pub(crate) records: Vec<OpRecord>,
 }
 
 /// One client of the lease keep-alive workload.
@@ -468,21 +325,19 @@ pub async fn run(opts: &LoadOpts, workload: &Workload) -> Result<Summary, LoadEr
         if streaming {
             channels.push(connect(endpoint).await?);
         } else {
-            let conn = tokio::time::timeout(
+            let host_port = endpoint.strip_prefix("http://").unwrap_or(endpoint);
+            let tcp = tokio::time::timeout(
                 Duration::from_millis(CONNECT_TIMEOUT_MS),
-                H2Conn::connect(endpoint),
+                tokio::net::TcpStream::connect(host_port),
             )
             .await
-            .unwrap_or_else(|_| {
-                Err(H2ConnError::Tcp(std::io::Error::from(
-                    std::io::ErrorKind::TimedOut,
-                )))
-            })
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+            .and_then(|tcp| tcp.set_nodelay(true).map(|()| tcp))
             .map_err(|source| LoadError::ConnectH2 {
                 endpoint: endpoint.clone(),
                 source,
             })?;
-            conns.push(conn);
+            conns.push((host_port.to_string(), tcp));
         }
     }
     if let Workload::WatchLatency { puts_per_s } = workload {
@@ -503,26 +358,19 @@ pub async fn run(opts: &LoadOpts, workload: &Workload) -> Result<Summary, LoadEr
     } else {
         // One task per connection runs that connection's clients together: the
         // requests they send after one batch of responses leave in one write.
-        for (i, conn) in conns.iter().enumerate() {
-            let mut clients: FuturesUnordered<_> = (i..opts.clients)
-                .step_by(conns.len())
-                .map(|c| {
-                    kv_client(
-                        c as u64 + 1,
-                        conn.clone(),
-                        workload.clone(),
-                        budget.clone(),
-                        opts.seed,
-                        opts.record.is_some(),
-                    )
-                })
+        let n_conns = conns.len();
+        for (i, (host_port, tcp)) in conns.into_iter().enumerate() {
+            let ids: Vec<u64> = (i..opts.clients)
+                .step_by(n_conns)
+                .map(|c| c as u64 + 1)
                 .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let (workload, budget) = (workload.clone(), budget.clone());
+            let (seed, record) = (opts.seed, opts.record.is_some());
             tasks.push(tokio::spawn(async move {
-                let mut done = Vec::new();
-                while let Some(r) = clients.next().await {
-                    done.push(r);
-                }
-                done
+                vec![kvconn::run(&host_port, tcp, ids, &workload, budget, seed, record).await]
             }));
         }
     }
@@ -674,8 +522,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_padded_and_urls_get_a_scheme() {
-        assert_eq!(padded_key(42, 8), "00000042");
+    fn urls_get_a_scheme() {
         assert_eq!(url("127.0.0.1:2379"), "http://127.0.0.1:2379");
         assert_eq!(url("https://h:1"), "https://h:1");
     }

@@ -10,6 +10,9 @@ use detcd_bench::stats::Summary;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Tokio worker threads of the generator when TOKIO_WORKER_THREADS is unset.
+const RUNTIME_WORKERS_DEFAULT: usize = 1;
+
 /// mimalloc instead of the system allocator: the load generator shares the CPU with the
 /// server under test, so its per-request allocations count against both servers alike.
 #[global_allocator]
@@ -263,6 +266,7 @@ fn compare_cases(total: u64) -> Vec<Case> {
 }
 
 fn main() -> Result<()> {
+    disable_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
@@ -270,10 +274,28 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::DiskReport { samples, out } => disk_report(samples, &out),
         Cmd::DiskCheck { samples } => disk_check(samples),
-        cmd => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(run(cmd)),
+        cmd => {
+            let mut rt = tokio::runtime::Builder::new_multi_thread();
+            // One worker unless TOKIO_WORKER_THREADS says otherwise: the generator's
+            // connection tasks need a fraction of a core, and a second worker only adds
+            // cross-thread wake-ups (context switches) on a CPU shared with the server.
+            if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+                rt.worker_threads(RUNTIME_WORKERS_DEFAULT);
+            }
+            rt.enable_all().build()?.block_on(run(cmd))
+        }
+    }
+}
+
+/// Opts the process out of transparent huge pages: the allocator's fresh arenas were
+/// otherwise faulted in as 2 MiB pages, each cleared whole by the kernel, a visible
+/// share of the generator's CPU on a host whose THP mode honours madvise.
+fn disable_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and touches no memory of
+    // this process; a failure (old kernel) just leaves the default in place.
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if rc != 0 {
+        tracing::debug!("PR_SET_THP_DISABLE refused");
     }
 }
 
@@ -355,6 +377,8 @@ async fn run(cmd: Cmd) -> Result<()> {
             bound_window_ms,
         } => {
             let root = data_root.unwrap_or_else(std::env::temp_dir);
+            std::fs::create_dir_all(&root)
+                .with_context(|| format!("create --data-root {}", root.display()))?;
             let sa = ServerSpec {
                 name: a_name.clone(),
                 command: a,

@@ -97,6 +97,28 @@ fn put_and_range_against_real_etcd() {
         .expect("range run");
         assert_eq!((s.ops, s.errors), (50, 0));
 
+        // Values larger than one HTTP/2 frame, and a request etcd refuses (no key):
+        // the refusal is an error, not a success or a hang.
+        let big = Workload::Put {
+            key_bytes: 8,
+            value_bytes: 40_000,
+            key_space: 10,
+            order: KeyOrder::Sequential,
+            txn: false,
+        };
+        let few = LoadOpts {
+            stop: Stop::Total(20),
+            ..opts.clone()
+        };
+        let s = run(&few, &big).await.expect("big put run");
+        assert_eq!((s.ops, s.errors), (20, 0));
+        let no_key = Workload::Range {
+            key: String::new(),
+            serializable: true,
+        };
+        let s = run(&few, &no_key).await.expect("run completes");
+        assert_eq!((s.ops, s.errors), (0, 20));
+
         let lease = run(
             &LoadOpts {
                 stop: Stop::Total(50),
