@@ -16,6 +16,7 @@ use detcd_engine::pb::etcdserverpb::kv_server::KvServer;
 use detcd_engine::server::grpc::cluster::ClusterService;
 use detcd_engine::server::grpc::kv::KvService;
 use detcd_engine::server::http::client_router;
+use detcd_engine::server::listen::client_port::{ClientPort, GrpcServices, serve_connections};
 use detcd_engine::server::membership::MemberRecord;
 use detcd_engine::server::metrics::sample;
 use detcd_engine::server::node::{self, NoPeers, NodeConfig, NodeHandle};
@@ -62,16 +63,17 @@ async fn serve(members: u64) -> (NodeHandle, SocketAddr) {
     let node = node::start(config, MemDisk::new(), Arc::new(NoPeers))
         .await
         .expect("node starts");
-    let grpc = tonic::service::Routes::new(KvServer::new(KvService::new(node.clone())));
+    let grpc = GrpcServices::default().add_service(KvServer::new(KvService::new(node.clone())));
     let cluster = ClusterService::new(node.clone(), "tok".to_owned(), || 1_700_000_000);
-    let router = client_router(grpc, node.clone(), cluster);
+    let http = client_router(node.clone(), cluster);
+    let port = ClientPort::new(grpc, http, node.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");
     let addr = listener.local_addr().expect("an address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    // The sender is dropped: the port serves until the test ends.
+    let (_, never) = tokio::sync::watch::channel(false);
+    tokio::spawn(serve_connections(listener, port, never));
     (node, addr)
 }
 

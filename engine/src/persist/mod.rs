@@ -92,11 +92,48 @@ pub struct RaftStorage<D: Disk> {
     entry_seqs: BTreeMap<u64, u64>,
 }
 
-fn encode_record(record: &Record) -> Result<Vec<u8>, PersistError> {
+fn encode_record(record: &impl Serialize) -> Result<Vec<u8>, PersistError> {
     postcard::to_allocvec(record).map_err(|e| PersistError::Encode {
         what: "wal record",
         reason: e.to_string(),
     })
+}
+
+/// `Record::Entry` borrowed, for writing: the same bytes as the owned record (postcard
+/// writes a byte sequence and a `u8` list alike, as a length and the raw bytes), without
+/// copying the entry first or writing its payload one byte at a time.
+#[derive(Serialize)]
+enum EntryRecord<'a> {
+    /// Never written: holds `Record::HardState`'s variant index.
+    #[allow(dead_code)]
+    HardState(HardState),
+    /// `Record::Entry`.
+    Entry(EntryRef<'a>),
+}
+
+/// [`Entry`]'s fields in its serialized order, borrowing the payload.
+#[derive(Serialize)]
+struct EntryRef<'a> {
+    term: u64,
+    index: u64,
+    kind: crate::raft::EntryKind,
+    #[serde(serialize_with = "payload_bytes")]
+    data: &'a [u8],
+}
+
+impl<'a> EntryRecord<'a> {
+    fn of(entry: &'a Entry) -> Self {
+        EntryRecord::Entry(EntryRef {
+            term: entry.term,
+            index: entry.index,
+            kind: entry.kind,
+            data: &entry.data,
+        })
+    }
+}
+
+fn payload_bytes<S: serde::Serializer>(data: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(data)
 }
 
 impl<D: Disk> RaftStorage<D> {
@@ -248,7 +285,7 @@ impl<D: Disk> RaftStorage<D> {
                     self.hard_state.commit.max(self.snapshot_meta.index)
                 )));
             }
-            payloads.push(encode_record(&Record::Entry(entry.clone()))?);
+            payloads.push(encode_record(&EntryRecord::of(entry))?);
         }
         if let Some(hs) = &ready.hard_state {
             if hs.commit < self.hard_state.commit {

@@ -256,3 +256,27 @@ fn a_bad_ready_is_refused_not_written() {
     let err = block_on(storage.persist(&rewrite)).expect_err("committed entries are immutable");
     assert!(matches!(err, PersistError::Corrupt(_)));
 }
+
+proptest::proptest! {
+    /// The borrowed entry record writes exactly the owned `Record::Entry`'s bytes, so
+    /// recovery reads it back as before.
+    #[test]
+    fn borrowed_entry_records_encode_like_owned_ones(
+        term in 0u64..u64::MAX,
+        index in 0u64..u64::MAX,
+        conf in proptest::bool::ANY,
+        data in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+    ) {
+        let entry = Entry {
+            term,
+            index,
+            kind: if conf { EntryKind::ConfChange } else { EntryKind::Normal },
+            data,
+        };
+        let borrowed = encode_record(&EntryRecord::of(&entry)).expect("encodes");
+        let owned = encode_record(&Record::Entry(entry.clone())).expect("encodes");
+        proptest::prop_assert_eq!(&borrowed, &owned);
+        let back: Record = postcard::from_bytes(&borrowed).expect("decodes");
+        proptest::prop_assert!(matches!(back, Record::Entry(e) if e == entry));
+    }
+}

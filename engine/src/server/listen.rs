@@ -1,10 +1,12 @@
 //! The client listener: etcd's gRPC services on one address.
 //!
 //! In real mode HTTP (`/health`, `/version`, `/metrics`, the JSON gateway) shares the
-//! port: tonic's routes and the HTTP routes are one axum router, served with HTTP/1.1
-//! and cleartext HTTP/2 on the same socket. Under the simulator only gRPC runs
-//! (madsim-tonic carries gRPC alone).
+//! port, served with HTTP/1.1 and cleartext HTTP/2 on the same socket: gRPC calls go
+//! straight to their tonic service, the rest to the HTTP router ([`client_port`]).
+//! Under the simulator only gRPC runs (madsim-tonic carries gRPC alone).
 
+#[cfg(not(madsim))]
+pub mod client_port;
 #[cfg(not(madsim))]
 pub mod coalesce_io;
 
@@ -38,7 +40,7 @@ use super::node::NodeHandle;
 pub const GRPC_OVERHEAD_BYTES: usize = 64 * 1024;
 
 /// Adds the client-facing gRPC services of a member, each with its message size limit, to
-/// `$start` (real tonic's `Routes` or the simulator's server builder: both have
+/// `$start` ([`client_port::GrpcServices`] or the simulator's server builder: both have
 /// `add_service`). The one list serves both listeners.
 macro_rules! with_client_services {
     ($start:expr, $node:expr, $token:expr, $limit:expr) => {
@@ -105,11 +107,12 @@ async fn serve(
     node: NodeHandle,
     token: String,
     limit: usize,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServerError> {
     let cluster = ClusterService::new(node.clone(), token.clone(), unix_time_s);
-    let routes = with_client_services!(tonic::service::Routes::default(), node, token, limit);
-    let router = super::http::client_router(routes, node, cluster);
+    let grpc = with_client_services!(client_port::GrpcServices::default(), node, token, limit);
+    let http = super::http::client_router(node.clone(), cluster);
+    let port = client_port::ClientPort::new(grpc, http, node);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| ServerError::Internal(format!("cannot listen on {addr}: {e}")))?;
@@ -120,16 +123,7 @@ async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
         }
     }));
-    tokio::spawn(async move {
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(%addr, error = %e, "client listener failed");
-        }
-    });
+    tokio::spawn(client_port::serve_connections(listener, port, shutdown));
     Ok(())
 }
 

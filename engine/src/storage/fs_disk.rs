@@ -2,9 +2,11 @@
 //!
 //! Calls are plain blocking std calls made inside the async methods; this is acceptable
 //! in real mode (the WAL's fdatasync blocks the raft loop's persist step anyway, which
-//! is what etcd does too). `sync_data` is `fdatasync`; `sync_dir` opens the directory
-//! and fsyncs it; `preallocate` is `fallocate(2)` on Linux and a zero-extending
-//! `set_len` elsewhere.
+//! is what etcd does too). `sync_data` is `fdatasync`; on a multi-threaded tokio runtime
+//! it runs in `block_in_place`, so the tasks queued on the syncing worker (the clients
+//! the last apply just answered) move to another thread instead of waiting out the sync.
+//! `sync_dir` opens the directory and fsyncs it; `preallocate` is `fallocate(2)` on
+//! Linux and a zero-extending `set_len` elsewhere.
 //!
 //! This is the only place in the engine that touches the file system, and it is compiled
 //! out under the simulator (`cfg(madsim)`). It deliberately adds no caching and no
@@ -125,7 +127,8 @@ impl DiskFile for FsFile {
     }
 
     async fn sync_data(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        let file = &self.file;
+        off_worker(|| file.sync_data())
     }
 
     async fn set_len(&mut self, len: u64) -> io::Result<()> {
@@ -137,6 +140,19 @@ impl DiskFile for FsFile {
             return Ok(());
         }
         fallocate(&self.file, len)
+    }
+}
+
+/// Runs the blocking `f` so it does not hold up other tasks: in `block_in_place` on a
+/// multi-threaded runtime (the worker's queued tasks go to another thread), else inline
+/// (a current-thread runtime, or no runtime at all).
+fn off_worker<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 

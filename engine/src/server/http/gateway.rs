@@ -383,9 +383,9 @@ fn count<T>(
 ) {
     let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
     metrics.grpc_handled(GrpcHandled {
-        code: grpc_code_name(code).to_owned(),
-        method: method.to_owned(),
-        service: service.to_owned(),
+        code: grpc_code_name(code),
+        method: method.into(),
+        service: service.into(),
         kind,
     });
 }

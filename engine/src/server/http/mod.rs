@@ -1,10 +1,11 @@
 //! HTTP on the client port, beside gRPC: `/health`, `/version`, `/metrics` and etcd's
 //! JSON gateway (`/v3/...`).
 //!
-//! [`client_router`] merges tonic's routes with these HTTP routes into one axum
-//! `Router`, so gRPC (HTTP/2 cleartext) and HTTP/1.1 clients share one listener as they
-//! do with etcd. It also counts every gRPC call in `grpc_server_handled_total` and
-//! honours the `hasleader` metadata ([`has_leader`]).
+//! [`client_router`] is the axum `Router` of these HTTP routes; the client port
+//! (`server::listen::client_port`) sends it every request that is not a gRPC call, so
+//! gRPC (HTTP/2 cleartext) and HTTP/1.1 clients share one listener as they do with etcd.
+//! [`grpc_call`] counts every gRPC call in `grpc_server_handled_total` and honours the
+//! `hasleader` metadata ([`has_leader`]).
 //!
 //! Real mode only (`cfg(not(madsim))`): the simulator carries gRPC without HTTP, so these
 //! routes are covered by real-tokio tests. This module does not bind sockets or handle
@@ -12,7 +13,7 @@
 
 mod gateway;
 mod gateway_stream;
-mod grpc_count;
+pub mod grpc_call;
 pub mod has_leader;
 mod health;
 
@@ -36,33 +37,19 @@ struct HttpState {
     metrics: Arc<Metrics>,
 }
 
-/// The client port's router: the gRPC services in `grpc` (counted in the metrics), plus
-/// `/health`, `/version`, `/metrics` and the JSON gateway over `node` (whose Cluster
-/// service is `cluster`).
-pub fn client_router(
-    grpc: tonic::service::Routes,
-    node: NodeHandle,
-    cluster: ClusterService,
-) -> Router {
-    let metrics = node.metrics();
-    let leader_checked = grpc
-        .into_axum_router()
-        .layer(axum::middleware::from_fn_with_state(
-            node.clone(),
-            has_leader::require_leader,
-        ));
-    let grpc = grpc_count::counted(leader_checked, Arc::clone(&metrics));
+/// The client port's HTTP router: `/health`, `/version`, `/metrics` and the JSON gateway
+/// over `node` (whose Cluster service is `cluster`).
+pub fn client_router(node: NodeHandle, cluster: ClusterService) -> Router {
     let state = HttpState {
         node: node.clone(),
-        metrics,
+        metrics: node.metrics(),
     };
     let plain = Router::new()
         .route("/health", get(health::health))
         .route("/version", get(version))
         .route("/metrics", get(metrics_text))
         .with_state(state);
-    grpc.merge(plain)
-        .merge(Gateway::new(node, cluster).router())
+    plain.merge(Gateway::new(node, cluster).router())
 }
 
 /// A JSON response with `status`.

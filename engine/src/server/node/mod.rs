@@ -691,6 +691,7 @@ impl NodeHandle {
 
     /// Adds a member (voter or learner) and returns the member table after it.
     pub async fn member_add(&self, member: MemberRecord) -> Result<Vec<MemberRecord>, ServerError> {
+        self.require_leader().await?;
         if self.members().peer_url_in_use(&member.peer_urls) {
             return Err(ServerError::PeerUrlExists);
         }
@@ -717,6 +718,7 @@ impl NodeHandle {
 
     /// Removes a member and returns the member table after it.
     pub async fn member_remove(&self, id: u64) -> Result<Vec<MemberRecord>, ServerError> {
+        self.require_leader().await?;
         if self.members().get(id).is_none() {
             return Err(ServerError::MemberNotFound);
         }
@@ -730,6 +732,7 @@ impl NodeHandle {
 
     /// Promotes a learner that has caught up, and returns the member table after it.
     pub async fn member_promote(&self, id: u64) -> Result<Vec<MemberRecord>, ServerError> {
+        self.require_leader().await?;
         match self.members().get(id) {
             None => return Err(ServerError::MemberNotFound),
             Some(m) if !m.is_learner => return Err(ServerError::MemberNotLearner),
@@ -743,10 +746,18 @@ impl NodeHandle {
         .await
     }
 
-    async fn conf_change(&self, change: ConfChange) -> Result<Vec<MemberRecord>, ServerError> {
+    /// `NotLeader` unless this member leads. Membership calls check this before looking
+    /// at the member table: a follower's table may not yet hold a change the leader has
+    /// applied (a member just added), so it must not answer "member not found" itself.
+    async fn require_leader(&self) -> Result<(), ServerError> {
         if self.wait_for_leader().await? != self.member_id() {
             return Err(ServerError::NotLeader);
         }
+        Ok(())
+    }
+
+    async fn conf_change(&self, change: ConfChange) -> Result<Vec<MemberRecord>, ServerError> {
+        self.require_leader().await?;
         let (tx, rx) = oneshot::channel();
         self.send_command(Command::ConfChange { change, reply: tx })
             .await?;
