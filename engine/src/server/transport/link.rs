@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
 use super::batch::{Batcher, encode_message};
+use super::forward::Forwarder;
 use super::watchdog::{Alarm, RAFT_ACK_TIMEOUT_MS, Watchdog};
 use super::{
     CONNECT_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, PEER_GRPC_MESSAGE_BYTES_MAX,
@@ -32,8 +33,10 @@ const STREAM_BATCHES_IN_FLIGHT_MAX: usize = 4;
 pub(crate) struct LinkHandle {
     /// The peer's URLs, tried in turn.
     pub(crate) urls: Vec<String>,
-    /// A lazily connected client for forwarded requests (reconnects by itself).
+    /// A lazily connected client for forwarded lease calls (reconnects by itself).
     pub(crate) forward_client: PeerClient<Channel>,
+    /// The forwarding stream for proposals and read-index requests.
+    pub(crate) forwarder: Forwarder,
     peer: u64,
     queue: mpsc::Sender<Message>,
     endpoints: Arc<Vec<Endpoint>>,
@@ -69,6 +72,7 @@ impl LinkHandle {
             return Err("no peer URLs".to_string());
         };
         let forward_client = client(first.connect_lazy());
+        let forwarder = Forwarder::start(Arc::clone(&shared), peer, forward_client.clone());
         let endpoints = Arc::new(endpoints);
         let (queue, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
         tokio::spawn(run_link(
@@ -80,6 +84,7 @@ impl LinkHandle {
         Ok(LinkHandle {
             urls,
             forward_client,
+            forwarder,
             peer,
             queue,
             endpoints,
