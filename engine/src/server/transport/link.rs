@@ -15,6 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::batch::{Batcher, encode_message};
 use super::forward::Forwarder;
+use super::timer::QuietSleep;
 use super::watchdog::{Alarm, RAFT_ACK_TIMEOUT_MS, Watchdog};
 use super::{
     CONNECT_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, PEER_GRPC_MESSAGE_BYTES_MAX,
@@ -266,11 +267,15 @@ async fn stream_session(
     let mut watchdog = Watchdog::new();
     // The batch waiting for room in the stream, if any.
     let mut outgoing: Option<RaftBatch> = None;
+    let mut alarm = QuietSleep::until(opened);
     loop {
         if outgoing.is_none() && batcher.has_carry() {
             outgoing = Some(batcher.fill(None, queue));
         }
+        // A due alarm waits a millisecond, so a link waiting for room in the stream
+        // does not spin on it.
         let wake = opened + Duration::from_millis(watchdog.wake_at_ms());
+        alarm.reset(wake.max(tokio::time::Instant::now() + Duration::from_millis(1)));
         tokio::select! {
             biased;
             ack = acks.message() => match ack {
@@ -282,7 +287,7 @@ async fn stream_session(
                 Ok(None) => return SessionEnd::Failed("the peer closed the stream".to_string()),
                 Err(status) => return SessionEnd::Failed(format!("stream failed: {status}")),
             },
-            () = tokio::time::sleep_until(wake) => match watchdog.on_timer(elapsed_ms()) {
+            () = &mut alarm => match watchdog.on_timer(elapsed_ms()) {
                 Alarm::Expired => {
                     return SessionEnd::Failed(format!(
                         "no ack within {RAFT_ACK_TIMEOUT_MS} ms"
