@@ -30,6 +30,29 @@ use crate::raft::Message;
 /// backs up into the peer queue where drops are counted.
 const STREAM_BATCHES_IN_FLIGHT_MAX: usize = 4;
 
+/// Under the simulator, the least time between two batches on one stream. Its
+/// simulated connection hands over at most one message per simulated millisecond, so
+/// batches sent faster would queue behind each other with a growing delay instead of
+/// merging; waiting lets what comes meanwhile join the next batch.
+#[cfg(madsim)]
+const SIM_BATCH_SPACING_MS: u64 = 1;
+
+/// Under the simulator, waits until [`SIM_BATCH_SPACING_MS`] after the last batch.
+#[cfg(madsim)]
+async fn pace(last_sent: Option<tokio::time::Instant>) {
+    let Some(last) = last_sent else {
+        return;
+    };
+    let due = last + Duration::from_millis(SIM_BATCH_SPACING_MS);
+    if tokio::time::Instant::now() < due {
+        // A reset deadline is kept exactly (a new sleep waits at least 1 ms).
+        let sleep = tokio::time::sleep_until(due);
+        tokio::pin!(sleep);
+        sleep.as_mut().reset(due);
+        sleep.await;
+    }
+}
+
 /// The transport's handle on one peer's link. Dropping it ends the link task.
 pub(crate) struct LinkHandle {
     /// The peer's URLs, tried in turn.
@@ -268,6 +291,8 @@ async fn stream_session(
     // The batch waiting for room in the stream, if any.
     let mut outgoing: Option<RaftBatch> = None;
     let mut alarm = QuietSleep::until(opened);
+    #[cfg(madsim)]
+    let mut last_sent: Option<tokio::time::Instant> = None;
     loop {
         if outgoing.is_none() && batcher.has_carry() {
             outgoing = Some(batcher.fill(None, queue));
@@ -307,10 +332,16 @@ async fn stream_session(
                 if let Some(mut batch) = outgoing.take() {
                     batch.ack_requested = watchdog.on_send();
                     permit.send(batch);
+                    #[cfg(madsim)]
+                    {
+                        last_sent = Some(tokio::time::Instant::now());
+                    }
                 }
             },
             message = queue.recv(), if outgoing.is_none() => match message {
                 Some(message) => {
+                    #[cfg(madsim)]
+                    pace(last_sent).await;
                     let batch = batcher.fill(Some(message), queue);
                     if !batch.messages.is_empty() {
                         outgoing = Some(batch);
