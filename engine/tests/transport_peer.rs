@@ -168,6 +168,43 @@ async fn forwarded_requests_round_trip_with_errors() {
     );
 }
 
+/// Many forwarded requests in flight at once share one stream; each caller gets its
+/// own request's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_forwarded_requests_each_get_their_own_answer() {
+    let follower = Transport::new(1, CLUSTER_ID);
+    let leader = Transport::new(2, CLUSTER_ID);
+    let (node, _received) = StubNode::new();
+    let server = PeerServerProcess::start(&leader, node.clone(), any_port());
+    follower.set_peers(peers(&[(2, server.url())]));
+
+    let calls = (100..164u64).map(|id| {
+        let follower = follower.clone();
+        async move {
+            let request = InternalRequest { id, request: None };
+            (id, follower.propose(2, request).await)
+        }
+    });
+    let reads = (0..16).map(|_| follower.read_index(2));
+    let (answers, indexes) = tokio::join!(
+        futures_util::future::join_all(calls),
+        futures_util::future::join_all(reads)
+    );
+    for (id, answer) in answers {
+        // The stub accepts even ids and refuses odd ones.
+        let expected = if id % 2 == 0 {
+            Ok(())
+        } else {
+            Err(ServerError::NoSpace)
+        };
+        assert_eq!(answer, expected, "proposal {id}");
+    }
+    assert!(indexes.iter().all(|i| *i == Ok(42)), "{indexes:?}");
+    let mut proposed = node.proposals.lock().expect("lock").clone();
+    proposed.sort_unstable();
+    assert_eq!(proposed, (100..164).collect::<Vec<u64>>());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_snapshot_arrives_and_an_undeliverable_one_is_reported() {
     let sender = Transport::new(1, CLUSTER_ID);

@@ -110,7 +110,12 @@ impl SimDisk {
             let profile = latency.profile;
             profile.sync_latency(&mut latency.rng)
         };
-        tokio::time::sleep(delay).await;
+        // The simulator's `sleep` waits at least 1 ms; a reset deadline is kept as
+        // given, so an SSD sync takes its 50-300 us.
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        sleep.as_mut().reset(tokio::time::Instant::now() + delay);
+        sleep.await;
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use detcd_checker::history::{self as h, Op, OpRecord, Outcome};
+use detcd_engine::server::transport::timer::quiet_timeout;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
@@ -122,7 +123,8 @@ pub async fn call_op(
     let call = since(start);
     let timeout = Duration::from_millis(OP_TIMEOUT_MS);
     let cached = conns.remove(&endpoint);
-    let result = tokio::time::timeout(timeout, async {
+    let deadline = Instant::now() + timeout;
+    let result = quiet_timeout(deadline, async {
         let c = match cached {
             Some(c) => c,
             None => match connect(endpoint).await {
@@ -141,7 +143,7 @@ pub async fn call_op(
             Ok(Ok(sent))
         }
         Ok(Err(e)) => Ok(Err(e)),
-        Err(elapsed) => Err(elapsed),
+        Err(()) => Err(()),
     };
     let ret = since(start);
     let (outcome, ret) = match result {

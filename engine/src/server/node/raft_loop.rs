@@ -22,6 +22,7 @@ use super::{
 };
 use crate::server::error::ServerError;
 use crate::server::transport::PeerFailure;
+use crate::server::transport::timer::QuietSleep;
 
 /// The share of the leader's log (in percent) a learner must hold before it may be
 /// promoted.
@@ -136,13 +137,20 @@ impl<D: Disk> RaftLoop<D> {
 
     pub(super) async fn run(mut self) {
         let tick = Duration::from_millis(self.shared.config.tick_ms.max(1));
-        let mut ticker = tokio::time::interval(tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A quiet sleep, not an interval: this arm is polled once per turn, and the
+        // simulator's timer would queue an event for every such poll.
+        let mut ticker = QuietSleep::until(tokio::time::Instant::now());
         self.publish_status();
         while !self.stop {
             tokio::select! {
                 biased;
-                _ = ticker.tick() => self.on_tick(),
+                () = &mut ticker => {
+                    // A late tick delays the next ones rather than bunching them.
+                    let now = tokio::time::Instant::now();
+                    let next = ticker.deadline() + tick;
+                    ticker.reset(if next <= now { now + tick } else { next });
+                    self.on_tick();
+                }
                 command = self.commands.recv() => match command {
                     Some(command) => self.handle(command),
                     None => break,

@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
 use super::batch::{Batcher, encode_message};
+use super::forward::Forwarder;
+use super::timer::QuietSleep;
 use super::watchdog::{Alarm, RAFT_ACK_TIMEOUT_MS, Watchdog};
 use super::{
     CONNECT_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, PEER_GRPC_MESSAGE_BYTES_MAX,
@@ -28,12 +30,37 @@ use crate::raft::Message;
 /// backs up into the peer queue where drops are counted.
 const STREAM_BATCHES_IN_FLIGHT_MAX: usize = 4;
 
+/// Under the simulator, the least time between two batches on one stream. Its
+/// simulated connection hands over at most one message per simulated millisecond, so
+/// batches sent faster would queue behind each other with a growing delay instead of
+/// merging; waiting lets what comes meanwhile join the next batch.
+#[cfg(madsim)]
+const SIM_BATCH_SPACING_MS: u64 = 1;
+
+/// Under the simulator, waits until [`SIM_BATCH_SPACING_MS`] after the last batch.
+#[cfg(madsim)]
+async fn pace(last_sent: Option<tokio::time::Instant>) {
+    let Some(last) = last_sent else {
+        return;
+    };
+    let due = last + Duration::from_millis(SIM_BATCH_SPACING_MS);
+    if tokio::time::Instant::now() < due {
+        // A reset deadline is kept exactly (a new sleep waits at least 1 ms).
+        let sleep = tokio::time::sleep_until(due);
+        tokio::pin!(sleep);
+        sleep.as_mut().reset(due);
+        sleep.await;
+    }
+}
+
 /// The transport's handle on one peer's link. Dropping it ends the link task.
 pub(crate) struct LinkHandle {
     /// The peer's URLs, tried in turn.
     pub(crate) urls: Vec<String>,
-    /// A lazily connected client for forwarded requests (reconnects by itself).
+    /// A lazily connected client for forwarded lease calls (reconnects by itself).
     pub(crate) forward_client: PeerClient<Channel>,
+    /// The forwarding stream for proposals and read-index requests.
+    pub(crate) forwarder: Forwarder,
     peer: u64,
     queue: mpsc::Sender<Message>,
     endpoints: Arc<Vec<Endpoint>>,
@@ -69,6 +96,7 @@ impl LinkHandle {
             return Err("no peer URLs".to_string());
         };
         let forward_client = client(first.connect_lazy());
+        let forwarder = Forwarder::start(Arc::clone(&shared), peer, forward_client.clone());
         let endpoints = Arc::new(endpoints);
         let (queue, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
         tokio::spawn(run_link(
@@ -80,6 +108,7 @@ impl LinkHandle {
         Ok(LinkHandle {
             urls,
             forward_client,
+            forwarder,
             peer,
             queue,
             endpoints,
@@ -261,11 +290,17 @@ async fn stream_session(
     let mut watchdog = Watchdog::new();
     // The batch waiting for room in the stream, if any.
     let mut outgoing: Option<RaftBatch> = None;
+    let mut alarm = QuietSleep::until(opened);
+    #[cfg(madsim)]
+    let mut last_sent: Option<tokio::time::Instant> = None;
     loop {
         if outgoing.is_none() && batcher.has_carry() {
             outgoing = Some(batcher.fill(None, queue));
         }
+        // A due alarm waits a millisecond, so a link waiting for room in the stream
+        // does not spin on it.
         let wake = opened + Duration::from_millis(watchdog.wake_at_ms());
+        alarm.reset(wake.max(tokio::time::Instant::now() + Duration::from_millis(1)));
         tokio::select! {
             biased;
             ack = acks.message() => match ack {
@@ -277,7 +312,7 @@ async fn stream_session(
                 Ok(None) => return SessionEnd::Failed("the peer closed the stream".to_string()),
                 Err(status) => return SessionEnd::Failed(format!("stream failed: {status}")),
             },
-            () = tokio::time::sleep_until(wake) => match watchdog.on_timer(elapsed_ms()) {
+            () = &mut alarm => match watchdog.on_timer(elapsed_ms()) {
                 Alarm::Expired => {
                     return SessionEnd::Failed(format!(
                         "no ack within {RAFT_ACK_TIMEOUT_MS} ms"
@@ -297,10 +332,16 @@ async fn stream_session(
                 if let Some(mut batch) = outgoing.take() {
                     batch.ack_requested = watchdog.on_send();
                     permit.send(batch);
+                    #[cfg(madsim)]
+                    {
+                        last_sent = Some(tokio::time::Instant::now());
+                    }
                 }
             },
             message = queue.recv(), if outgoing.is_none() => match message {
                 Some(message) => {
+                    #[cfg(madsim)]
+                    pace(last_sent).await;
                     let batch = batcher.fill(Some(message), queue);
                     if !batch.messages.is_empty() {
                         outgoing = Some(batch);

@@ -12,9 +12,10 @@
 //! - Failures (a link that broke or could not connect, a snapshot that was not
 //!   delivered) are collected for the node, which hands them to the Raft core
 //!   ([`Transport::take_failures`]).
-//! - Forwarding: [`Transport::propose`], [`Transport::read_index`] and the lease calls
-//!   are unary RPCs with a deadline ([`FORWARD_TIMEOUT_MS_DEFAULT`]); the leader's error
-//!   travels back as text and becomes the same [`ServerError`] here.
+//! - Forwarding: [`Transport::propose`] and [`Transport::read_index`] travel on one
+//!   long-lived `Forward` stream per peer, many in flight (`forward`); the lease calls
+//!   are unary RPCs. Each has a deadline ([`FORWARD_TIMEOUT_MS_DEFAULT`]); the leader's
+//!   error travels back as text and becomes the same [`ServerError`] here.
 //! - Inbound: [`Transport::service`] is the gRPC service to mount on the peer listener;
 //!   it checks cluster and member ids and passes decoded messages to a [`PeerHandler`].
 //!
@@ -26,8 +27,10 @@
 
 mod batch;
 mod errors;
+mod forward;
 mod link;
 mod service;
+pub mod timer;
 mod watchdog;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,7 +39,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::pb::detcdpeerpb::peer_client::PeerClient;
-use crate::pb::detcdpeerpb::{InternalRequest, ProposeRequest, ReadIndexRequest};
+use crate::pb::detcdpeerpb::{
+    ForwardResponse, InternalRequest, ProposeRequest, ReadIndexRequest, forward_request,
+};
 use crate::pb::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
@@ -44,8 +49,9 @@ use crate::raft::{Message, MessageKind};
 use crate::server::error::ServerError;
 
 pub use errors::server_error_from_message;
+pub use forward::FORWARD_STREAM_STALL_MS;
 pub use futures_util::future::BoxFuture;
-pub use service::{AckStream, PeerGrpcServer, PeerHandler, PeerService};
+pub use service::{AckStream, ForwardAnswerStream, PeerGrpcServer, PeerHandler, PeerService};
 pub use watchdog::{RAFT_ACK_INTERVAL_MS, RAFT_ACK_TIMEOUT_MS};
 
 /// Raft messages queued per peer before [`Transport::send`] drops new ones.
@@ -239,12 +245,12 @@ impl Transport {
     /// (the proposal may or may not have reached the leader), except for a `to` that is
     /// not a known peer ([`ServerError::NoLeader`]).
     pub async fn propose(&self, to: u64, request: InternalRequest) -> Result<(), ServerError> {
-        let mut client = self.client(to)?;
-        let call = client.propose(ProposeRequest {
+        let forwarder = self.forwarder(to)?;
+        let call = forwarder.call(forward_request::Request::Propose(ProposeRequest {
             request: Some(request),
-        });
+        }));
         let response = self
-            .deadline(call)
+            .forward_deadline(call)
             .await
             .map_err(|e| e.into_server_error(errors::Outcome::MaybeApplied))?;
         errors::result_from_text(&response.error)
@@ -253,9 +259,10 @@ impl Transport {
     /// Asks `to` (the leader) for a read index: it confirms its leadership and answers
     /// with its commit index. A transport failure is [`ServerError::NoLeader`].
     pub async fn read_index(&self, to: u64) -> Result<u64, ServerError> {
-        let mut client = self.client(to)?;
+        let forwarder = self.forwarder(to)?;
+        let call = forwarder.call(forward_request::Request::ReadIndex(ReadIndexRequest {}));
         let response = self
-            .deadline(client.read_index(ReadIndexRequest {}))
+            .forward_deadline(call)
             .await
             .map_err(|e| e.into_server_error(errors::Outcome::NotApplied))?;
         errors::result_from_text(&response.error)?;
@@ -294,6 +301,31 @@ impl Transport {
                 tracing::debug!(to, "forwarding to an unknown peer");
                 Err(ServerError::NoLeader)
             }
+        }
+    }
+
+    /// The forwarding stream's handle of peer `to`, or NoLeader for an unknown peer.
+    fn forwarder(&self, to: u64) -> Result<forward::Forwarder, ServerError> {
+        match lock(&self.inner.peers).get(&to) {
+            Some(link) => Ok(link.forwarder.clone()),
+            None => {
+                tracing::debug!(to, "forwarding to an unknown peer");
+                Err(ServerError::NoLeader)
+            }
+        }
+    }
+
+    /// Waits for one request on the forwarding stream under the forwarding deadline.
+    async fn forward_deadline(
+        &self,
+        call: impl Future<Output = forward::ForwardReply>,
+    ) -> Result<ForwardResponse, errors::ForwardError> {
+        let timeout = Duration::from_millis(self.inner.forward_timeout_ms.load(Ordering::Relaxed));
+        let deadline = tokio::time::Instant::now() + timeout;
+        match timer::quiet_timeout(deadline, call).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(status)) => Err(errors::ForwardError::Status(status)),
+            Err(()) => Err(errors::ForwardError::Deadline),
         }
     }
 

@@ -12,13 +12,15 @@ use std::sync::atomic::Ordering;
 
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
 
 use super::Shared;
 use super::batch::decode_message;
 use super::errors::status_from_server_error;
 use crate::pb::detcdpeerpb::peer_server::{Peer, PeerServer};
 use crate::pb::detcdpeerpb::{
-    ProposeRequest, ProposeResponse, RaftAck, RaftBatch, ReadIndexRequest, ReadIndexResponse,
+    ForwardRequest, ForwardResponse, ProposeRequest, ProposeResponse, RaftAck, RaftBatch,
+    ReadIndexRequest, ReadIndexResponse, forward_request,
 };
 use crate::pb::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
@@ -74,6 +76,10 @@ impl<H> Clone for PeerService<H> {
         }
     }
 }
+
+/// The answers a `Forward` stream sends back, one per request, in the order they finish.
+pub type ForwardAnswerStream =
+    Pin<Box<dyn Stream<Item = Result<ForwardResponse, tonic::Status>> + Send + 'static>>;
 
 /// The acks a `Raft` stream sends back, one per batch that asked for one.
 pub type AckStream = Pin<Box<dyn Stream<Item = Result<RaftAck, tonic::Status>> + Send + 'static>>;
@@ -150,6 +156,43 @@ impl<H: PeerHandler> PeerService<H> {
         Ok(())
     }
 
+    /// Checks a forwarded request's addresses, like a batch's header.
+    fn check_forward_header(&self, request: &ForwardRequest) -> Result<(), tonic::Status> {
+        self.check_header(&RaftBatch {
+            cluster_id: request.cluster_id,
+            from: request.from,
+            to: request.to,
+            messages: Vec::new(),
+            ack_requested: false,
+        })
+    }
+
+    /// Answers one forwarded request (its errors as text, like the unary calls).
+    async fn answer(&self, request: ForwardRequest) -> ForwardResponse {
+        let seq = request.seq;
+        let result = match request.request {
+            Some(forward_request::Request::Propose(ProposeRequest {
+                request: Some(inner),
+            })) => self.handler.propose(inner).await.map(|()| 0),
+            Some(forward_request::Request::ReadIndex(_)) => self.handler.read_index().await,
+            _ => Err(ServerError::InvalidArgument(
+                "forwarded request carries nothing to do".to_string(),
+            )),
+        };
+        match result {
+            Ok(index) => ForwardResponse {
+                seq,
+                error: String::new(),
+                index,
+            },
+            Err(error) => ForwardResponse {
+                seq,
+                error: error.to_string(),
+                index: 0,
+            },
+        }
+    }
+
     /// Decodes a batch's messages, dropping it whole if any fails to decode and any
     /// message whose addresses disagree with the batch.
     fn decode_batch(&self, batch: RaftBatch) -> Vec<Message> {
@@ -184,6 +227,43 @@ impl<H: PeerHandler> PeerService<H> {
 #[tonic::async_trait]
 impl<H: PeerHandler> Peer for PeerService<H> {
     type RaftStream = AckStream;
+    type ForwardStream = ForwardAnswerStream;
+
+    async fn forward(
+        &self,
+        request: tonic::Request<tonic::Streaming<ForwardRequest>>,
+    ) -> Result<tonic::Response<ForwardAnswerStream>, tonic::Status> {
+        let mut inbound = request.into_inner();
+        let (answers, receiver) = mpsc::unbounded_channel();
+        let service = self.clone();
+        // Reads requests and answers each on a task of its own, so a slow one (a read
+        // index waiting for a heartbeat round) does not hold up the others. The answer
+        // stream ends once the requests end and every answer is out.
+        tokio::spawn(async move {
+            loop {
+                let request = match inbound.message().await {
+                    Ok(Some(request)) => request,
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(%status, "inbound forwarding stream broke");
+                        break;
+                    }
+                };
+                if let Err(status) = service.check_forward_header(&request) {
+                    let _ = answers.send(Err(status));
+                    break;
+                }
+                let (service, answers) = (service.clone(), answers.clone());
+                tokio::spawn(async move {
+                    let _ = answers.send(Ok(service.answer(request).await));
+                });
+            }
+        });
+        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|answer| (answer, receiver))
+        });
+        Ok(tonic::Response::new(Box::pin(stream)))
+    }
 
     async fn raft(
         &self,
