@@ -140,6 +140,20 @@ pub fn base(seed: u64, members: u64, disk: DiskProfile) -> RunConfig {
     }
 }
 
+/// The time-compression bench's run: a fault-free cluster of `members` on SSDs under a
+/// KV load of `clients` clients for `duration_ms` simulated ms (`detcd-sim bench` and the
+/// criterion bench `sim_time` share it).
+pub fn bench_config(seed: u64, members: u64, clients: u64, duration_ms: u64) -> RunConfig {
+    RunConfig {
+        workload: WorkloadSpec::Kv {
+            clients,
+            keys: KEYS,
+        },
+        duration_ms,
+        ..base(seed, members, DiskProfile::Ssd)
+    }
+}
+
 /// Mixes the scenario's own name into the seed, so two scenarios never share a timeline.
 fn plan_for(seed: u64, name: &str) -> Plan {
     let salt = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {

@@ -400,8 +400,6 @@ fn shorten(text: &str) -> String {
 /// simulated time per wall time, and where the wall time went.
 #[cfg(madsim)]
 fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
-    use detcd_sim::disk::DiskProfile;
-    use detcd_sim::run::WorkloadSpec;
     println!(
         "{:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9}",
         "members",
@@ -420,14 +418,7 @@ fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
     for members in [3, 5] {
         let (mut sim_ms, mut wall_ms, mut cpu_ms) = (0, 0, 0);
         for seed in 0..seeds {
-            let config = RunConfig {
-                workload: WorkloadSpec::Kv {
-                    clients,
-                    keys: catalog::KEYS,
-                },
-                duration_ms,
-                ..catalog::base(seed, members, DiskProfile::Ssd)
-            };
+            let config = catalog::bench_config(seed, members, clients, duration_ms);
             let outer = Instant::now();
             let r = detcd_sim::run::run(&config);
             let outer_ms = u64::try_from(outer.elapsed().as_millis()).unwrap_or(u64::MAX);
