@@ -49,6 +49,7 @@ use super::error::ServerError;
 use super::membership::{MemberRecord, Membership};
 use super::metrics::Metrics;
 use super::transport::PeerFailure;
+use super::transport::timer::quiet_timeout;
 
 pub use raft_loop::Command;
 
@@ -527,7 +528,8 @@ impl NodeHandle {
         lock(&self.shared.waiters).insert(id, tx);
         let timeout = self.shared.config.request_timeout();
         self.shared.metrics.proposals_pending_add(1);
-        let outcome = tokio::time::timeout(timeout, async {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let outcome = quiet_timeout(deadline, async {
             self.submit(req).await?;
             rx.await.map_err(|_| ServerError::Stopped)?
         })
@@ -611,8 +613,10 @@ impl NodeHandle {
     /// A linearizable read barrier: returns once this member has applied everything
     /// committed when the barrier was requested.
     pub async fn read_barrier(&self) -> Result<(), ServerError> {
-        let timeout = self.shared.config.request_timeout();
-        tokio::time::timeout(timeout, async {
+        // The applied index wakes the wait on every apply: a quiet timeout keeps that
+        // from queueing a simulator timer event per wake-up.
+        let deadline = tokio::time::Instant::now() + self.shared.config.request_timeout();
+        quiet_timeout(deadline, async {
             let index = self.read_index().await?;
             self.wait_applied(index).await
         })
