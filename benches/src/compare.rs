@@ -229,8 +229,8 @@ async fn run_case(
 }
 
 /// The interleaved single-stream bound measurement: `rounds` rounds, each a raw
-/// rewrite window, a raw append window and a `put` window on each server, every window
-/// `window_ms` long (see [`fsync_bound::schedule`]).
+/// rewrite window, a raw append window, and a `put` and a request-floor window on each
+/// server, every window `window_ms` long (see [`fsync_bound::schedule`]).
 #[derive(Clone, Debug)]
 pub struct BoundPlan {
     /// Rounds (each yields one ratio per server).
@@ -240,6 +240,9 @@ pub struct BoundPlan {
     /// The put case (its connections and clients are used; its stop is replaced by the
     /// window length, its seed by the round number).
     pub put: Case,
+    /// The request-floor workload (a serializable range), run with the put case's
+    /// connections and clients.
+    pub floor: Workload,
 }
 
 /// What [`compare`] measured.
@@ -309,6 +312,7 @@ async fn run_bound(
             raw_rewrite_qps: f64::NAN,
             raw_append_qps: f64::NAN,
             server_qps: vec![f64::NAN; servers.len()],
+            floor_qps: vec![f64::NAN; servers.len()],
         };
         for w in windows {
             match w {
@@ -335,6 +339,20 @@ async fn run_bound(
                         },
                     };
                     round.server_qps[i] = run_case(spec, server, &case).await?.qps;
+                }
+                Window::Floor(i) => {
+                    let Some((spec, server)) = servers.get(i) else {
+                        continue;
+                    };
+                    let case = Case {
+                        workload: plan.floor.clone(),
+                        opts: LoadOpts {
+                            stop: load::Stop::Duration(window),
+                            seed: k as u64,
+                            ..plan.put.opts.clone()
+                        },
+                    };
+                    round.floor_qps[i] = run_case(spec, server, &case).await?.qps;
                 }
             }
         }

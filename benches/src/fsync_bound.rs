@@ -12,6 +12,13 @@
 //! ([`SyncProbe`]) and an append of a [`WAL_PROBE_RECORD_BYTES`]-byte record +
 //! `fdatasync` to a preallocated file ([`AppendProbe`]), which is what a WAL does for
 //! one put. The verdict uses the append probe; the rewrite ratio is shown alongside.
+//!
+//! A put's latency is at least one sync plus one request round trip, and over loopback
+//! gRPC that round trip is not small next to a fast disk's sync. So each round also
+//! times each server's 1×1 serializable range (no disk, no consensus: the request
+//! floor) and reports, per server, the ceiling the floor leaves for put / raw append
+//! (`floor / (floor + append)` in rates) and how close the put comes to the reachable
+//! rate `1 / (1/append + 1/floor)`. These explain a FAIL; they do not change the verdict.
 //! This module does not start servers or choose workloads; `compare` does.
 
 use crate::bodies::{BodyError, SYNC_PROBE_BLOCK_BYTES, SyncProbe};
@@ -45,6 +52,9 @@ pub enum Window {
     RawAppend,
     /// Put load, 1 connection and 1 client, on server `i` (0 = a, 1 = b).
     Server(usize),
+    /// Serializable range load, 1 connection and 1 client, on server `i`: its request
+    /// round trip without disk or consensus.
+    Floor(usize),
 }
 
 /// The windows of each of `rounds` rounds with `servers` servers: every window kind
@@ -53,6 +63,7 @@ pub enum Window {
 pub fn schedule(rounds: usize, servers: usize) -> Vec<Vec<Window>> {
     let mut forward = vec![Window::RawRewrite, Window::RawAppend];
     forward.extend((0..servers).map(Window::Server));
+    forward.extend((0..servers).map(Window::Floor));
     (0..rounds)
         .map(|r| {
             let mut w = forward.clone();
@@ -134,7 +145,7 @@ impl RawProbes {
         let name = match kind {
             Window::RawRewrite => "raw rewrite",
             Window::RawAppend => "raw append",
-            Window::Server(_) => return None,
+            Window::Server(_) | Window::Floor(_) => return None,
         };
         Some(self.run_raw(kind, name, window))
     }
@@ -184,6 +195,18 @@ pub struct Round {
     pub raw_append_qps: f64,
     /// Each server's 1×1 put rate, in server order.
     pub server_qps: Vec<f64>,
+    /// Each server's 1×1 serializable range rate (its request floor), in server order.
+    pub floor_qps: Vec<f64>,
+}
+
+/// The put rate one client could reach with a sync at `append` per second and a
+/// request round trip at `floor` per second done one after the other; NaN without both.
+pub fn reachable(append: f64, floor: f64) -> f64 {
+    if append > 0.0 && floor > 0.0 {
+        1.0 / (1.0 / append + 1.0 / floor)
+    } else {
+        f64::NAN
+    }
 }
 
 /// Median, quartiles and extremes of a set of ratios (NaN entries dropped).
@@ -254,6 +277,14 @@ pub struct ServerBound {
     pub rewrite: Option<Spread>,
     /// Median append ratio ≥ [`BOUND_RATIO_MIN`]; `None` without data.
     pub pass: Option<bool>,
+    /// Per-round best possible put / raw append given this server's request floor.
+    pub ceilings_append: Vec<f64>,
+    /// Spread of `ceilings_append`.
+    pub ceiling: Option<Spread>,
+    /// Per-round put rate / [`reachable`] rate (raw append and this server's floor).
+    pub ratios_reachable: Vec<f64>,
+    /// Spread of `ratios_reachable`.
+    pub reachable: Option<Spread>,
 }
 
 /// The interleaved bound measurement: the rounds and each server's ratios.
@@ -283,9 +314,27 @@ impl BoundReport {
                 let ratios_append = per(|r| r.raw_append_qps);
                 let ratios_rewrite = per(|r| r.raw_rewrite_qps);
                 let append = spread(&ratios_append);
+                let floor = |r: &Round| r.floor_qps.get(i).copied().unwrap_or(f64::NAN);
+                let ceilings_append: Vec<f64> = rounds
+                    .iter()
+                    .map(|r| ratio(reachable(r.raw_append_qps, floor(r)), r.raw_append_qps))
+                    .collect();
+                let ratios_reachable: Vec<f64> = rounds
+                    .iter()
+                    .map(|r| {
+                        ratio(
+                            r.server_qps.get(i).copied().unwrap_or(f64::NAN),
+                            reachable(r.raw_append_qps, floor(r)),
+                        )
+                    })
+                    .collect();
                 ServerBound {
                     name: name.clone(),
                     pass: verdict(append.as_ref()),
+                    ceiling: spread(&ceilings_append),
+                    ceilings_append,
+                    reachable: spread(&ratios_reachable),
+                    ratios_reachable,
                     rewrite: spread(&ratios_rewrite),
                     append,
                     ratios_append,
@@ -352,6 +401,23 @@ impl BoundReport {
                 fmt(&s.rewrite)
             ));
         }
+        for (i, s) in self.servers.iter().enumerate() {
+            let floors: Vec<f64> = self
+                .rounds
+                .iter()
+                .map(|r| r.floor_qps.get(i).copied().unwrap_or(f64::NAN))
+                .collect();
+            let floor = spread(&floors).map_or(f64::NAN, |f| f.median);
+            out.push_str(&format!(
+                "{} request floor (1x1 serializable range): median {:.1}/s, {:.3} ms; best put 1x1 / raw append it allows: {}\n{} put 1x1 / reachable (raw append then the floor, in series): {}\n",
+                s.name,
+                floor,
+                1000.0 / floor,
+                fmt(&s.ceiling),
+                s.name,
+                fmt(&s.reachable)
+            ));
+        }
         for s in &self.servers {
             let v = match s.pass {
                 Some(true) => "PASS",
@@ -405,12 +471,14 @@ mod tests {
                     Window::RawRewrite,
                     Window::RawAppend,
                     Window::Server(0),
-                    Window::Server(1)
+                    Window::Server(1),
+                    Window::Floor(0),
+                    Window::Floor(1)
                 ]
             );
         }
         assert_eq!(s[0][0], Window::RawRewrite);
-        assert_eq!(s[1][0], Window::Server(1));
+        assert_eq!(s[1][0], Window::Floor(1));
         assert_eq!(s[2], s[0]);
         assert!(schedule(0, 2).is_empty());
     }
@@ -439,8 +507,40 @@ mod tests {
                 raw_rewrite_qps: raw * 2.0,
                 raw_append_qps: raw,
                 server_qps: vec![server],
+                floor_qps: vec![f64::NAN],
             })
             .collect()
+    }
+
+    #[test]
+    fn the_request_floor_caps_the_reachable_ratio() {
+        // A sync and a round trip that each take 0.1 ms: one client can reach at best
+        // half the raw rate, and a server at 0.45 of raw comes within 0.9 of that.
+        assert_eq!(reachable(10_000.0, 10_000.0), 5_000.0);
+        assert!(reachable(10_000.0, 0.0).is_nan());
+        let round = Round {
+            raw_rewrite_qps: 12_000.0,
+            raw_append_qps: 10_000.0,
+            server_qps: vec![4_500.0],
+            floor_qps: vec![10_000.0],
+        };
+        let r = BoundReport::from_rounds(&["detcd".into()], 1000, vec![round]);
+        let s = &r.servers[0];
+        assert_eq!(s.ceiling.map(|c| c.median), Some(0.5));
+        assert_eq!(s.reachable.map(|c| c.median), Some(0.9));
+        // The verdict still compares against the raw rate alone.
+        assert_eq!(s.pass, Some(false));
+        let text = r.to_text();
+        assert!(text.contains("detcd request floor (1x1 serializable range): median 10000.0/s"));
+        assert!(text.contains("best put 1x1 / raw append it allows: median 0.50"));
+        assert!(
+            text.contains(
+                "put 1x1 / reachable (raw append then the floor, in series): median 0.90"
+            )
+        );
+        // Without a floor window there is no ceiling to report.
+        let none = BoundReport::from_rounds(&["x".into()], 1000, rounds(&[(100.0, 90.0)]));
+        assert!(none.servers[0].ceiling.is_none());
     }
 
     #[test]

@@ -395,6 +395,10 @@ async fn run(cmd: Cmd) -> Result<()> {
                 rounds: bound_rounds,
                 window_ms: bound_window_ms,
                 put: cases[0].clone(),
+                floor: Workload::Range {
+                    key: "00000001".into(),
+                    serializable: true,
+                },
             });
             let cmp = compare::compare(&sa, &sb, &root, &cases, plan.as_ref()).await?;
             let raws = [before, compare::raw_fdatasync(&root, raw_samples)?];
