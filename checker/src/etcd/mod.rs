@@ -10,6 +10,8 @@ pub mod demand;
 pub mod prep;
 pub mod replay;
 pub mod store;
+pub mod supply;
+pub mod symmetry;
 pub mod timeline;
 pub mod watch;
 

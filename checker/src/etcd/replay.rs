@@ -337,10 +337,12 @@ impl<'a> Replay<'a> {
             }
             if res.is_ok() && !self.allow_gaps && frames.last().is_some_and(|f| f.rev == r) {
                 self.step()?;
-                if let Err(s) = super::demand::check(self.p, &self.store, r, &mut self.cursors) {
-                    self.fail_keys = Some(s.keys.into_iter().map(|k| (k, None)).collect());
+                if let Err(s) =
+                    super::demand::check(self.p, &self.store, r, &self.used, &mut self.cursors)
+                {
+                    self.fail_keys = s.keys.map(|ks| ks.into_iter().map(|k| (k, None)).collect());
                     self.fail_op = None;
-                    res = Err(Verdict::illegal(Property::Result, s.message, vec![s.line]));
+                    res = Err(Verdict::illegal(Property::Result, s.message, s.lines));
                 }
             }
             match res {
@@ -606,6 +608,19 @@ impl<'a> Replay<'a> {
             }
             c.extend(self.store.leases_with_keys().into_iter().map(Cand::Expire));
         }
+        // Interchangeable writes: only the first unused one of each class is tried.
+        let mut seen = Vec::new();
+        c.retain(|cand| match cand {
+            Cand::Op(i) => match self.p.class_of.get(*i).copied().flatten() {
+                Some(k) if seen.contains(&k) => false,
+                Some(k) => {
+                    seen.push(k);
+                    true
+                }
+                None => true,
+            },
+            _ => true,
+        });
         if self.allow_gaps {
             c.push(Cand::Outside);
         }
