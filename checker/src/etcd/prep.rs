@@ -86,6 +86,8 @@ pub struct Prep {
     pub hist_from: Vec<i64>,
     /// Per op, its class of interchangeable unknown-outcome writes (see `symmetry`).
     pub class_of: Vec<Option<u32>>,
+    /// What the history shows of values (see `symmetry`).
+    pub shown: super::symmetry::Shown,
     /// Unknown-outcome writes per key, to bound what gaps can still supply.
     pub supply: super::supply::Supply,
 }
@@ -279,7 +281,8 @@ impl Prep {
         p.collect_times(h);
         p.collect_gaps(h);
         p.collect_hist_from(h);
-        p.class_of = super::symmetry::classes(h, &p);
+        p.shown = super::symmetry::Shown::collect(h, &p);
+        p.class_of = super::symmetry::classes(h, &p, &p.shown);
         p.supply = super::supply::Supply::build(h, &p);
         Ok(p)
     }

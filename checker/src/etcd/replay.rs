@@ -475,8 +475,15 @@ impl<'a> Replay<'a> {
     /// look up) and when historical reads reach back more than [`MEMO_WINDOW_REVS_MAX`].
     fn memo_key(&self, r: i64) -> Option<u64> {
         let from = self.p.hist_from[r as usize].min(r);
+        let state = || {
+            if from == r {
+                self.store.current_hash(|kv| self.p.shown.hidden(kv))
+            } else {
+                self.store.state_hash(from)
+            }
+        };
         (self.backtracked && r - from <= MEMO_WINDOW_REVS_MAX)
-            .then(|| self.store.state_hash(from) ^ self.used_hash.rotate_left(17))
+            .then(|| state() ^ self.used_hash.rotate_left(17))
     }
 
     fn unwind(&mut self, len: usize) {

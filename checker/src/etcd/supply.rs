@@ -6,6 +6,9 @@
 //! With few spare writes (most timed-out writes did apply) this is what refuses a
 //! wasteful choice at once. Counting only; the demands themselves come from `demand`.
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
 use crate::history::{History, Op};
 
 use super::prep::Prep;
@@ -30,15 +33,24 @@ pub struct Supply {
 /// A bound that never binds.
 const UNBOUNDED: i64 = i64::MAX;
 
-fn walk(op: &Op, key: &str, puts: &mut bool, deletes: &mut bool) {
+/// Slots of the keys `op` may put and delete.
+fn written(op: &Op, slots: &BTreeMap<&str, usize>, puts: &mut Vec<usize>, dels: &mut Vec<usize>) {
     match op {
-        Op::Put(p) => *puts |= p.key == key,
-        Op::DeleteRange(d) => *deletes |= in_range(key, &d.key, d.range_end.as_deref()),
+        Op::Put(p) => puts.extend(slots.get(p.key.as_str())),
+        Op::DeleteRange(d) => match d.range_end.as_deref() {
+            None => dels.extend(slots.get(d.key.as_str())),
+            Some(end) => dels.extend(
+                slots
+                    .range::<str, _>((Bound::Included(d.key.as_str()), Bound::Unbounded))
+                    .take_while(|(k, _)| in_range(k, &d.key, Some(end)))
+                    .map(|(_, &s)| s),
+            ),
+        },
         Op::Txn(t) => t
             .success
             .iter()
             .chain(&t.failure)
-            .for_each(|o| walk(o, key, puts, deletes)),
+            .for_each(|o| written(o, slots, puts, dels)),
         _ => {}
     }
 }
@@ -57,22 +69,24 @@ impl Supply {
         for &i in &p.unknown {
             lowest[i] = super::symmetry::lowest_rev(p, h.ops[i].rec.call);
         }
-        let mut puts = Vec::with_capacity(p.seen_keys.len());
-        let mut deletes = Vec::with_capacity(p.seen_keys.len());
-        for key in p.seen_keys.keys() {
-            let (mut kp, mut kd) = (Vec::new(), Vec::new());
-            for &i in &p.unknown {
-                let (mut put, mut del) = (false, false);
-                walk(&h.ops[i].rec.op, key, &mut put, &mut del);
-                if put {
-                    kp.push(i);
-                }
-                if del {
-                    kd.push(i);
-                }
-            }
-            puts.push(kp);
-            deletes.push(kd);
+        let slots: BTreeMap<&str, usize> = p
+            .seen_keys
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+        let mut puts = vec![Vec::new(); p.seen_keys.len()];
+        let mut deletes = vec![Vec::new(); p.seen_keys.len()];
+        for &i in &p.unknown {
+            let mut put_slots = Vec::new();
+            let mut delete_slots = Vec::new();
+            written(&h.ops[i].rec.op, &slots, &mut put_slots, &mut delete_slots);
+            put_slots.sort_unstable();
+            put_slots.dedup();
+            delete_slots.sort_unstable();
+            delete_slots.dedup();
+            put_slots.iter().for_each(|&s| puts[s].push(i));
+            delete_slots.iter().for_each(|&s| deletes[s].push(i));
         }
         Supply {
             puts,

@@ -7,7 +7,7 @@
 //! It does not search anything itself (see `replay`), and it leaves txns, lease
 //! revokes and writes whose value is shown somewhere in classes of their own.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::history::{CompareTarget, History, KeyValue, Op, OpResult, Outcome, WatchResponse};
 
@@ -24,17 +24,28 @@ enum Shape {
     Delete(String, Option<String>),
 }
 
-/// Values a history shows (results, watch events, previous key-values) or compares,
-/// and the key ranges whose values some compare looks at.
-#[derive(Debug, Default)]
-struct Shown {
-    values: BTreeSet<(String, String)>,
+/// Which values of unknown-outcome puts a history shows (results, watch events,
+/// previous key-values), and the key ranges whose values some compare looks at.
+#[derive(Debug, Clone, Default)]
+pub struct Shown {
+    /// Per key, the values unknown-outcome puts write, and whether any record shows
+    /// the pair (other values are taken as shown).
+    values: BTreeMap<String, BTreeMap<String, bool>>,
     compared: Vec<(String, Option<String>)>,
+    /// Some record shows a mod revision without the value (a keys-only read) or
+    /// compares one: then who wrote a key last may be seen without its value.
+    mods_seen: bool,
 }
 
 impl Shown {
     fn kv(&mut self, kv: &KeyValue) {
-        self.values.insert((kv.key.clone(), kv.value.clone()));
+        if let Some(seen) = self
+            .values
+            .get_mut(&kv.key)
+            .and_then(|vs| vs.get_mut(&kv.value))
+        {
+            *seen = true;
+        }
     }
 
     fn result(&mut self, res: &OpResult) {
@@ -48,8 +59,12 @@ impl Shown {
     }
 
     fn compares(&mut self, op: &Op) {
+        if let Op::Range(q) = op {
+            self.mods_seen |= q.keys_only;
+        }
         if let Op::Txn(t) = op {
             for c in &t.compare {
+                self.mods_seen |= matches!(c.target, CompareTarget::Mod(_));
                 if matches!(c.target, CompareTarget::Value(_)) {
                     self.compared.push((c.key.clone(), c.range_end.clone()));
                 }
@@ -61,8 +76,16 @@ impl Shown {
         }
     }
 
-    fn collect(h: &History) -> Shown {
+    /// Collects what `h` shows of the values its unknown-outcome puts (indexed in `p`)
+    /// write.
+    pub fn collect(h: &History, p: &Prep) -> Shown {
         let mut s = Shown::default();
+        for (k, v) in p.unknown_by_put.keys() {
+            s.values
+                .entry(k.clone())
+                .or_default()
+                .insert(v.clone(), false);
+        }
         for o in &h.ops {
             s.compares(&o.rec.op);
             if let Outcome::Ok(ok) = &o.rec.outcome {
@@ -83,8 +106,8 @@ impl Shown {
     }
 
     /// Whether the value `v` a put writes to `key` can never matter.
-    fn unseen(&self, key: &str, v: &str) -> bool {
-        !self.values.contains(&(key.to_owned(), v.to_owned()))
+    pub fn unseen(&self, key: &str, v: &str) -> bool {
+        self.values.get(key).and_then(|vs| vs.get(v)) == Some(&false)
             && !self
                 .compared
                 .iter()
@@ -102,8 +125,7 @@ pub fn lowest_rev(p: &Prep, call: u64) -> i64 {
 
 /// For every op, its class of interchangeable unknown-outcome writes (None: an op that
 /// is not interchangeable with any other). Ops of one class are the same change.
-pub fn classes(h: &History, p: &Prep) -> Vec<Option<u32>> {
-    let shown = Shown::collect(h);
+pub fn classes(h: &History, p: &Prep, shown: &Shown) -> Vec<Option<u32>> {
     let mut ids: BTreeMap<(Shape, i64), u32> = BTreeMap::new();
     let mut out = vec![None; h.ops.len()];
     for &i in &p.unknown {
@@ -120,4 +142,14 @@ pub fn classes(h: &History, p: &Prep) -> Vec<Option<u32>> {
         out[i] = Some(*ids.entry(key).or_insert(next));
     }
     out
+}
+
+impl Shown {
+    /// Whether a key-value can be remembered without its value and mod revision: its
+    /// value is never shown nor compared, and no record shows mod revisions alone. No
+    /// later read can then tell it from another such write of the key with the same
+    /// create revision, version and lease (a read showing it would show its value).
+    pub fn hidden(&self, kv: &KeyValue) -> bool {
+        !self.mods_seen && self.unseen(&kv.key, &kv.value)
+    }
 }

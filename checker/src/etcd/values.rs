@@ -54,10 +54,12 @@ pub fn check(h: &History, p: &Prep, allow_gaps: bool) -> Result<(), Verdict> {
             if m < 2 || m > p.max_rev {
                 continue;
             }
-            let at = format!(
-                "a read at revision {} shows {}={} modified at revision {m}",
-                ok.revision, kv.key, kv.value
-            );
+            let at = || {
+                format!(
+                    "a read at revision {} shows {}={} modified at revision {m}",
+                    ok.revision, kv.key, kv.value
+                )
+            };
             match p.writer_at[m as usize] {
                 Some(w) => {
                     let wo = &h.ops[w];
@@ -70,7 +72,7 @@ pub fn check(h: &History, p: &Prep, allow_gaps: bool) -> Result<(), Verdict> {
                     if let Some(what) = wrong {
                         return Err(Verdict::illegal(
                             Property::Result,
-                            format!("{at}, but the acknowledged write at {m} is {what}"),
+                            format!("{}, but the acknowledged write at {m} is {what}", at()),
                             vec![o.line, wo.line],
                         ));
                     }
@@ -88,9 +90,10 @@ pub fn check(h: &History, p: &Prep, allow_gaps: bool) -> Result<(), Verdict> {
                         return Err(Verdict::illegal(
                             Property::UnexplainedRevision,
                             format!(
-                                "{at}, but no acknowledged write produced {m} and no \
+                                "{}, but no acknowledged write produced {m} and no \
                                  unknown-outcome write of that value can have (lost or \
-                                 phantom write)"
+                                 phantom write)",
+                                at()
                             ),
                             vec![o.line],
                         ));
