@@ -139,9 +139,11 @@ pub fn check(
             };
             let Some(o) = read.seen else {
                 let need = deletes_by(read.header);
-                let have = p.supply.deletes(p, used, slot, r, read.header);
-                if need > have {
-                    return Err(short("delete(s)", need, have, read.header));
+                if need > 0 {
+                    let have = p.supply.deletes(p, used, slot, r, read.header);
+                    if need > have {
+                        return Err(short("delete(s)", need, have, read.header));
+                    }
                 }
                 mine.push((read.header, need, read.line));
                 continue;
@@ -198,13 +200,17 @@ pub fn check(
                     read.header, o.version, o.modified
                 )));
             }
-            let have = p.supply.puts(p, used, slot, r, o.modified);
-            if puts > have {
-                return Err(short("put(s)", puts, have, o.modified));
+            if puts > 0 {
+                let have = p.supply.puts(p, used, slot, r, o.modified);
+                if puts > have {
+                    return Err(short("put(s)", puts, have, o.modified));
+                }
             }
-            let have = p.supply.deletes(p, used, slot, r, o.create - 1);
-            if deletes > have {
-                return Err(short("delete(s)", deletes, have, o.create - 1));
+            if deletes > 0 {
+                let have = p.supply.deletes(p, used, slot, r, o.create - 1);
+                if deletes > have {
+                    return Err(short("delete(s)", deletes, have, o.create - 1));
+                }
             }
             mine.push((o.create - 1, deletes, read.line));
             mine.push((o.modified, deletes + puts, read.line));

@@ -86,6 +86,8 @@ pub struct Prep {
     pub hist_from: Vec<i64>,
     /// Per op, its class of interchangeable unknown-outcome writes (see `symmetry`).
     pub class_of: Vec<Option<u32>>,
+    /// Number of classes in `class_of` (ids are below it).
+    pub class_count: usize,
     /// What the history shows of values (see `symmetry`).
     pub shown: super::symmetry::Shown,
     /// Unknown-outcome writes per key, to bound what gaps can still supply.
@@ -283,6 +285,13 @@ impl Prep {
         p.collect_hist_from(h);
         p.shown = super::symmetry::Shown::collect(h, &p);
         p.class_of = super::symmetry::classes(h, &p, &p.shown);
+        p.class_count = p
+            .class_of
+            .iter()
+            .flatten()
+            .map(|&k| k as usize + 1)
+            .max()
+            .unwrap_or(0);
         p.supply = super::supply::Supply::build(h, &p);
         Ok(p)
     }

@@ -616,14 +616,10 @@ impl<'a> Replay<'a> {
             c.extend(self.store.leases_with_keys().into_iter().map(Cand::Expire));
         }
         // Interchangeable writes: only the first unused one of each class is tried.
-        let mut seen = Vec::new();
+        let mut seen = vec![false; self.p.class_count];
         c.retain(|cand| match cand {
             Cand::Op(i) => match self.p.class_of.get(*i).copied().flatten() {
-                Some(k) if seen.contains(&k) => false,
-                Some(k) => {
-                    seen.push(k);
-                    true
-                }
+                Some(k) => !std::mem::replace(&mut seen[k as usize], true),
                 None => true,
             },
             _ => true,

@@ -38,7 +38,15 @@ pub struct Shown {
 }
 
 impl Shown {
-    fn kv(&mut self, kv: &KeyValue) {
+    fn kv(&mut self, kv: &KeyValue, writer_at: &[Option<usize>]) {
+        // Only a key-value modified at a gap revision can be an unknown-outcome put's.
+        let acknowledged = usize::try_from(kv.mod_revision)
+            .ok()
+            .and_then(|m| writer_at.get(m))
+            .is_some_and(Option::is_some);
+        if acknowledged {
+            return;
+        }
         if let Some(seen) = self
             .values
             .get_mut(&kv.key)
@@ -48,12 +56,12 @@ impl Shown {
         }
     }
 
-    fn result(&mut self, res: &OpResult) {
+    fn result(&mut self, res: &OpResult, w: &[Option<usize>]) {
         match res {
-            OpResult::Range(r) => r.kvs.iter().for_each(|kv| self.kv(kv)),
-            OpResult::Put(p) => p.prev_kv.iter().for_each(|kv| self.kv(kv)),
-            OpResult::DeleteRange(d) => d.prev_kvs.iter().for_each(|kv| self.kv(kv)),
-            OpResult::Txn(t) => t.responses.iter().for_each(|r| self.result(r)),
+            OpResult::Range(r) => r.kvs.iter().for_each(|kv| self.kv(kv, w)),
+            OpResult::Put(p) => p.prev_kv.iter().for_each(|kv| self.kv(kv, w)),
+            OpResult::DeleteRange(d) => d.prev_kvs.iter().for_each(|kv| self.kv(kv, w)),
+            OpResult::Txn(t) => t.responses.iter().for_each(|r| self.result(r, w)),
             _ => {}
         }
     }
@@ -89,15 +97,15 @@ impl Shown {
         for o in &h.ops {
             s.compares(&o.rec.op);
             if let Outcome::Ok(ok) = &o.rec.outcome {
-                s.result(&ok.result);
+                s.result(&ok.result, &p.writer_at);
             }
         }
         for w in &h.watches {
             for (_, r) in &w.responses {
                 if let WatchResponse::Events(e) = r {
                     for ev in &e.events {
-                        s.kv(&ev.kv);
-                        ev.prev_kv.iter().for_each(|kv| s.kv(kv));
+                        s.kv(&ev.kv, &p.writer_at);
+                        ev.prev_kv.iter().for_each(|kv| s.kv(kv, &p.writer_at));
                     }
                 }
             }
@@ -151,5 +159,75 @@ impl Shown {
     /// create revision, version and lease (a read showing it would show its value).
     pub fn hidden(&self, kv: &KeyValue) -> bool {
         !self.mods_seen && self.unseen(&kv.key, &kv.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HISTORY: &str = r#"
+{"type":"op","client":1,"call":1,"ret":2,"op":{"put":{"key":"a","value":"1"}},"outcome":{"ok":{"revision":2,"result":{"put":{}}}}}
+{"type":"op","client":2,"call":3,"op":{"put":{"key":"b","value":"u1"}},"outcome":"unknown"}
+{"type":"op","client":3,"call":4,"op":{"put":{"key":"b","value":"u2"}},"outcome":"unknown"}
+{"type":"op","client":4,"call":5,"op":{"put":{"key":"b","value":"u3"}},"outcome":"unknown"}
+{"type":"op","client":5,"call":6,"op":{"delete_range":{"key":"b"}},"outcome":"unknown"}
+{"type":"op","client":1,"call":7,"ret":8,"op":{"range":{"key":"b"}},"outcome":{"ok":{"revision":3,"result":{"range":{"kvs":[{"key":"b","value":"u3","create_revision":3,"mod_revision":3,"version":1}],"count":1}}}}}
+{"type":"op","client":6,"call":9,"op":{"put":{"key":"b","value":"u4"}},"outcome":"unknown"}
+"#;
+
+    fn prep(text: &str) -> (History, Prep) {
+        let h = History::parse(text).expect("parses");
+        let p = Prep::build(&h, false).expect("prepares");
+        (h, p)
+    }
+
+    #[test]
+    fn same_change_same_time_is_one_class() {
+        let (_, p) = prep(HISTORY);
+        let c = &p.class_of;
+        // Op indexes follow the lines above.
+        assert!(c[1].is_some());
+        assert_eq!(
+            c[1], c[2],
+            "two puts of unseen values to b, invoked together"
+        );
+        assert_eq!(c[3], None, "u3 is read back: it names its revision");
+        assert!(c[4].is_some() && c[4] != c[1], "a delete is another change");
+        assert!(
+            c[6].is_some() && c[6] != c[1],
+            "u4 came after revision 3 was seen"
+        );
+        assert_eq!(c[0], None, "acknowledged writes have no class");
+    }
+
+    #[test]
+    fn hidden_values_are_those_of_unknown_puts_nothing_shows() {
+        let (_, p) = prep(HISTORY);
+        let kv = |k: &str, v: &str| KeyValue {
+            key: k.to_owned(),
+            value: v.to_owned(),
+            ..KeyValue::default()
+        };
+        assert!(p.shown.hidden(&kv("b", "u1")));
+        assert!(!p.shown.hidden(&kv("b", "u3")));
+        assert!(!p.shown.hidden(&kv("a", "1")));
+        // A keys-only read shows mod revisions without values: nothing is hidden.
+        let keys_only = r#"
+{"type":"op","client":7,"call":10,"ret":11,"op":{"range":{"key":"a","keys_only":true}},"outcome":{"ok":{"revision":3,"result":{"range":{"kvs":[{"key":"a","value":"","create_revision":2,"mod_revision":2,"version":1}],"count":1}}}}}
+"#;
+        let (_, p) = prep(&format!("{HISTORY}{keys_only}"));
+        assert!(!p.shown.hidden(&kv("b", "u1")));
+    }
+
+    #[test]
+    fn a_compared_value_is_never_anonymous() {
+        let txn = r#"
+{"type":"op","client":7,"call":10,"ret":11,"op":{"txn":{"compare":[{"key":"b","target":{"value":"zz"},"result":"less"}],"success":[],"failure":[]}},"outcome":{"ok":{"revision":3,"result":{"txn":{"succeeded":true,"responses":[]}}}}}
+"#;
+        let (_, p) = prep(&format!("{HISTORY}{txn}"));
+        assert_eq!(p.class_of[1], None);
+        assert_eq!(p.class_of[2], None);
+        assert!(p.class_of[4].is_some(), "deletes carry no value");
     }
 }
