@@ -15,10 +15,10 @@ use crate::verdict::{Property, Verdict};
 /// Writes later reads need that the gaps left cannot supply.
 #[derive(Debug, Clone)]
 pub struct Shortfall {
-    /// Keys whose demands failed.
-    pub keys: Vec<String>,
-    /// Source line of the read that demands them.
-    pub line: usize,
+    /// Keys whose demands failed (None: it depends on every gap choice).
+    pub keys: Option<Vec<String>>,
+    /// Source lines of the reads that demand them.
+    pub lines: Vec<usize>,
     /// What is missing.
     pub message: String,
 }
@@ -74,7 +74,27 @@ impl Cursors {
 
 /// Checks the demands of each key's next [`DEMAND_READS_MAX`] reads against the gaps
 /// after revision `r` (the store is at `r`).
-pub fn check(p: &Prep, store: &Store, r: i64, cursors: &mut Cursors) -> Result<(), Shortfall> {
+pub fn check(
+    p: &Prep,
+    store: &Store,
+    r: i64,
+    used: &[bool],
+    cursors: &mut Cursors,
+) -> Result<(), Shortfall> {
+    let left = p.gaps_in(r, p.max_rev);
+    if left > 0 {
+        let supply = p.supply.total(p, used, r);
+        if left > supply {
+            return Err(Shortfall {
+                keys: None,
+                lines: Vec::new(),
+                message: format!(
+                    "{left} revision(s) after {r} have no acknowledged writer, but only \
+                     {supply} unknown-outcome write(s) are left to produce them"
+                ),
+            });
+        }
+    }
     let mut demands: Vec<Demand> = Vec::new();
     let at_r = store.rev() == r;
     // Both maps are in key order: walk the store's keys alongside.
@@ -101,16 +121,31 @@ pub fn check(p: &Prep, store: &Store, r: i64, cursors: &mut Cursors) -> Result<(
                 informative += 1;
             }
             let fail = |message: String| Shortfall {
-                keys: vec![key.clone()],
-                line: read.line,
+                keys: Some(vec![key.clone()]),
+                lines: vec![read.line],
                 message,
             };
             let deletes_by = |hi: i64| match cur {
                 Some(kv) if kv.lease == 0 && !deletable(p, kh, r, hi) => 1,
                 _ => 0,
             };
+            // Unknown-outcome writes left to supply what the read needs.
+            let short = |what: &str, need: i64, have: i64, by: i64| {
+                fail(format!(
+                    "a read at revision {} needs {need} more {what} of {key} by revision \
+                     {by}, but only {have} unknown-outcome write(s) left may make them",
+                    read.header
+                ))
+            };
             let Some(o) = read.seen else {
-                mine.push((read.header, deletes_by(read.header), read.line));
+                let need = deletes_by(read.header);
+                if need > 0 {
+                    let have = p.supply.deletes(p, used, slot, r, read.header);
+                    if need > have {
+                        return Err(short("delete(s)", need, have, read.header));
+                    }
+                }
+                mine.push((read.header, need, read.line));
                 continue;
             };
             if o.modified <= r {
@@ -165,6 +200,18 @@ pub fn check(p: &Prep, store: &Store, r: i64, cursors: &mut Cursors) -> Result<(
                     read.header, o.version, o.modified
                 )));
             }
+            if puts > 0 {
+                let have = p.supply.puts(p, used, slot, r, o.modified);
+                if puts > have {
+                    return Err(short("put(s)", puts, have, o.modified));
+                }
+            }
+            if deletes > 0 {
+                let have = p.supply.deletes(p, used, slot, r, o.create - 1);
+                if deletes > have {
+                    return Err(short("delete(s)", deletes, have, o.create - 1));
+                }
+            }
             mine.push((o.create - 1, deletes, read.line));
             mine.push((o.modified, deletes + puts, read.line));
         }
@@ -187,8 +234,8 @@ pub fn check(p: &Prep, store: &Store, r: i64, cursors: &mut Cursors) -> Result<(
         let room = p.gaps_in(r, d.deadline);
         if d.total > room {
             return Err(Shortfall {
-                keys: vec![d.key.to_owned()],
-                line: d.line,
+                keys: Some(vec![d.key.to_owned()]),
+                lines: vec![d.line],
                 message: format!(
                     "a read needs {} more write(s) to {} by revision {}, but only {room} \
                      revision(s) after {r} have no acknowledged writer",
@@ -216,8 +263,8 @@ pub fn check(p: &Prep, store: &Store, r: i64, cursors: &mut Cursors) -> Result<(
                         d.deadline,
                         keys.len()
                     ),
-                    keys,
-                    line: d.line,
+                    keys: Some(keys),
+                    lines: vec![d.line],
                 });
             }
         }

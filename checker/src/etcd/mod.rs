@@ -10,7 +10,10 @@ pub mod demand;
 pub mod prep;
 pub mod replay;
 pub mod store;
+pub mod supply;
+pub mod symmetry;
 pub mod timeline;
+pub mod values;
 pub mod watch;
 
 pub use replay::STEP_BUDGET_DEFAULT;
@@ -52,6 +55,7 @@ fn check_inner(h: &History, opts: &Options) -> Result<(), Verdict> {
     compaction::check(h)?;
     // Uses acknowledged records only, so it holds for sub-histories too.
     demand::check_static(h, &p)?;
+    values::check(h, &p, opts.allow_gaps)?;
     let rp = replay::replay(h, &p, opts)?;
     p.check_real_time(h, &rp.resolved)?;
     watch::check(h, &rp.store)

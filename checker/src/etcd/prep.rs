@@ -84,6 +84,14 @@ pub struct Prep {
     /// `hist_from[r]`: the lowest revision read by a historical read (a range at a
     /// given revision) acknowledged at header revision `r` or later (`i64::MAX`: none).
     pub hist_from: Vec<i64>,
+    /// Per op, its class of interchangeable unknown-outcome writes (see `symmetry`).
+    pub class_of: Vec<Option<u32>>,
+    /// Number of classes in `class_of` (ids are below it).
+    pub class_count: usize,
+    /// What the history shows of values (see `symmetry`).
+    pub shown: super::symmetry::Shown,
+    /// Unknown-outcome writes per key, to bound what gaps can still supply.
+    pub supply: super::supply::Supply,
 }
 
 /// One read of a key: its create/mod revision and version, at a header revision.
@@ -275,6 +283,16 @@ impl Prep {
         p.collect_times(h);
         p.collect_gaps(h);
         p.collect_hist_from(h);
+        p.shown = super::symmetry::Shown::collect(h, &p);
+        p.class_of = super::symmetry::classes(h, &p, &p.shown);
+        p.class_count = p
+            .class_of
+            .iter()
+            .flatten()
+            .map(|&k| k as usize + 1)
+            .max()
+            .unwrap_or(0);
+        p.supply = super::supply::Supply::build(h, &p);
         Ok(p)
     }
 

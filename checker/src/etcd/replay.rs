@@ -337,10 +337,12 @@ impl<'a> Replay<'a> {
             }
             if res.is_ok() && !self.allow_gaps && frames.last().is_some_and(|f| f.rev == r) {
                 self.step()?;
-                if let Err(s) = super::demand::check(self.p, &self.store, r, &mut self.cursors) {
-                    self.fail_keys = Some(s.keys.into_iter().map(|k| (k, None)).collect());
+                if let Err(s) =
+                    super::demand::check(self.p, &self.store, r, &self.used, &mut self.cursors)
+                {
+                    self.fail_keys = s.keys.map(|ks| ks.into_iter().map(|k| (k, None)).collect());
                     self.fail_op = None;
-                    res = Err(Verdict::illegal(Property::Result, s.message, vec![s.line]));
+                    res = Err(Verdict::illegal(Property::Result, s.message, s.lines));
                 }
             }
             match res {
@@ -473,8 +475,15 @@ impl<'a> Replay<'a> {
     /// look up) and when historical reads reach back more than [`MEMO_WINDOW_REVS_MAX`].
     fn memo_key(&self, r: i64) -> Option<u64> {
         let from = self.p.hist_from[r as usize].min(r);
+        let state = || {
+            if from == r {
+                self.store.current_hash(|kv| self.p.shown.hidden(kv))
+            } else {
+                self.store.state_hash(from)
+            }
+        };
         (self.backtracked && r - from <= MEMO_WINDOW_REVS_MAX)
-            .then(|| self.store.state_hash(from) ^ self.used_hash.rotate_left(17))
+            .then(|| state() ^ self.used_hash.rotate_left(17))
     }
 
     fn unwind(&mut self, len: usize) {
@@ -606,6 +615,15 @@ impl<'a> Replay<'a> {
             }
             c.extend(self.store.leases_with_keys().into_iter().map(Cand::Expire));
         }
+        // Interchangeable writes: only the first unused one of each class is tried.
+        let mut seen = vec![false; self.p.class_count];
+        c.retain(|cand| match cand {
+            Cand::Op(i) => match self.p.class_of.get(*i).copied().flatten() {
+                Some(k) => !std::mem::replace(&mut seen[k as usize], true),
+                None => true,
+            },
+            _ => true,
+        });
         if self.allow_gaps {
             c.push(Cand::Outside);
         }

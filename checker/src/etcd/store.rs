@@ -174,6 +174,31 @@ impl Store {
             .map(|(k, v)| (k.as_str(), v.last().and_then(|x| x.kv.as_ref())))
     }
 
+    /// A hash of the current state for a replay that reads nothing older, where keys
+    /// whose key-value is `hidden` count only by create revision, version and lease
+    /// (see `symmetry::Shown::hidden`). Used like [`Store::state_hash`].
+    pub fn current_hash(&self, hidden: impl Fn(&KeyValue) -> bool) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.rev.hash(&mut h);
+        for (k, kv) in self.current() {
+            k.hash(&mut h);
+            match kv {
+                Some(kv) if hidden(kv) => {
+                    (1u8, kv.create_revision, kv.version, kv.lease).hash(&mut h)
+                }
+                Some(kv) => (2u8, kv).hash(&mut h),
+                None => 0u8.hash(&mut h),
+            }
+        }
+        for (id, l) in &self.leases {
+            id.hash(&mut h);
+            l.alive.hash(&mut h);
+            l.keys.hash(&mut h);
+        }
+        h.finish()
+    }
+
     /// A hash of everything a replay from the current revision on can observe: each
     /// key's versions from revision `from` on and the one live before it, and the
     /// leases. Equal states hash equally; used to remember states that failed.

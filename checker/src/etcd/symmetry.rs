@@ -1,0 +1,233 @@
+//! Interchangeable unknown-outcome writes. Two unknown-outcome writes are interchangeable
+//! when they make the same change to the model except for a value nothing in the
+//! history ever shows or compares, and fit exactly the same gap revisions by real time:
+//! swapping them in any explanation of the history gives another explanation. The
+//! replay then tries one write per class at each gap (the first unused one in a fixed
+//! order), which removes the factorial blow-up of many timed-out writes to few keys.
+//! It does not search anything itself (see `replay`), and it leaves txns, lease
+//! revokes and writes whose value is shown somewhere in classes of their own.
+
+use std::collections::BTreeMap;
+
+use crate::history::{CompareTarget, History, KeyValue, Op, OpResult, Outcome, WatchResponse};
+
+use super::prep::Prep;
+use super::store::in_range;
+
+/// What makes two unknown-outcome writes the same change: the request with the put's
+/// value left out, and the lowest gap revision real time lets it fill.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Shape {
+    /// A put of an unseen value: key and lease.
+    Put(String, i64),
+    /// A delete: key and range end.
+    Delete(String, Option<String>),
+}
+
+/// Which values of unknown-outcome puts a history shows (results, watch events,
+/// previous key-values), and the key ranges whose values some compare looks at.
+#[derive(Debug, Clone, Default)]
+pub struct Shown {
+    /// Per key, the values unknown-outcome puts write, and whether any record shows
+    /// the pair (other values are taken as shown).
+    values: BTreeMap<String, BTreeMap<String, bool>>,
+    compared: Vec<(String, Option<String>)>,
+    /// Some record shows a mod revision without the value (a keys-only read) or
+    /// compares one: then who wrote a key last may be seen without its value.
+    mods_seen: bool,
+}
+
+impl Shown {
+    fn kv(&mut self, kv: &KeyValue, writer_at: &[Option<usize>]) {
+        // Only a key-value modified at a gap revision can be an unknown-outcome put's.
+        let acknowledged = usize::try_from(kv.mod_revision)
+            .ok()
+            .and_then(|m| writer_at.get(m))
+            .is_some_and(Option::is_some);
+        if acknowledged {
+            return;
+        }
+        if let Some(seen) = self
+            .values
+            .get_mut(&kv.key)
+            .and_then(|vs| vs.get_mut(&kv.value))
+        {
+            *seen = true;
+        }
+    }
+
+    fn result(&mut self, res: &OpResult, w: &[Option<usize>]) {
+        match res {
+            OpResult::Range(r) => r.kvs.iter().for_each(|kv| self.kv(kv, w)),
+            OpResult::Put(p) => p.prev_kv.iter().for_each(|kv| self.kv(kv, w)),
+            OpResult::DeleteRange(d) => d.prev_kvs.iter().for_each(|kv| self.kv(kv, w)),
+            OpResult::Txn(t) => t.responses.iter().for_each(|r| self.result(r, w)),
+            _ => {}
+        }
+    }
+
+    fn compares(&mut self, op: &Op) {
+        if let Op::Range(q) = op {
+            self.mods_seen |= q.keys_only;
+        }
+        if let Op::Txn(t) = op {
+            for c in &t.compare {
+                self.mods_seen |= matches!(c.target, CompareTarget::Mod(_));
+                if matches!(c.target, CompareTarget::Value(_)) {
+                    self.compared.push((c.key.clone(), c.range_end.clone()));
+                }
+            }
+            t.success
+                .iter()
+                .chain(&t.failure)
+                .for_each(|o| self.compares(o));
+        }
+    }
+
+    /// Collects what `h` shows of the values its unknown-outcome puts (indexed in `p`)
+    /// write.
+    pub fn collect(h: &History, p: &Prep) -> Shown {
+        let mut s = Shown::default();
+        for (k, v) in p.unknown_by_put.keys() {
+            s.values
+                .entry(k.clone())
+                .or_default()
+                .insert(v.clone(), false);
+        }
+        for o in &h.ops {
+            s.compares(&o.rec.op);
+            if let Outcome::Ok(ok) = &o.rec.outcome {
+                s.result(&ok.result, &p.writer_at);
+            }
+        }
+        for w in &h.watches {
+            for (_, r) in &w.responses {
+                if let WatchResponse::Events(e) = r {
+                    for ev in &e.events {
+                        s.kv(&ev.kv, &p.writer_at);
+                        ev.prev_kv.iter().for_each(|kv| s.kv(kv, &p.writer_at));
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// Whether the value `v` a put writes to `key` can never matter.
+    pub fn unseen(&self, key: &str, v: &str) -> bool {
+        self.values.get(key).and_then(|vs| vs.get(v)) == Some(&false)
+            && !self
+                .compared
+                .iter()
+                .any(|(k, e)| in_range(key, k, e.as_deref()))
+    }
+}
+
+/// The lowest revision an op invoked at `call` may produce: revisions already shown
+/// when it was invoked are out of reach (the same rule the replay's candidates use).
+pub fn lowest_rev(p: &Prep, call: u64) -> i64 {
+    let by_deadline = p.min_ret_from.partition_point(|&t| t <= call) as i64;
+    let by_seen = p.max_rev_before(call).map_or(i64::MIN, |(m, _)| m + 1);
+    by_deadline.max(by_seen)
+}
+
+/// For every op, its class of interchangeable unknown-outcome writes (None: an op that
+/// is not interchangeable with any other). Ops of one class are the same change.
+pub fn classes(h: &History, p: &Prep, shown: &Shown) -> Vec<Option<u32>> {
+    let mut ids: BTreeMap<(Shape, i64), u32> = BTreeMap::new();
+    let mut out = vec![None; h.ops.len()];
+    for &i in &p.unknown {
+        if p.pinned.get(i).copied().flatten().is_some() {
+            continue;
+        }
+        let shape = match &h.ops[i].rec.op {
+            Op::Put(q) if shown.unseen(&q.key, &q.value) => Shape::Put(q.key.clone(), q.lease),
+            Op::DeleteRange(d) => Shape::Delete(d.key.clone(), d.range_end.clone()),
+            _ => continue,
+        };
+        let key = (shape, lowest_rev(p, h.ops[i].rec.call));
+        let next = ids.len() as u32;
+        out[i] = Some(*ids.entry(key).or_insert(next));
+    }
+    out
+}
+
+impl Shown {
+    /// Whether a key-value can be remembered without its value and mod revision: its
+    /// value is never shown nor compared, and no record shows mod revisions alone. No
+    /// later read can then tell it from another such write of the key with the same
+    /// create revision, version and lease (a read showing it would show its value).
+    pub fn hidden(&self, kv: &KeyValue) -> bool {
+        !self.mods_seen && self.unseen(&kv.key, &kv.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HISTORY: &str = r#"
+{"type":"op","client":1,"call":1,"ret":2,"op":{"put":{"key":"a","value":"1"}},"outcome":{"ok":{"revision":2,"result":{"put":{}}}}}
+{"type":"op","client":2,"call":3,"op":{"put":{"key":"b","value":"u1"}},"outcome":"unknown"}
+{"type":"op","client":3,"call":4,"op":{"put":{"key":"b","value":"u2"}},"outcome":"unknown"}
+{"type":"op","client":4,"call":5,"op":{"put":{"key":"b","value":"u3"}},"outcome":"unknown"}
+{"type":"op","client":5,"call":6,"op":{"delete_range":{"key":"b"}},"outcome":"unknown"}
+{"type":"op","client":1,"call":7,"ret":8,"op":{"range":{"key":"b"}},"outcome":{"ok":{"revision":3,"result":{"range":{"kvs":[{"key":"b","value":"u3","create_revision":3,"mod_revision":3,"version":1}],"count":1}}}}}
+{"type":"op","client":6,"call":9,"op":{"put":{"key":"b","value":"u4"}},"outcome":"unknown"}
+"#;
+
+    fn prep(text: &str) -> (History, Prep) {
+        let h = History::parse(text).expect("parses");
+        let p = Prep::build(&h, false).expect("prepares");
+        (h, p)
+    }
+
+    #[test]
+    fn same_change_same_time_is_one_class() {
+        let (_, p) = prep(HISTORY);
+        let c = &p.class_of;
+        // Op indexes follow the lines above.
+        assert!(c[1].is_some());
+        assert_eq!(
+            c[1], c[2],
+            "two puts of unseen values to b, invoked together"
+        );
+        assert_eq!(c[3], None, "u3 is read back: it names its revision");
+        assert!(c[4].is_some() && c[4] != c[1], "a delete is another change");
+        assert!(
+            c[6].is_some() && c[6] != c[1],
+            "u4 came after revision 3 was seen"
+        );
+        assert_eq!(c[0], None, "acknowledged writes have no class");
+    }
+
+    #[test]
+    fn hidden_values_are_those_of_unknown_puts_nothing_shows() {
+        let (_, p) = prep(HISTORY);
+        let kv = |k: &str, v: &str| KeyValue {
+            key: k.to_owned(),
+            value: v.to_owned(),
+            ..KeyValue::default()
+        };
+        assert!(p.shown.hidden(&kv("b", "u1")));
+        assert!(!p.shown.hidden(&kv("b", "u3")));
+        assert!(!p.shown.hidden(&kv("a", "1")));
+        // A keys-only read shows mod revisions without values: nothing is hidden.
+        let keys_only = r#"
+{"type":"op","client":7,"call":10,"ret":11,"op":{"range":{"key":"a","keys_only":true}},"outcome":{"ok":{"revision":3,"result":{"range":{"kvs":[{"key":"a","value":"","create_revision":2,"mod_revision":2,"version":1}],"count":1}}}}}
+"#;
+        let (_, p) = prep(&format!("{HISTORY}{keys_only}"));
+        assert!(!p.shown.hidden(&kv("b", "u1")));
+    }
+
+    #[test]
+    fn a_compared_value_is_never_anonymous() {
+        let txn = r#"
+{"type":"op","client":7,"call":10,"ret":11,"op":{"txn":{"compare":[{"key":"b","target":{"value":"zz"},"result":"less"}],"success":[],"failure":[]}},"outcome":{"ok":{"revision":3,"result":{"txn":{"succeeded":true,"responses":[]}}}}}
+"#;
+        let (_, p) = prep(&format!("{HISTORY}{txn}"));
+        assert_eq!(p.class_of[1], None);
+        assert_eq!(p.class_of[2], None);
+        assert!(p.class_of[4].is_some(), "deletes carry no value");
+    }
+}
