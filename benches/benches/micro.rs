@@ -5,7 +5,8 @@
 //! `e2e_put`: puts through an in-process 1-member and 3-member loopback cluster per disk
 //! (`detcd_bench::e2e`), one put at a time and 64 at once. `DETCD_BENCH_QUICK=1` gives
 //! it a short warm-up and measurement (the smoke run in `ci/bench-smoke`).
-//! TODO(bench-sim): simulator time compression once `detcd-sim` is on main.
+//! Simulator time compression: `scenarios/benches/sim_time.rs` (`ci/sim-bench`), as it
+//! needs a `--cfg madsim` build.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use detcd_bench::bodies::{

@@ -4,8 +4,8 @@
 //! Each body does one unit of work and returns something a caller can check, so a
 //! broken body fails its test instead of timing nothing. The end-to-end body (puts
 //! through a 1-member or 3-member loopback cluster) is [`crate::e2e`].
-//! TODO(bench-sim): add a body that runs a fixed scenario and reports simulated seconds
-//! per wall second once `detcd-sim` is on main.
+//! Simulator time compression needs a `--cfg madsim` build, so its bench lives in the
+//! simulator's crate (`scenarios/benches/sim_time.rs`, run by `ci/sim-bench`).
 
 use detcd_checker::etcd;
 use detcd_checker::generate::{GenConfig as EtcdGenConfig, generate};
