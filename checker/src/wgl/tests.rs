@@ -314,7 +314,11 @@ proptest! {
     fn generated_kv_histories_are_ok(seed in any::<u64>(), with_put in any::<bool>()) {
         let h = kv_history(&gen_cfg(seed, 150, 3), with_put);
         prop_assert_eq!(check_partitioned(&Kv, &h, BUDGET), Outcome::Ok);
-        prop_assert_eq!(check(&Kv, &h, BUDGET), Outcome::Ok);
+        // Unpartitioned, three keys' interleavings multiply: on rare seeds the search
+        // runs out of budget (seed 4995748336739357636 did). Giving up is allowed, a
+        // wrong verdict is not.
+        let whole = check(&Kv, &h, BUDGET);
+        prop_assert!(matches!(whole, Outcome::Ok | Outcome::Unknown { .. }), "{:?}", whole);
     }
 
     #[test]
