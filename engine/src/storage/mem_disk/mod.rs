@@ -110,14 +110,14 @@ impl MemDisk {
         let file = s.inodes.get_mut(&inode).ok_or_else(|| not_found(path))?;
         let mask = 1u8 << (bit % 8);
         let at = offset as usize;
-        if at >= file.cache.len() {
+        let Some(b) = file.cache.byte_mut(at) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{path}: offset {offset} past end"),
             ));
-        }
-        file.cache[at] ^= mask;
-        if let Some(b) = file.durable.get_mut(at) {
+        };
+        *b ^= mask;
+        if let Some(b) = file.durable.byte_mut(at) {
             *b ^= mask;
         }
         Ok(())
@@ -311,9 +311,8 @@ impl DiskFile for MemFile {
             .inodes
             .get(&self.inode)
             .ok_or_else(|| not_found("inode"))?;
-        let start = (offset as usize).min(file.cache.len());
-        let end = (offset.saturating_add(len) as usize).min(file.cache.len());
-        Ok(file.cache[start..end].to_vec())
+        let end = offset.saturating_add(len) as usize;
+        Ok(file.cache.read(offset as usize, end))
     }
 
     async fn len(&self) -> io::Result<u64> {

@@ -35,9 +35,66 @@ pub(super) enum Pending {
 /// A file: what reads see, what is durable, and the changes in between.
 #[derive(Default)]
 pub(super) struct Inode {
-    pub(super) cache: Vec<u8>,
-    pub(super) durable: Vec<u8>,
+    pub(super) cache: Image,
+    pub(super) durable: Image,
     pub(super) pending: Vec<Pending>,
+}
+
+/// The bytes of a file: the written prefix held in memory, zeros after it up to the
+/// length. A preallocated or extended file costs nothing until it is written (the
+/// WAL preallocates each segment, and every member holds two images of it).
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
+pub(super) struct Image {
+    /// Bytes from offset 0; never longer than `len`.
+    bytes: Vec<u8>,
+    /// The file length.
+    len: usize,
+}
+
+impl Image {
+    /// The file length.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Bytes `start..end`, clamped to the length.
+    pub(super) fn read(&self, start: usize, end: usize) -> Vec<u8> {
+        let end = end.min(self.len);
+        let start = start.min(end);
+        let mut out = Vec::with_capacity(end - start);
+        if start < self.bytes.len() {
+            out.extend_from_slice(&self.bytes[start..end.min(self.bytes.len())]);
+        }
+        out.resize(end - start, 0);
+        out
+    }
+
+    /// Writes `data` at `offset`, growing the file when it ends past the length.
+    fn write(&mut self, offset: usize, data: &[u8]) {
+        let end = offset + data.len();
+        if self.bytes.len() < end {
+            self.bytes.resize(end, 0);
+        }
+        self.bytes[offset..end].copy_from_slice(data);
+        self.len = self.len.max(end);
+    }
+
+    /// Truncates or extends (with zeros) to `len`.
+    fn set_len(&mut self, len: usize) {
+        self.bytes.truncate(len);
+        self.len = len;
+    }
+
+    /// The byte at `at`, for in-place damage; `None` past the end.
+    pub(super) fn byte_mut(&mut self, at: usize) -> Option<&mut u8> {
+        if at >= self.len {
+            return None;
+        }
+        if self.bytes.len() <= at {
+            self.bytes.resize(at + 1, 0);
+        }
+        self.bytes.get_mut(at)
+    }
 }
 
 /// Everything on one disk, plus its fault knobs.
@@ -71,17 +128,10 @@ impl Default for State {
 }
 
 /// Applies one change to a file image.
-fn apply(buf: &mut Vec<u8>, op: &Pending) {
+fn apply(image: &mut Image, op: &Pending) {
     match op {
-        Pending::Write { offset, bytes } => {
-            let start = *offset as usize;
-            let end = start + bytes.len();
-            if buf.len() < end {
-                buf.resize(end, 0);
-            }
-            buf[start..end].copy_from_slice(bytes);
-        }
-        Pending::SetLen(len) => buf.resize(*len as usize, 0),
+        Pending::Write { offset, bytes } => image.write(*offset as usize, bytes),
+        Pending::SetLen(len) => image.set_len(*len as usize),
     }
 }
 
@@ -101,7 +151,7 @@ pub enum LossModel {
 pub const SECTOR_BYTES: usize = 512;
 
 /// The durable image plus a seeded prefix of the pending writes, the next one torn.
-fn prefix_image(file: &Inode, rng: &mut impl Rng) -> Vec<u8> {
+fn prefix_image(file: &Inode, rng: &mut impl Rng) -> Image {
     let kept = rng.random_range(0..=file.pending.len());
     let mut image = file.durable.clone();
     for op in &file.pending[..kept] {
@@ -119,7 +169,7 @@ fn prefix_image(file: &Inode, rng: &mut impl Rng) -> Vec<u8> {
 }
 
 /// Per sector, a seeded choice between the durable and the page-cache content.
-fn sector_image(file: &Inode, rng: &mut impl Rng) -> Vec<u8> {
+fn sector_image(file: &Inode, rng: &mut impl Rng) -> Image {
     if file.pending.is_empty() {
         return file.durable.clone();
     }
@@ -128,17 +178,18 @@ fn sector_image(file: &Inode, rng: &mut impl Rng) -> Vec<u8> {
     } else {
         file.durable.len()
     };
-    let mut image = vec![0u8; len];
-    for (i, sector) in image.chunks_mut(SECTOR_BYTES).enumerate() {
-        let from = i * SECTOR_BYTES;
+    let mut image = Image::default();
+    image.set_len(len);
+    for from in (0..len).step_by(SECTOR_BYTES) {
+        let to = (from + SECTOR_BYTES).min(len);
         let source = if rng.random_bool(0.5) {
             &file.cache
         } else {
             &file.durable
         };
-        if let Some(content) = source.get(from..) {
-            let n = content.len().min(sector.len());
-            sector[..n].copy_from_slice(&content[..n]);
+        let content = source.read(from, to);
+        if content.iter().any(|&b| b != 0) {
+            image.write(from, &content);
         }
     }
     image
@@ -269,5 +320,76 @@ impl State {
             })
             .collect();
         self.inodes.retain(|i, _| used.contains(i));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Image;
+    use proptest::prelude::*;
+
+    /// A change to both an [`Image`] and a plain byte vector.
+    #[derive(Clone, Debug)]
+    enum Change {
+        Write(usize, Vec<u8>),
+        SetLen(usize),
+        Flip(usize),
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            (0..3000usize, prop::collection::vec(any::<u8>(), 0..600))
+                .prop_map(|(o, b)| Change::Write(o, b)),
+            (0..4000usize).prop_map(Change::SetLen),
+            (0..4000usize).prop_map(Change::Flip),
+        ]
+    }
+
+    proptest! {
+        // The sparse image reads exactly like a file held as one zero-filled vector.
+        #[test]
+        fn reads_like_a_plain_vector(changes in prop::collection::vec(change(), 0..40),
+                                     start in 0..4000usize, span in 0..4000usize) {
+            let mut image = Image::default();
+            let mut plain: Vec<u8> = Vec::new();
+            for c in &changes {
+                match c {
+                    Change::Write(o, b) => {
+                        image.write(*o, b);
+                        if plain.len() < o + b.len() {
+                            plain.resize(o + b.len(), 0);
+                        }
+                        plain[*o..o + b.len()].copy_from_slice(b);
+                    }
+                    Change::SetLen(n) => {
+                        image.set_len(*n);
+                        plain.resize(*n, 0);
+                    }
+                    Change::Flip(at) => {
+                        let hit = image.byte_mut(*at).map(|b| *b ^= 1).is_some();
+                        prop_assert_eq!(hit, *at < plain.len());
+                        if let Some(b) = plain.get_mut(*at) {
+                            *b ^= 1;
+                        }
+                    }
+                }
+                prop_assert_eq!(image.len(), plain.len());
+            }
+            prop_assert_eq!(image.read(0, usize::MAX), plain.clone());
+            let end = (start + span).min(plain.len());
+            let expect = plain.get(start.min(end)..end).unwrap_or(&[]).to_vec();
+            prop_assert_eq!(image.read(start, start + span), expect);
+        }
+    }
+
+    #[test]
+    fn a_preallocated_file_holds_no_bytes_until_written() {
+        let mut image = Image::default();
+        image.set_len(4 << 20);
+        assert_eq!(image.len(), 4 << 20);
+        assert!(image.bytes.is_empty());
+        image.write(10, b"abc");
+        assert_eq!(image.bytes.len(), 13);
+        assert_eq!(image.read(8, 14), vec![0, 0, b'a', b'b', b'c', 0]);
     }
 }
