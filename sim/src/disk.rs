@@ -8,6 +8,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use detcd_engine::server::transport::timer::sleep_exactly_until;
 use detcd_engine::storage::{Disk, DiskFile, MemDisk, MemFile};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -110,12 +111,9 @@ impl SimDisk {
             let profile = latency.profile;
             profile.sync_latency(&mut latency.rng)
         };
-        // The simulator's `sleep` waits at least 1 ms; a reset deadline is kept as
-        // given, so an SSD sync takes its 50-300 us.
-        let sleep = tokio::time::sleep(delay);
-        tokio::pin!(sleep);
-        sleep.as_mut().reset(tokio::time::Instant::now() + delay);
-        sleep.await;
+        // Exactly: a plain simulated sleep waits at least 1 ms, and an SSD sync takes
+        // 50-300 us.
+        sleep_exactly_until(tokio::time::Instant::now() + delay).await;
     }
 }
 

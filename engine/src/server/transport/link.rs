@@ -45,11 +45,7 @@ async fn pace(last_sent: Option<tokio::time::Instant>) {
     };
     let due = last + Duration::from_millis(SIM_BATCH_SPACING_MS);
     if tokio::time::Instant::now() < due {
-        // A reset deadline is kept exactly (a new sleep waits at least 1 ms).
-        let sleep = tokio::time::sleep_until(due);
-        tokio::pin!(sleep);
-        sleep.as_mut().reset(due);
-        sleep.await;
+        super::timer::sleep_exactly_until(due).await;
     }
 }
 

@@ -70,6 +70,16 @@ impl Future for QuietSleep {
     }
 }
 
+/// Sleeps until `deadline` exactly. The simulator's `sleep_until` waits at least 1 ms
+/// even for a nearer deadline, but keeps a reset deadline as given; under tokio this is
+/// a plain `sleep_until`.
+pub async fn sleep_exactly_until(deadline: Instant) {
+    let sleep = tokio::time::sleep_until(deadline);
+    tokio::pin!(sleep);
+    sleep.as_mut().reset(deadline);
+    sleep.await;
+}
+
 /// Runs `future` until `deadline`; `Err(())` if the deadline passes first. The timer
 /// arm is a [`QuietSleep`], so a future that wakes often queues one timer event.
 pub async fn quiet_timeout<F: Future>(deadline: Instant, future: F) -> Result<F::Output, ()> {
