@@ -9,6 +9,10 @@
 pub mod client_port;
 #[cfg(not(madsim))]
 pub mod coalesce_io;
+#[cfg(not(madsim))]
+pub mod conn_tasks;
+#[cfg(not(madsim))]
+pub mod unary_kv;
 
 use std::net::SocketAddr;
 
@@ -110,7 +114,9 @@ async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServerError> {
     let cluster = ClusterService::new(node.clone(), token.clone(), unix_time_s);
-    let grpc = with_client_services!(client_port::GrpcServices::default(), node, token, limit);
+    let fast =
+        client_port::GrpcServices::default().with_unary_kv(KvService::new(node.clone()), limit);
+    let grpc = with_client_services!(fast, node, token, limit);
     let http = super::http::client_router(node.clone(), cluster);
     let port = client_port::ClientPort::new(grpc, http, node);
     let listener = tokio::net::TcpListener::bind(addr)

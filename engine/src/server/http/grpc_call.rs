@@ -182,6 +182,93 @@ impl GrpcCall {
     }
 }
 
+/// The trailer carrying a call's status code.
+const GRPC_STATUS: axum::http::HeaderName = axum::http::HeaderName::from_static("grpc-status");
+/// The `grpc-status` of a call that succeeded.
+const GRPC_STATUS_OK: axum::http::HeaderValue = axum::http::HeaderValue::from_static("0");
+
+impl GrpcCall {
+    /// Starts a unary call answered whole by the client port's fast path: like
+    /// [`GrpcCall::start`], but without the leader watch, which only ever acts on a
+    /// response body still open, and a unary response is complete once made.
+    pub fn start_unary(
+        path: &str,
+        headers: &HeaderMap,
+        node: &NodeHandle,
+        metrics: &Arc<Metrics>,
+    ) -> Result<GrpcCall, Box<Response<GrpcBody>>> {
+        let call = GrpcCall {
+            call: Call::from_path(path),
+            metrics: Arc::clone(metrics),
+            lost: None,
+        };
+        if has_leader::wanted(headers) && node.status().leader == 0 {
+            let refusal = has_leader::no_leader_status().into_http();
+            return Err(Box::new(call.respond(refusal)));
+        }
+        Ok(call)
+    }
+
+    /// A successful unary call's response: `message` (one framed gRPC message) in one
+    /// DATA frame, then `grpc-status: 0` trailers, as tonic answers it.
+    pub fn respond_unary(mut self, message: Bytes) -> Response<UnaryBody> {
+        let mut response = Response::new(UnaryBody {
+            message: Some(message),
+            trailers_sent: false,
+            pending: self.call.take().map(|c| (c, Arc::clone(&self.metrics))),
+        });
+        response.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/grpc"),
+        );
+        response
+    }
+}
+
+/// The body of a unary call answered by the fast path: one message, then OK trailers.
+/// The call is counted when the trailers pass, or as `Canceled` when dropped first.
+pub struct UnaryBody {
+    message: Option<Bytes>,
+    trailers_sent: bool,
+    pending: Option<(Call, Arc<Metrics>)>,
+}
+
+impl http_body::Body for UnaryBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(message) = self.message.take() {
+            return Poll::Ready(Some(Ok(Frame::data(message))));
+        }
+        if self.trailers_sent {
+            return Poll::Ready(None);
+        }
+        self.trailers_sent = true;
+        if let Some((call, metrics)) = self.pending.take() {
+            call.record(&metrics, Code::Ok);
+        }
+        let mut trailers = HeaderMap::with_capacity(1);
+        trailers.insert(GRPC_STATUS, GRPC_STATUS_OK);
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.trailers_sent
+    }
+}
+
+impl Drop for UnaryBody {
+    fn drop(&mut self) {
+        if let Some((call, metrics)) = self.pending.take() {
+            call.record(&metrics, Code::Cancelled);
+        }
+    }
+}
+
 /// A gRPC response body that records its call when the trailers pass (or when dropped
 /// first), and ends with no-leader trailers when the leader is lost for good.
 pub struct GrpcBody {

@@ -3,7 +3,8 @@
 //! A gRPC call (its path names a registered service) goes straight to that tonic
 //! service, wrapped only by [`GrpcCall`] (metrics, `hasleader`); everything else (HTTP/1.1
 //! or HTTP/2: `/health`, `/version`, `/metrics`, the JSON gateway) goes to the axum router
-//! of [`crate::server::http`]. Serving gRPC through the axum router cost a route match,
+//! of [`crate::server::http`]. The hot unary KV calls skip tonic too: [`super::unary_kv`]
+//! decodes, serves and encodes them whole. Serving gRPC through the axum router cost a route match,
 //! two middleware layers, a boxed request body and a few boxed futures per call.
 //!
 //! Each accepted connection is served by hyper (HTTP/1.1 or cleartext HTTP/2, detected
@@ -22,12 +23,15 @@ use axum::body::Bytes;
 use http::{Request, Response};
 use http_body::Frame;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 use tonic::codegen::{BoxFuture, Service};
 use tonic::server::NamedService;
 
-use crate::server::http::grpc_call::{GrpcBody, GrpcCall};
+use super::conn_tasks::{ConnExecutor, Driven};
+use super::unary_kv;
+use crate::server::grpc::kv::KvService;
+use crate::server::http::grpc_call::{GrpcBody, GrpcCall, UnaryBody};
 use crate::server::metrics::Metrics;
 use crate::server::node::NodeHandle;
 
@@ -43,9 +47,19 @@ type GrpcHandler = Box<
 #[derive(Default)]
 pub struct GrpcServices {
     by_name: BTreeMap<&'static str, GrpcHandler>,
+    /// The KV service and the request message limit of the unary fast path, when on.
+    unary_kv: Option<(KvService, usize)>,
 }
 
 impl GrpcServices {
+    /// Serves the hot unary KV calls with `kv` on the fast path ([`unary_kv`]), their
+    /// request messages bounded by `message_bytes_max` (as the tonic service's are).
+    #[must_use]
+    pub fn with_unary_kv(mut self, kv: KvService, message_bytes_max: usize) -> Self {
+        self.unary_kv = Some((kv, message_bytes_max));
+        self
+    }
+
     /// Adds `service` under its gRPC name (a later one with the same name replaces it).
     #[must_use]
     pub fn add_service<S>(mut self, service: S) -> Self
@@ -108,6 +122,11 @@ impl hyper::service::Service<Request<Incoming>> for ClientPort {
 
     fn call(&self, request: Request<Incoming>) -> ClientFuture {
         let inner = &self.inner;
+        if let Some((kv, limit)) = &inner.grpc.unary_kv
+            && let Some(method) = unary_kv::fast_method(request.uri().path(), request.headers())
+        {
+            return self.unary(kv.clone(), *limit, method, request);
+        }
         let handler = inner.grpc.route(request.uri().path());
         if handler.is_none() && !is_grpc(&request) {
             let mut http = inner.http.clone();
@@ -142,6 +161,36 @@ impl hyper::service::Service<Request<Incoming>> for ClientPort {
     }
 }
 
+impl ClientPort {
+    /// A unary KV call on the fast path: counted and `hasleader`-checked like any gRPC
+    /// call, then served whole by [`unary_kv::serve`].
+    fn unary(
+        &self,
+        kv: KvService,
+        limit: usize,
+        method: unary_kv::KvMethod,
+        request: Request<Incoming>,
+    ) -> ClientFuture {
+        let inner = &self.inner;
+        let call = match GrpcCall::start_unary(
+            request.uri().path(),
+            request.headers(),
+            &inner.node,
+            &inner.metrics,
+        ) {
+            Ok(call) => call,
+            Err(refusal) => return ClientFuture::Ready(Some((*refusal).map(ClientBody::Grpc))),
+        };
+        ClientFuture::Http(Box::pin(async move {
+            let response = match unary_kv::serve(&kv, method, request, limit).await {
+                Ok(message) => call.respond_unary(message).map(ClientBody::Unary),
+                Err(status) => call.respond(status.into_http()).map(ClientBody::Grpc),
+            };
+            Ok(response)
+        }))
+    }
+}
+
 /// Whether `request` is a gRPC call (by its content type).
 fn is_grpc<B>(request: &Request<B>) -> bool {
     request
@@ -161,7 +210,7 @@ pub enum ClientFuture {
     },
     /// A response known at once.
     Ready(Option<Response<ClientBody>>),
-    /// An HTTP request in the axum router.
+    /// An HTTP request in the axum router, or a unary KV call on the fast path.
     Http(BoxFuture<Response<ClientBody>, Infallible>),
 }
 
@@ -196,6 +245,8 @@ impl Future for ClientFuture {
 pub enum ClientBody {
     /// A gRPC call's.
     Grpc(GrpcBody),
+    /// A unary KV call's from the fast path.
+    Unary(UnaryBody),
     /// The axum router's.
     Http(axum::body::Body),
     /// No bytes.
@@ -212,6 +263,9 @@ impl http_body::Body for ClientBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ClientBody::Grpc(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ClientBody::Unary(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
             ClientBody::Http(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             ClientBody::Empty => Poll::Ready(None),
         }
@@ -220,6 +274,7 @@ impl http_body::Body for ClientBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ClientBody::Grpc(body) => body.is_end_stream(),
+            ClientBody::Unary(body) => body.is_end_stream(),
             ClientBody::Http(body) => body.is_end_stream(),
             ClientBody::Empty => true,
         }
@@ -228,6 +283,7 @@ impl http_body::Body for ClientBody {
     fn size_hint(&self) -> http_body::SizeHint {
         match self {
             ClientBody::Grpc(body) => body.size_hint(),
+            ClientBody::Unary(body) => body.size_hint(),
             ClientBody::Http(body) => body.size_hint(),
             ClientBody::Empty => http_body::SizeHint::with_exact(0),
         }
@@ -263,14 +319,16 @@ pub async fn serve_connections<L>(
         let port = port.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // The connection's requests run on this task ([`conn_tasks`]).
+            let executor = ConnExecutor::default();
+            let builder = hyper_util::server::conn::auto::Builder::new(executor.clone());
             let connection = builder.serve_connection(TokioIo::new(io), port);
-            let mut connection = std::pin::pin!(connection);
+            let mut driven = Driven::new(connection, executor);
             let mut stopping = false;
             loop {
                 tokio::select! {
                     biased;
-                    result = connection.as_mut() => {
+                    result = &mut driven => {
                         if let Err(e) = result {
                             tracing::trace!(error = %e, "client connection ended");
                         }
@@ -278,10 +336,11 @@ pub async fn serve_connections<L>(
                     }
                     _ = stop.wait_for(|s| *s), if !stopping => {
                         stopping = true;
-                        connection.as_mut().graceful_shutdown();
+                        driven.connection().graceful_shutdown();
                     }
                 }
             }
+            driven.finish().await;
         });
     }
     drop(listener);
