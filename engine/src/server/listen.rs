@@ -10,8 +10,6 @@ pub mod client_port;
 #[cfg(not(madsim))]
 pub mod coalesce_io;
 #[cfg(not(madsim))]
-pub mod conn_tasks;
-#[cfg(not(madsim))]
 pub mod unary_kv;
 
 use std::net::SocketAddr;

@@ -23,12 +23,11 @@ use axum::body::Bytes;
 use http::{Request, Response};
 use http_body::Frame;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::watch;
 use tonic::codegen::{BoxFuture, Service};
 use tonic::server::NamedService;
 
-use super::conn_tasks::{ConnExecutor, Driven};
 use super::unary_kv;
 use crate::server::grpc::kv::KvService;
 use crate::server::http::grpc_call::{GrpcBody, GrpcCall, UnaryBody};
@@ -319,16 +318,14 @@ pub async fn serve_connections<L>(
         let port = port.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            // The connection's requests run on this task ([`conn_tasks`]).
-            let executor = ConnExecutor::default();
-            let builder = hyper_util::server::conn::auto::Builder::new(executor.clone());
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection(TokioIo::new(io), port);
-            let mut driven = Driven::new(connection, executor);
+            let mut connection = std::pin::pin!(connection);
             let mut stopping = false;
             loop {
                 tokio::select! {
                     biased;
-                    result = &mut driven => {
+                    result = connection.as_mut() => {
                         if let Err(e) = result {
                             tracing::trace!(error = %e, "client connection ended");
                         }
@@ -336,11 +333,10 @@ pub async fn serve_connections<L>(
                     }
                     _ = stop.wait_for(|s| *s), if !stopping => {
                         stopping = true;
-                        driven.connection().graceful_shutdown();
+                        connection.as_mut().graceful_shutdown();
                     }
                 }
             }
-            driven.finish().await;
         });
     }
     drop(listener);
