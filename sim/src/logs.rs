@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::time::Instant;
@@ -39,6 +40,15 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct MemberLogs {
     inner: Arc<Mutex<Inner>>,
+    counts: Arc<Counts>,
+}
+
+/// Spans and events the layer saw, for [`crate::cost::RunCost`].
+#[derive(Default)]
+struct Counts {
+    spans: AtomicU64,
+    tasks: AtomicU64,
+    events: AtomicU64,
 }
 
 impl MemberLogs {
@@ -76,6 +86,16 @@ impl MemberLogs {
         } else {
             *inner.dropped.entry(member).or_default() += 1;
         }
+    }
+
+    /// Spans created, of which madsim task spans (one per spawned task), and events
+    /// seen by the layer so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.counts.spans.load(Ordering::Relaxed),
+            self.counts.tasks.load(Ordering::Relaxed),
+            self.counts.events.load(Ordering::Relaxed),
+        )
     }
 
     /// The layer that feeds these logs.
@@ -137,6 +157,10 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        self.logs.counts.spans.fetch_add(1, Ordering::Relaxed);
+        if attrs.metadata().name() == "task" {
+            self.logs.counts.tasks.fetch_add(1, Ordering::Relaxed);
+        }
         if attrs.metadata().name() != "node" {
             return;
         }
@@ -148,6 +172,7 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        self.logs.counts.events.fetch_add(1, Ordering::Relaxed);
         let meta = event.metadata();
         if *meta.level() > MEMBER_LOG_LEVEL {
             return;
