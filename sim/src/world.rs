@@ -22,13 +22,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
-use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Layer, SubscriberExt};
 
 use crate::cost::RunCost;
 use crate::disk::{DiskProfile, SimDisk};
 use crate::fault::FaultEvent;
-use crate::logs::{MEMBER_LOG_LEVEL, MemberLogs};
+use crate::logs::{MemberLogs, member_log_filter};
 use crate::observe::{self, Observations, VoteNotice};
 use crate::run::{Profile, RunConfig, RunResult, WorkloadSpec};
 use crate::trace::{self, TraceLog};
@@ -723,10 +722,9 @@ pub fn run_in_process(config: &RunConfig) -> RunResult {
     let mut ops = recorder.ops();
     match outcome {
         Ok(sim) => {
-            let (spans, tasks, events) = member_logs.counts();
+            let (spans, events) = member_logs.counts();
             result.cost = RunCost {
                 spans,
-                tasks,
                 events,
                 ..sim.cost
             };
@@ -797,17 +795,19 @@ struct SimOutcome {
     logs: BTreeMap<u64, Vec<String>>,
     /// Key → mod_revision from the final linearizable read, if it succeeded.
     final_kvs: Option<BTreeMap<String, i64>>,
-    /// Messages and (set by the caller) allocations of the simulation.
+    /// Tasks, messages and (set by the caller) allocations of the simulation.
     cost: RunCost,
 }
 
-/// What the members' logs keep: the project's own events down to
-/// [`MEMBER_LOG_LEVEL`], warnings from everything else (the simulator's and gRPC's
-/// debug chatter left out).
-fn member_log_filter() -> Targets {
-    Targets::new()
-        .with_default(tracing::Level::WARN)
-        .with_target("detcd", MEMBER_LOG_LEVEL)
+/// Tasks spawned in this process so far: madsim numbers tasks from a process-wide
+/// counter, so a new task's id is the count. Only called at the end of a run, where
+/// the extra task cannot change anything; a run's child process starts at 0.
+fn tasks_spawned() -> u64 {
+    madsim::task::spawn(async {})
+        .id()
+        .to_string()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// The world's lines and the members' tracing lines of each member, ordered by their
@@ -978,6 +978,7 @@ async fn simulate(
     ));
     let logs = lock(&world.logs).clone();
     let cost = RunCost {
+        tasks: tasks_spawned(),
         net_msgs: madsim::net::NetSim::current()
             .stat()
             .msg_count
