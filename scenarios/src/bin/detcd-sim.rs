@@ -16,11 +16,13 @@ use detcd_sim::bugs::Bug;
 use detcd_sim::run::RunConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Counts allocations on the simulation thread (for `bench`'s allocs per op).
+/// mimalloc (cheaper than glibc's malloc for a run's many small allocations), counting
+/// allocations on the simulation thread (for `bench`'s allocs per op). Nothing in a run
+/// depends on addresses, so the allocator cannot change a trace.
 #[cfg(madsim)]
 #[global_allocator]
-static ALLOCATOR: detcd_sim::cost::CountingAlloc<std::alloc::System> =
-    detcd_sim::cost::CountingAlloc(std::alloc::System);
+static ALLOCATOR: detcd_sim::cost::CountingAlloc<mimalloc::MiMalloc> =
+    detcd_sim::cost::CountingAlloc(mimalloc::MiMalloc);
 
 /// What to tell the user to run to replay an artifact.
 const REPLAY_PROGRAM: &str = "ci/sim";
