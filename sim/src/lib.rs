@@ -1,6 +1,8 @@
 //! detcd-sim: the deterministic simulation harness.
 //!
 //! - [`bugs`]: deliberate server bugs by name, for the harness self-test;
+//! - [`cost`]: a run's work counts (allocations, tasks, messages, spans) and the
+//!   counting allocator;
 //! - [`fault`]: fault events and timed schedules, as JSON data;
 //! - [`disk`]: the simulated disk (a `MemDisk` with latency profiles and faults);
 //! - [`knobs`]: simulation-only knobs that make rare timings common (the self-test);
@@ -13,6 +15,7 @@
 //! schedules and configs; the crate never runs members on real threads or sockets.
 
 pub mod bugs;
+pub mod cost;
 pub mod disk;
 pub mod fault;
 #[cfg(madsim)]

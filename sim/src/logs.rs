@@ -1,19 +1,23 @@
 //! Members' tracing output, per member, with simulated time: a `tracing` layer that
-//! finds the madsim host an event was emitted on (madsim enters a `node` span named
-//! after the host around every task) and appends one line to that member's log. The
-//! lines go into the run's `logs` (and so into failure artifacts). It keeps no lines
-//! from clients or the world's own tasks, and never writes files itself.
+//! finds the madsim host an event was emitted on (madsim answers `gethostname` with
+//! the name of the host whose task is running) and appends one line to that member's
+//! log. The lines go into the run's `logs` (and so into failure artifacts). It keeps no
+//! lines from clients or the world's own tasks, and never writes files itself.
+//!
+//! Its filter ([`member_log_filter`]) turns every span off at the callsite: madsim
+//! creates a span per task and enters it on every poll, which cost several per cent of
+//! a run for nothing the logs use.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::time::Instant;
 use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id};
-use tracing::{Event, Level, Subscriber};
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::filter::{FilterFn, Targets};
 use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::registry::LookupSpan;
 
 /// The most verbose level recorded from members.
 pub const MEMBER_LOG_LEVEL: Level = Level::DEBUG;
@@ -25,8 +29,29 @@ fn member_of(host: &str) -> Option<u64> {
     host.strip_prefix('n')?.parse().ok()
 }
 
-/// The member a span belongs to (stored in the span's extensions).
-struct Member(u64);
+/// The member whose task is running, if any: madsim answers `gethostname` with the
+/// running task's host name (`n3`); outside a task the real host name does not parse
+/// as one (and outside a runtime it is not asked).
+fn current_member() -> Option<u64> {
+    madsim::runtime::Handle::try_current().ok()?;
+    let mut buf = [0u8; 64];
+    // SAFETY: `buf` is writable for its whole length, which is what we pass.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return None;
+    }
+    let len = buf.iter().position(|&b| b == 0)?;
+    member_of(std::str::from_utf8(&buf[..len]).ok()?)
+}
+
+/// What the members' logs keep: the project's own events down to
+/// [`MEMBER_LOG_LEVEL`], warnings from everything else (the simulator's and gRPC's
+/// debug chatter left out), and no spans at all.
+pub fn member_log_filter() -> FilterFn<impl Fn(&Metadata<'_>) -> bool> {
+    let targets = Targets::new()
+        .with_default(Level::WARN)
+        .with_target("detcd", MEMBER_LOG_LEVEL);
+    FilterFn::new(move |meta| meta.is_event() && targets.would_enable(meta.target(), meta.level()))
+}
 
 #[derive(Default)]
 struct Inner {
@@ -39,6 +64,14 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct MemberLogs {
     inner: Arc<Mutex<Inner>>,
+    counts: Arc<Counts>,
+}
+
+/// Spans and events the layer saw, for [`crate::cost::RunCost`].
+#[derive(Default)]
+struct Counts {
+    spans: AtomicU64,
+    events: AtomicU64,
 }
 
 impl MemberLogs {
@@ -78,6 +111,14 @@ impl MemberLogs {
         }
     }
 
+    /// Spans created (none pass the filter) and events seen by the layer so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.spans.load(Ordering::Relaxed),
+            self.counts.events.load(Ordering::Relaxed),
+        )
+    }
+
     /// The layer that feeds these logs.
     pub fn layer(&self) -> MemberLogLayer {
         MemberLogLayer { logs: self.clone() }
@@ -87,24 +128,6 @@ impl MemberLogs {
 /// The `tracing` layer of [`MemberLogs`].
 pub struct MemberLogLayer {
     logs: MemberLogs,
-}
-
-/// Collects a span's `name` field (madsim's node spans carry the host name there).
-#[derive(Default)]
-struct NameVisitor(Option<String>);
-
-impl Visit for NameVisitor {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "name" {
-            self.0 = Some(value.to_owned());
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "name" {
-            self.0 = Some(format!("{value:?}").trim_matches('"').to_owned());
-        }
-    }
 }
 
 /// Formats an event's fields: the message first, then `key=value` pairs.
@@ -132,33 +155,23 @@ impl Visit for LineVisitor {
     }
 }
 
-impl<S> Layer<S> for MemberLogLayer
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if attrs.metadata().name() != "node" {
-            return;
-        }
-        let mut name = NameVisitor::default();
-        attrs.record(&mut name);
-        if let (Some(member), Some(span)) = (name.0.as_deref().and_then(member_of), ctx.span(id)) {
-            span.extensions_mut().insert(Member(member));
-        }
+impl<S: Subscriber> Layer<S> for MemberLogLayer {
+    fn on_new_span(
+        &self,
+        _attrs: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        _ctx: Context<'_, S>,
+    ) {
+        self.logs.counts.spans.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        self.logs.counts.events.fetch_add(1, Ordering::Relaxed);
         let meta = event.metadata();
         if *meta.level() > MEMBER_LOG_LEVEL {
             return;
         }
-        let Some(scope) = ctx.event_scope(event) else {
-            return;
-        };
-        let Some(member) = scope
-            .from_root()
-            .find_map(|span| span.extensions().get::<Member>().map(|m| m.0))
-        else {
+        let Some(member) = current_member() else {
             return;
         };
         let mut line = LineVisitor::default();

@@ -108,6 +108,9 @@ pub struct RunResult {
     pub cpu_ms: u64,
     /// p50 and p99 of acknowledged writes' latency, µs.
     pub commit_latency_us: (u64, u64),
+    /// Work counts of the run (allocations, tasks, messages, spans).
+    #[serde(default)]
+    pub cost: crate::cost::RunCost,
     /// Per-member log lines (world events concerning the member).
     pub logs: BTreeMap<u64, Vec<String>>,
 }

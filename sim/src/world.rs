@@ -22,12 +22,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
-use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Layer, SubscriberExt};
 
+use crate::cost::RunCost;
 use crate::disk::{DiskProfile, SimDisk};
 use crate::fault::FaultEvent;
-use crate::logs::{MEMBER_LOG_LEVEL, MemberLogs};
+use crate::logs::{MemberLogs, member_log_filter};
 use crate::observe::{self, Observations, VoteNotice};
 use crate::run::{Profile, RunConfig, RunResult, WorkloadSpec};
 use crate::trace::{self, TraceLog};
@@ -711,7 +711,10 @@ pub fn run_in_process(config: &RunConfig) -> RunResult {
                 runtime.set_time_limit(Duration::from_millis(
                     config.duration_ms + config.liveness_ms + TIME_LIMIT_SLACK_MS,
                 ));
-                runtime.block_on(simulate(config, trace, recorder, member_logs))
+                let mut sim = runtime.block_on(simulate(config, trace, recorder, member_logs));
+                // Every allocation of this run happened on this fresh thread.
+                sim.cost.allocs = crate::cost::thread_allocs();
+                sim
             })
             .map_err(|e| -> Box<dyn std::any::Any + Send> { Box::new(e.to_string()) })
             .and_then(|t| t.join())
@@ -719,6 +722,12 @@ pub fn run_in_process(config: &RunConfig) -> RunResult {
     let mut ops = recorder.ops();
     match outcome {
         Ok(sim) => {
+            let (spans, events) = member_logs.counts();
+            result.cost = RunCost {
+                spans,
+                events,
+                ..sim.cost
+            };
             result.sim_ms = sim.sim_ms;
             result.logs = merge_logs(sim.logs, member_logs.lines());
             result.failures.extend(sim.failures);
@@ -786,15 +795,19 @@ struct SimOutcome {
     logs: BTreeMap<u64, Vec<String>>,
     /// Key → mod_revision from the final linearizable read, if it succeeded.
     final_kvs: Option<BTreeMap<String, i64>>,
+    /// Tasks, messages and (set by the caller) allocations of the simulation.
+    cost: RunCost,
 }
 
-/// What the members' logs keep: the project's own events down to
-/// [`MEMBER_LOG_LEVEL`], warnings from everything else (the simulator's and gRPC's
-/// debug chatter left out).
-fn member_log_filter() -> Targets {
-    Targets::new()
-        .with_default(tracing::Level::WARN)
-        .with_target("detcd", MEMBER_LOG_LEVEL)
+/// Tasks spawned in this process so far: madsim numbers tasks from a process-wide
+/// counter, so a new task's id is the count. Only called at the end of a run, where
+/// the extra task cannot change anything; a run's child process starts at 0.
+fn tasks_spawned() -> u64 {
+    madsim::task::spawn(async {})
+        .id()
+        .to_string()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// The world's lines and the members' tracing lines of each member, ordered by their
@@ -823,6 +836,7 @@ async fn simulate(
     member_logs: MemberLogs,
 ) -> SimOutcome {
     let mut failures = Vec::new();
+    let msgs_before = madsim::net::NetSim::current().stat().msg_count;
     let mut world = match World::boot(&config, trace.clone()) {
         Ok(w) => w,
         Err(e) => {
@@ -831,6 +845,7 @@ async fn simulate(
                 failures: vec![e],
                 logs: BTreeMap::new(),
                 final_kvs: None,
+                cost: RunCost::default(),
             };
         }
     };
@@ -962,11 +977,20 @@ async fn simulate(
         &recorder.holds(),
     ));
     let logs = lock(&world.logs).clone();
+    let cost = RunCost {
+        tasks: tasks_spawned(),
+        net_msgs: madsim::net::NetSim::current()
+            .stat()
+            .msg_count
+            .saturating_sub(msgs_before),
+        ..RunCost::default()
+    };
     SimOutcome {
         sim_ms: world.now_ms(),
         failures,
         logs,
         final_kvs,
+        cost,
     }
 }
 

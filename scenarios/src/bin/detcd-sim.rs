@@ -16,6 +16,14 @@ use detcd_sim::bugs::Bug;
 use detcd_sim::run::RunConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// mimalloc (cheaper than glibc's malloc for a run's many small allocations), counting
+/// allocations on the simulation thread (for `bench`'s allocs per op). Nothing in a run
+/// depends on addresses, so the allocator cannot change a trace.
+#[cfg(madsim)]
+#[global_allocator]
+static ALLOCATOR: detcd_sim::cost::CountingAlloc<mimalloc::MiMalloc> =
+    detcd_sim::cost::CountingAlloc(mimalloc::MiMalloc);
+
 /// What to tell the user to run to replay an artifact.
 const REPLAY_PROGRAM: &str = "ci/sim";
 
@@ -401,7 +409,7 @@ fn shorten(text: &str) -> String {
 #[cfg(madsim)]
 fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
     println!(
-        "{:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "{:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9}   per op: {:>7} {:>6} {:>6} {:>6} {:>6} {:>6}",
         "members",
         "seed",
         "ops",
@@ -412,11 +420,18 @@ fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
         "sim/cpu",
         "ops/s sim",
         "fork+io ms",
-        "check ms"
+        "check ms",
+        "allocs",
+        "tasks",
+        "msgs",
+        "spans",
+        "events",
+        "cpu µs"
     );
     let mut ok = true;
     for members in [3, 5] {
         let (mut sim_ms, mut wall_ms, mut cpu_ms) = (0, 0, 0);
+        let (mut total_ops, mut cost) = (0u64, detcd_sim::cost::RunCost::default());
         for seed in 0..seeds {
             let config = catalog::bench_config(seed, members, clients, duration_ms);
             let outer = Instant::now();
@@ -430,8 +445,15 @@ fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
             wall_ms += r.wall_ms;
             cpu_ms += r.cpu_ms;
             let ops = r.history.len().saturating_sub(1);
+            let [allocs, tasks, msgs, spans, events] = r.cost.per_op(ops as u64);
+            total_ops += ops as u64;
+            cost.allocs += r.cost.allocs;
+            cost.tasks += r.cost.tasks;
+            cost.net_msgs += r.cost.net_msgs;
+            cost.spans += r.cost.spans;
+            cost.events += r.cost.events;
             println!(
-                "{:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>8.1}x {:>8.1}x {:>9.0} {:>10} {:>9}",
+                "{:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>8.1}x {:>8.1}x {:>9.0} {:>10} {:>9}   per op: {allocs:>7.0} {tasks:>6.1} {msgs:>6.1} {spans:>6.1} {events:>6.1} {:>6.0}",
                 members,
                 seed,
                 ops,
@@ -442,13 +464,17 @@ fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
                 r.sim_ms as f64 / r.cpu_ms.max(1) as f64,
                 ops as f64 * 1000.0 / r.sim_ms.max(1) as f64,
                 outer_ms.saturating_sub(r.wall_ms),
-                check_ms
+                check_ms,
+                r.cpu_ms as f64 * 1000.0 / ops.max(1) as f64
             );
         }
+        let [allocs, tasks, msgs, spans, events] = cost.per_op(total_ops);
         println!(
-            "{members}-member cluster, {clients} clients: sim/wall {:.1}x, sim/cpu {:.1}x over {seeds} runs",
+            "{members}-member cluster, {clients} clients: sim/wall {:.1}x, sim/cpu {:.1}x over {seeds} runs; \
+             per op: {allocs:.0} allocs, {tasks:.1} tasks, {msgs:.1} msgs, {spans:.1} spans, {events:.1} events, {:.0} µs cpu",
             sim_ms as f64 / wall_ms.max(1) as f64,
-            sim_ms as f64 / cpu_ms.max(1) as f64
+            sim_ms as f64 / cpu_ms.max(1) as f64,
+            cpu_ms as f64 * 1000.0 / total_ops.max(1) as f64
         );
     }
     Ok(ok)
