@@ -26,11 +26,6 @@ use serde::{Deserialize, Serialize};
 use crate::raft::{Entry, HardState, Ready, RestartState, Snapshot, SnapshotMeta};
 use crate::storage::{Disk, SnapshotError, SnapshotStore, TornTail, Wal, WalError, WalOptions};
 
-/// A Ready with at most this many entries is synced "alone" (see
-/// [`crate::storage::DiskFile::sync_data_alone`]): one proposal at a time means light
-/// load, where the sync's thread hand-offs would cost more than they spare.
-pub const SYNC_ALONE_ENTRIES_MAX: usize = 1;
-
 /// How many snapshot files to keep after a new one is saved.
 pub const SNAPSHOTS_KEPT: usize = 2;
 
@@ -335,10 +330,7 @@ impl<D: Disk> RaftStorage<D> {
             return Ok(());
         }
         let first_seq = self.wal.next_seq();
-        if self.must_sync(ready) && ready.entries.len() <= SYNC_ALONE_ENTRIES_MAX {
-            // A lone small batch (light load): sync in place, sparing thread hand-offs.
-            self.wal.append_sync_alone(&payloads).await?;
-        } else if self.must_sync(ready) {
+        if self.must_sync(ready) {
             self.wal.append_sync(&payloads).await?;
         } else {
             self.wal.append(&payloads).await?;

@@ -76,14 +76,6 @@ pub trait DiskFile: Send + Sync + 'static {
     /// the written data is in an unknown state; the caller must not assume it is durable.
     fn sync_data(&mut self) -> impl Future<Output = io::Result<()>> + Send;
 
-    /// [`DiskFile::sync_data`] for a caller that expects to be alone: a disk whose sync
-    /// would otherwise hand the thread's other tasks elsewhere (the real one, on a
-    /// multi-threaded runtime) blocks in place instead, which saves the thread hand-offs
-    /// when nothing else is waiting. The guarantee is the same.
-    fn sync_data_alone(&mut self) -> impl Future<Output = io::Result<()>> + Send {
-        self.sync_data()
-    }
-
     /// Truncates or extends (with zeros) the file to `len` bytes.
     fn set_len(&mut self, len: u64) -> impl Future<Output = io::Result<()>> + Send;
 

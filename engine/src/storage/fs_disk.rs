@@ -4,9 +4,7 @@
 //! in real mode (the WAL's fdatasync blocks the raft loop's persist step anyway, which
 //! is what etcd does too). `sync_data` is `fdatasync`; on a multi-threaded tokio runtime
 //! it runs in `block_in_place`, so the tasks queued on the syncing worker (the clients
-//! the last apply just answered) move to another thread instead of waiting out the sync;
-//! `sync_data_alone` (a caller with a lone small batch) syncs in place, sparing those
-//! hand-offs.
+//! the last apply just answered) move to another thread instead of waiting out the sync.
 //! `sync_dir` opens the directory and fsyncs it; `preallocate` is `fallocate(2)` on
 //! Linux and a zero-extending `set_len` elsewhere.
 //!
@@ -131,10 +129,6 @@ impl DiskFile for FsFile {
     async fn sync_data(&mut self) -> io::Result<()> {
         let file = &self.file;
         off_worker(|| file.sync_data())
-    }
-
-    async fn sync_data_alone(&mut self) -> io::Result<()> {
-        self.file.sync_data()
     }
 
     async fn set_len(&mut self, len: u64) -> io::Result<()> {

@@ -285,10 +285,6 @@ impl<D: Disk> Wal<D> {
 
     /// Makes every appended record durable (one fdatasync).
     pub async fn sync(&mut self) -> Result<(), WalError> {
-        self.sync_with(false).await
-    }
-
-    async fn sync_with(&mut self, alone: bool) -> Result<(), WalError> {
         if self.poisoned {
             return Err(WalError::Poisoned);
         }
@@ -296,12 +292,7 @@ impl<D: Disk> Wal<D> {
             return Ok(());
         }
         let path = self.current_path();
-        let result = if alone {
-            self.file.sync_data_alone().await
-        } else {
-            self.file.sync_data().await
-        }
-        .map_err(io_err("sync", &path));
+        let result = self.file.sync_data().await.map_err(io_err("sync", &path));
         match result {
             Ok(()) => self.synced_before = self.next_seq,
             Err(_) => self.poisoned = true,
@@ -316,17 +307,6 @@ impl<D: Disk> Wal<D> {
     ) -> Result<u64, WalError> {
         let last = self.append(payloads).await?;
         self.sync().await?;
-        Ok(last)
-    }
-
-    /// [`Wal::append_sync`] for a lone small batch: the sync may block the calling
-    /// thread in place (see [`crate::storage::DiskFile::sync_data_alone`]).
-    pub async fn append_sync_alone<P: AsRef<[u8]> + Sync>(
-        &mut self,
-        payloads: &[P],
-    ) -> Result<u64, WalError> {
-        let last = self.append(payloads).await?;
-        self.sync_with(true).await?;
         Ok(last)
     }
 
