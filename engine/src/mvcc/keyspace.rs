@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -102,10 +103,15 @@ type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 pub const RECORD_OVERHEAD_BYTES: u64 = 48;
 
 /// All versions of all keys still held (see the module doc).
+///
+/// Keys, revision lists and records are shared (`Arc`), so a clone copies only the two
+/// maps' nodes and counts references: a snapshot takes a copy under the lock and encodes
+/// it elsewhere. A revision list is copied on write only while such a copy is alive;
+/// records never change once written. The encoding is the same as unshared values'.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeySpace {
-    index: BTreeMap<Vec<u8>, Vec<Revision>>,
-    records: BTreeMap<Revision, Record>,
+    index: BTreeMap<Arc<[u8]>, Arc<Vec<Revision>>>,
+    records: BTreeMap<Revision, Arc<Record>>,
     /// The sum of [`record_bytes`] over `records`; not encoded, recounted on restore.
     #[serde(skip)]
     size_bytes: u64,
@@ -136,7 +142,7 @@ impl KeySpace {
         let revs = self.index.get(key)?;
         let n = revs.partition_point(|r| r.main <= at);
         let rev = *revs.get(n.checked_sub(1)?)?;
-        self.records.get(&rev).map(|rec| (rev, rec))
+        self.records.get(&rev).map(|rec| (rev, &**rec))
     }
 
     /// The live value of `key` at revision `at`, if the key existed then.
@@ -202,14 +208,20 @@ impl KeySpace {
     }
 
     fn insert(&mut self, rev: Revision, record: Record) {
-        let revs = self.index.entry(record.key.clone()).or_default();
+        let revs = match self.index.get_mut(record.key.as_slice()) {
+            Some(revs) => revs,
+            None => self
+                .index
+                .entry(Arc::from(record.key.as_slice()))
+                .or_default(),
+        };
         debug_assert!(
             revs.last().is_none_or(|last| *last < rev),
             "revisions go up"
         );
-        revs.push(rev);
+        Arc::make_mut(revs).push(rev);
         self.size_bytes += record_bytes(&record);
-        self.records.insert(rev, record);
+        self.records.insert(rev, Arc::new(record));
     }
 
     /// The held changes' key and value bytes plus [`RECORD_OVERHEAD_BYTES`] each: an
@@ -221,7 +233,7 @@ impl KeySpace {
 
     /// Recomputes [`Self::size_bytes`] from the held changes (after decoding).
     pub fn recount(&mut self) {
-        self.size_bytes = self.records.values().map(record_bytes).sum();
+        self.size_bytes = self.records.values().map(|r| record_bytes(r)).sum();
     }
 
     /// Forgets history before revision `at`: each key keeps its changes from `at` on,
@@ -243,7 +255,9 @@ impl KeySpace {
             {
                 keep_from = last;
             }
-            dropped.extend(revs.drain(..keep_from));
+            if keep_from > 0 {
+                dropped.extend(Arc::make_mut(revs).drain(..keep_from));
+            }
             !revs.is_empty()
         });
         for rev in dropped {
@@ -337,9 +351,9 @@ impl KeySpace {
             if revs.windows(2).any(|w| w[0] >= w[1]) {
                 return Err("a key's revisions are not ascending".into());
             }
-            for rev in revs {
+            for rev in revs.iter() {
                 match self.records.get(rev) {
-                    Some(rec) if &rec.key == key => indexed += 1,
+                    Some(rec) if rec.key.as_slice() == &**key => indexed += 1,
                     _ => return Err(format!("revision {}.{} has no record", rev.main, rev.sub)),
                 }
             }
@@ -381,6 +395,37 @@ mod tests {
     }
 
     #[test]
+    fn a_clone_shares_records_and_keeps_its_view_while_the_original_moves_on() {
+        let mut ks = KeySpace::default();
+        for i in 2..40 {
+            ks.put(format!("k{}", i % 5).as_bytes(), vec![i as u8], 0, rev(i));
+        }
+        let copy = ks.clone();
+        let first = Revision { main: 2, sub: 0 };
+        assert!(Arc::ptr_eq(&ks.records[&first], &copy.records[&first]));
+        let frozen_hash = copy.hash(39, 0);
+        let frozen = copy.range(&KeyRange::From(Vec::new()), 39);
+        for i in 40..60 {
+            ks.put(format!("k{}", i % 7).as_bytes(), vec![i as u8], 0, rev(i));
+        }
+        ks.delete(b"k1", rev(60));
+        ks.compact(50);
+        assert_eq!(
+            copy.hash(39, 0),
+            frozen_hash,
+            "the copy does not see later writes"
+        );
+        assert_eq!(copy.range(&KeyRange::From(Vec::new()), 39), frozen);
+        assert!(copy.check_consistent().is_ok());
+        assert_ne!(ks.range(&KeyRange::From(Vec::new()), 60), frozen);
+        // The shared form encodes like an unshared one would: it decodes back equal.
+        let bytes = postcard::to_allocvec(&copy).expect("encodes");
+        let back: KeySpace = postcard::from_bytes(&bytes).expect("decodes");
+        assert_eq!(back.records, copy.records);
+        assert_eq!(back.index, copy.index);
+    }
+
+    #[test]
     fn versions_and_generations() {
         let mut ks = KeySpace::default();
         let (kv, prev) = ks.put(b"k", b"1".to_vec(), 0, rev(2));
@@ -419,7 +464,7 @@ mod tests {
             .collect();
         assert_eq!(before, after);
         assert!(!ks.index.contains_key(b"b".as_slice()), "dead key dropped");
-        assert_eq!(ks.index[b"a".as_slice()], vec![rev(3)]);
+        assert_eq!(*ks.index[b"a".as_slice()], vec![rev(3)]);
         assert!(ks.check_consistent().is_ok());
         // The tombstone at exactly the compact revision is kept for event replay.
         ks.compact(7);

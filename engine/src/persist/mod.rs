@@ -70,6 +70,36 @@ pub enum PersistError {
     },
 }
 
+/// [`SnapshotFile`] borrowed, for writing: the same bytes (postcard writes a byte
+/// sequence and a `u8` list alike), without copying the payload first.
+#[derive(Serialize)]
+struct SnapshotFileRef<'a> {
+    meta: &'a SnapshotMeta,
+    #[serde(serialize_with = "payload_bytes")]
+    data: &'a [u8],
+}
+
+/// Writes snapshot files (see [`RaftStorage::snapshot_writer`]). It writes the file
+/// only; the snapshot counts once [`RaftStorage::snapshot_written`] has marked it.
+pub struct SnapshotWriter<D: Disk> {
+    snapshots: SnapshotStore<D>,
+}
+
+impl<D: Disk> SnapshotWriter<D> {
+    /// Saves the snapshot at `meta` atomically and durably (a crash leaves the old set of
+    /// files, or the old set plus this one).
+    pub async fn write(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), PersistError> {
+        let bytes = postcard::to_allocvec(&SnapshotFileRef { meta, data }).map_err(|e| {
+            PersistError::Encode {
+                what: "snapshot",
+                reason: e.to_string(),
+            }
+        })?;
+        self.snapshots.save(meta.index, meta.term, &bytes).await?;
+        Ok(())
+    }
+}
+
 /// Durable state found on disk.
 #[derive(Debug)]
 pub struct Recovered {
@@ -332,6 +362,9 @@ impl<D: Disk> RaftStorage<D> {
     /// Saves a snapshot the state machine took at `meta.index` (already applied and
     /// persisted), then releases the WAL segments and old snapshot files it makes
     /// redundant. Call [`crate::raft::RawNode::compact`] with the same data afterwards.
+    ///
+    /// This is [`SnapshotWriter::write`] followed by [`RaftStorage::snapshot_written`];
+    /// a driver that must not wait for a large file calls those two apart.
     pub async fn save_snapshot(
         &mut self,
         meta: SnapshotMeta,
@@ -340,7 +373,26 @@ impl<D: Disk> RaftStorage<D> {
         if meta.index <= self.snapshot_meta.index {
             return Ok(());
         }
-        self.save_snapshot_file(&meta, data).await?;
+        self.snapshot_writer().write(&meta, data).await?;
+        self.mark_snapshot(meta).await
+    }
+
+    /// A writer of snapshot files into this storage's snapshot store, for a task of its
+    /// own: writing a file touches neither the WAL nor this value.
+    pub fn snapshot_writer(&self) -> SnapshotWriter<D> {
+        SnapshotWriter {
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    /// Takes note that [`SnapshotWriter::write`] made the snapshot at `meta` durable:
+    /// marks it in the WAL and releases the WAL segments and old snapshot files it makes
+    /// redundant. A snapshot at or below the current one (a newer one was installed
+    /// from the leader meanwhile) is ignored; its file is purged with the other old ones.
+    pub async fn snapshot_written(&mut self, meta: SnapshotMeta) -> Result<(), PersistError> {
+        if meta.index <= self.snapshot_meta.index {
+            return Ok(());
+        }
         self.mark_snapshot(meta).await
     }
 
@@ -363,29 +415,13 @@ impl<D: Disk> RaftStorage<D> {
         if snapshot.meta.index <= self.snapshot_meta.index {
             return Ok(());
         }
-        self.save_snapshot_file(&snapshot.meta, &snapshot.data)
+        self.snapshot_writer()
+            .write(&snapshot.meta, &snapshot.data)
             .await?;
         // Entries the snapshot covers are superseded; entries after it are not kept by
         // the core either (a snapshot from the leader replaces the whole log).
         self.entry_seqs.clear();
         self.mark_snapshot(snapshot.meta.clone()).await
-    }
-
-    async fn save_snapshot_file(
-        &mut self,
-        meta: &SnapshotMeta,
-        data: &[u8],
-    ) -> Result<(), PersistError> {
-        let file = SnapshotFile {
-            meta: meta.clone(),
-            data: data.to_vec(),
-        };
-        let bytes = postcard::to_allocvec(&file).map_err(|e| PersistError::Encode {
-            what: "snapshot",
-            reason: e.to_string(),
-        })?;
-        self.snapshots.save(meta.index, meta.term, &bytes).await?;
-        Ok(())
     }
 
     /// Records in the WAL that a snapshot is durable, writes the hard state after the mark,

@@ -257,6 +257,70 @@ fn a_bad_ready_is_refused_not_written() {
     assert!(matches!(err, PersistError::Corrupt(_)));
 }
 
+#[test]
+fn a_snapshot_written_apart_survives_power_loss_before_and_after_its_mark() {
+    for (seed, mark) in [(1u64, false), (2, true), (3, false), (4, true)] {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let disk = MemDisk::new();
+        let (mut node, mut storage) = new_leader(&disk);
+        propose(&mut node, &mut storage, 200, "w");
+        let status = node.status();
+        let meta = SnapshotMeta {
+            index: status.applied,
+            term: status.term,
+            conf_state: status.conf_state.clone(),
+        };
+        // The file is written by someone else while the log keeps growing.
+        block_on(storage.snapshot_writer().write(&meta, b"apart")).expect("write");
+        propose(&mut node, &mut storage, 5, "between");
+        if mark {
+            node.compact(meta.index, b"apart".to_vec())
+                .expect("compact");
+            block_on(storage.snapshot_written(meta.clone())).expect("mark");
+            propose(&mut node, &mut storage, 2, "after");
+        }
+        let last = node.status().last_index;
+        disk.power_loss(&mut rng);
+
+        let restart = reopen(&disk).expect("reopen").restart;
+        // The durable file is used whether or not the WAL marked it; the log covers
+        // everything after it.
+        assert_eq!(restart.snapshot.meta, meta, "seed {seed}");
+        assert_eq!(restart.snapshot.data, b"apart");
+        assert_eq!(
+            restart.entries.first().map(|e| e.index),
+            Some(meta.index + 1),
+            "seed {seed}"
+        );
+        assert_eq!(restart.entries.last().map(|e| e.index), Some(last));
+        RawNode::restart(Config::new(1), restart).expect("restart");
+    }
+}
+
+#[test]
+fn a_snapshot_older_than_the_current_one_is_not_marked() {
+    let disk = MemDisk::new();
+    let (mut node, mut storage) = new_leader(&disk);
+    propose(&mut node, &mut storage, 20, "o");
+    let status = node.status();
+    let newer = SnapshotMeta {
+        index: status.applied,
+        term: status.term,
+        conf_state: status.conf_state.clone(),
+    };
+    let older = SnapshotMeta {
+        index: status.applied - 5,
+        ..newer.clone()
+    };
+    block_on(storage.save_snapshot(newer.clone(), b"newer")).expect("newer");
+    block_on(storage.snapshot_writer().write(&older, b"older")).expect("write older");
+    block_on(storage.snapshot_written(older)).expect("ignored");
+    assert_eq!(storage.snapshot_meta().index, newer.index);
+    disk.crash();
+    let restart = reopen(&disk).expect("reopen").restart;
+    assert_eq!(restart.snapshot.meta, newer);
+}
+
 proptest::proptest! {
     /// The borrowed entry record writes exactly the owned `Record::Entry`'s bytes, so
     /// recovery reads it back as before.
@@ -278,5 +342,28 @@ proptest::proptest! {
         proptest::prop_assert_eq!(&borrowed, &owned);
         let back: Record = postcard::from_bytes(&borrowed).expect("decodes");
         proptest::prop_assert!(matches!(back, Record::Entry(e) if e == entry));
+    }
+
+    /// The borrowed snapshot file writes exactly the owned one's bytes, so recovery
+    /// reads it back as before.
+    #[test]
+    fn borrowed_snapshot_files_encode_like_owned_ones(
+        index in 0u64..u64::MAX,
+        term in 0u64..u64::MAX,
+        voters in proptest::collection::btree_set(1u64..9, 0..4),
+        data in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+    ) {
+        let meta = SnapshotMeta {
+            index,
+            term,
+            conf_state: ConfState { voters, ..ConfState::default() },
+        };
+        let borrowed = postcard::to_allocvec(&SnapshotFileRef { meta: &meta, data: &data })
+            .expect("encodes");
+        let owned = postcard::to_allocvec(&SnapshotFile { meta: meta.clone(), data: data.clone() })
+            .expect("encodes");
+        proptest::prop_assert_eq!(&borrowed, &owned);
+        let back: SnapshotFile = postcard::from_bytes(&borrowed).expect("decodes");
+        proptest::prop_assert_eq!(back.data, data);
     }
 }

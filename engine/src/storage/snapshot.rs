@@ -109,6 +109,14 @@ pub struct SnapshotStore<D: Disk> {
     disk: D,
 }
 
+impl<D: Disk> Clone for SnapshotStore<D> {
+    fn clone(&self) -> Self {
+        Self {
+            disk: self.disk.clone(),
+        }
+    }
+}
+
 fn encode(meta: SnapshotMeta, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + data.len());
     out.extend_from_slice(MAGIC);

@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::mvcc::KvState;
 use crate::pb::detcdpeerpb::{InternalRequest, LeaseExpire, internal_request};
 use crate::persist::RaftStorage;
+use crate::persist::SnapshotWriter;
 use crate::raft::{
-    ConfChange, ConfChangeKind, Message, RaftError, RawNode, Ready, Role, SoftState,
+    ConfChange, ConfChangeKind, Message, RaftError, RawNode, Ready, Role, SnapshotMeta, SoftState,
 };
+use crate::server::membership::Membership;
 use crate::storage::Disk;
 
 use super::{
@@ -100,6 +103,8 @@ pub(super) struct RaftLoop<D: Disk> {
     pub(super) expiring: BTreeSet<i64>,
     soft: SoftState,
     last_snapshot_index: u64,
+    /// The local snapshot being encoded and written by a task of its own, if any.
+    snapshot_job: Option<SnapshotJob>,
     last_progress_ms: u64,
     pub(super) stop: bool,
 }
@@ -130,6 +135,7 @@ impl<D: Disk> RaftLoop<D> {
             conf_waiters: BTreeMap::new(),
             expiring: BTreeSet::new(),
             last_snapshot_index,
+            snapshot_job: None,
             last_progress_ms: 0,
             stop: false,
         }
@@ -155,6 +161,12 @@ impl<D: Disk> RaftLoop<D> {
                     Some(command) => self.handle(command),
                     None => break,
                 },
+                written = snapshot_written(&mut self.snapshot_job) => {
+                    if let Err(e) = self.on_snapshot_written(written).await {
+                        tracing::error!(member = self.shared.config.member_id, error = %e, "raft loop stops");
+                        self.stop = true;
+                    }
+                }
             }
             for _ in 0..COMMANDS_PER_TURN_MAX {
                 match self.commands.try_recv() {
@@ -167,6 +179,12 @@ impl<D: Disk> RaftLoop<D> {
                 tracing::error!(member = self.shared.config.member_id, error = %e, "raft loop stops");
                 self.stop = true;
             }
+        }
+        // A snapshot file half-written by a task that outlives the loop would race the
+        // next start's clean-up of the directory: let it finish (it is not marked, so
+        // it changes nothing the WAL says).
+        if let Some(job) = self.snapshot_job.take() {
+            let _ = job.done.await;
         }
         self.fail_everything(ServerError::Stopped);
         // Writes queued behind the stop have waiters of their own to fail.
@@ -333,7 +351,7 @@ impl<D: Disk> RaftLoop<D> {
             self.handle_ready(ready).await?;
             self.raw.advance();
             self.publish_status();
-            self.maybe_snapshot().await?;
+            self.maybe_snapshot();
         }
         let woken = {
             let kv = lock(&self.shared.kv);
@@ -348,6 +366,13 @@ impl<D: Disk> RaftLoop<D> {
     async fn handle_ready(&mut self, ready: Ready) -> Result<(), ServerError> {
         if let Some(soft) = ready.soft_state {
             self.on_soft_state(soft);
+        }
+        if ready.snapshot.is_some()
+            && let Some(job) = self.snapshot_job.take()
+        {
+            // One writer at a time in the snapshot directory: the leader's snapshot is
+            // newer, so the local one is dropped once its file is complete.
+            let _ = job.done.await;
         }
         let syncs = self.storage.must_sync(&ready);
         let started = tokio::time::Instant::now();
@@ -419,33 +444,69 @@ impl<D: Disk> RaftLoop<D> {
         Ok(())
     }
 
-    async fn maybe_snapshot(&mut self) -> Result<(), ServerError> {
+    /// Starts a snapshot once `snapshot_count` entries were applied since the last one.
+    /// The loop only copies the state (under the kv lock) and hands it to a task, which
+    /// encodes it and writes the file; the loop compacts the log and marks the WAL when
+    /// the task reports the file durable (see [`Self::on_snapshot_written`]).
+    fn maybe_snapshot(&mut self) {
         let applied = self.raw.status().applied;
         let count = self.shared.config.snapshot_count.max(1);
-        if applied < self.last_snapshot_index + count {
-            return Ok(());
+        if self.snapshot_job.is_some()
+            || applied < self.last_snapshot_index + count
+            // Compaction needs the index persisted here too.
+            || applied > self.raw.log().stable_to()
+        {
+            return;
         }
-        let data = {
-            let kv = lock(&self.shared.kv);
-            let members = lock(&self.shared.members).clone();
-            postcard::to_allocvec(&StateSnapshot {
-                kv: kv.snapshot(),
-                members,
-            })
-            .map_err(|e| ServerError::Internal(format!("cannot encode a snapshot: {e}")))?
+        let Some(term) = self.raw.log().term(applied) else {
+            return;
         };
+        let meta = SnapshotMeta {
+            index: applied,
+            term,
+            conf_state: self.raw.log().conf_state_at(applied).clone(),
+        };
+        let started = tokio::time::Instant::now();
+        let (kv, members) = {
+            let kv = lock(&self.shared.kv);
+            (kv.clone(), lock(&self.shared.members).clone())
+        };
+        let copied = started.elapsed();
+        tracing::info!(
+            member = self.shared.config.member_id,
+            index = applied,
+            copy_us = copied.as_micros() as u64,
+            "snapshot: state copied, encoding and writing it in a task"
+        );
+        let writer = self.storage.snapshot_writer();
+        let (done_tx, done) = oneshot::channel();
+        tokio::spawn(async move {
+            let result = write_snapshot(writer, meta, kv, members).await;
+            let _ = done_tx.send(result);
+        });
+        self.snapshot_job = Some(SnapshotJob {
+            index: applied,
+            started,
+            done,
+        });
+    }
+
+    /// The snapshot task finished: on success the file is durable, so the core keeps the
+    /// data for followers, the log is compacted up to it, and the WAL marks it (which
+    /// releases the segments before it).
+    async fn on_snapshot_written(&mut self, written: Written) -> Result<(), ServerError> {
+        let (meta, data) = written?;
+        let index = meta.index;
         let data_bytes = data.len() as u64;
-        match self.raw.compact(applied, data) {
+        match self.raw.compact(index, data) {
             Ok(()) => {}
-            // Not yet persisted that far: try again after the next Ready.
+            // A snapshot from the leader replaced the log meanwhile.
             Err(RaftError::CompactOutOfRange { .. }) => return Ok(()),
             Err(e) => return Err(ServerError::Internal(e.to_string())),
         }
-        let meta = self.raw.log().snapshot_meta().clone();
         let started = tokio::time::Instant::now();
-        // The core keeps the data (for followers that fall behind); save that copy.
         self.storage
-            .save_snapshot(meta, &self.raw.log().snapshot().data)
+            .snapshot_written(meta)
             .await
             .map_err(|e| ServerError::Internal(e.to_string()))?;
         self.shared
@@ -453,10 +514,11 @@ impl<D: Disk> RaftLoop<D> {
             .backend_commit
             .observe(started.elapsed());
         self.shared.metrics.set_db_size(data_bytes);
-        self.last_snapshot_index = applied;
+        self.last_snapshot_index = index;
         tracing::info!(
             member = self.shared.config.member_id,
-            index = applied,
+            index,
+            bytes = data_bytes,
             "saved a snapshot"
         );
         Ok(())
@@ -504,4 +566,71 @@ impl<D: Disk> RaftLoop<D> {
             let _ = w.send(Err(err.clone()));
         }
     }
+}
+
+/// What a snapshot task reports: the position and the encoded state, durable in a file.
+type Written = Result<(SnapshotMeta, Vec<u8>), ServerError>;
+
+/// A local snapshot in the making (see [`RaftLoop::maybe_snapshot`]).
+struct SnapshotJob {
+    /// The applied index it covers.
+    index: u64,
+    /// When the state was copied.
+    started: tokio::time::Instant,
+    /// The task's report.
+    done: oneshot::Receiver<Written>,
+}
+
+/// Waits for the snapshot task, if there is one (never returns when there is none).
+async fn snapshot_written(job: &mut Option<SnapshotJob>) -> Written {
+    let Some(running) = job.as_mut() else {
+        return std::future::pending().await;
+    };
+    let result = (&mut running.done)
+        .await
+        .unwrap_or_else(|_| Err(ServerError::Internal("the snapshot task vanished".into())));
+    if let Some(finished) = job.take() {
+        tracing::debug!(
+            index = finished.index,
+            took_ms = finished.started.elapsed().as_millis() as u64,
+            "snapshot task done"
+        );
+    }
+    result
+}
+
+/// Encodes a copy of the state and writes it as the snapshot at `meta`. In real mode the
+/// encoding and the file's write run on a blocking thread; under the simulator they run
+/// in this task.
+async fn write_snapshot<D: Disk>(
+    writer: SnapshotWriter<D>,
+    meta: SnapshotMeta,
+    kv: KvState,
+    members: Membership,
+) -> Written {
+    let encode = move || {
+        postcard::to_allocvec(&StateSnapshot {
+            kv: kv.snapshot(),
+            members,
+        })
+        .map_err(|e| ServerError::Internal(format!("cannot encode a snapshot: {e}")))
+    };
+    let write = move |data: Vec<u8>| async move {
+        writer
+            .write(&meta, &data)
+            .await
+            .map_err(|e| ServerError::Internal(e.to_string()))?;
+        Ok((meta, data))
+    };
+    // The real disk's calls block: the file is written on the blocking thread too.
+    #[cfg(not(madsim))]
+    let written = tokio::task::spawn_blocking(move || {
+        let data = encode()?;
+        tokio::runtime::Handle::current().block_on(write(data))
+    })
+    .await
+    .unwrap_or_else(|e| Err(ServerError::Internal(format!("snapshot task failed: {e}"))));
+    #[cfg(madsim)]
+    let written = write(encode()?).await;
+    written
 }
