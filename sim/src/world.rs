@@ -66,6 +66,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The server config of member `i` in a cluster of `members`.
+/// Applied entries between a member's snapshots. Far below the server's default
+/// (100000), so every run takes snapshots in the background, compacts its log and sends
+/// whole snapshots to members that fell behind while writes, crashes and power loss go on.
+const MEMBER_SNAPSHOT_COUNT: u64 = 100;
+
 fn member_config(i: u64, members: u64) -> Result<ServerConfig, String> {
     let cluster = (1..=members)
         .map(|j| format!("n{j}=http://10.0.0.{j}:2380"))
@@ -79,6 +84,7 @@ fn member_config(i: u64, members: u64) -> Result<ServerConfig, String> {
         format!("--listen-peer-urls=http://10.0.0.{i}:2380"),
         format!("--initial-advertise-peer-urls=http://10.0.0.{i}:2380"),
         format!("--initial-cluster={cluster}"),
+        format!("--snapshot-count={MEMBER_SNAPSHOT_COUNT}"),
     ];
     match config::parse(args, &BTreeMap::new()) {
         Ok(Command::Serve(c)) => Ok(*c),
@@ -742,6 +748,8 @@ pub fn run_in_process(config: &RunConfig) -> RunResult {
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                 .unwrap_or_else(|| "non-string panic".to_owned());
             trace.push(format!("panic: {message}"));
+            // The members' lines up to the panic are what explains it.
+            result.logs = merge_logs(BTreeMap::new(), member_logs.lines());
             result
                 .failures
                 .push(format!("panic in simulation: {message}"));
