@@ -27,6 +27,8 @@ mod segment;
 
 pub use error::WalError;
 
+use std::io;
+
 use super::disk::{Disk, DiskFile};
 use error::io_err;
 use format::{SEGMENT_HEADER_BYTES, SegmentId, encode_record, framed_bytes};
@@ -248,7 +250,6 @@ impl<D: Disk> Wal<D> {
         if buf.is_empty() {
             return Ok(());
         }
-        let path = self.current_path();
         debug_assert!(
             self.offset + buf.len() as u64 <= self.opts.segment_bytes,
             "a batch must never overrun its segment"
@@ -256,10 +257,16 @@ impl<D: Disk> Wal<D> {
         self.file
             .write_at(self.offset, buf)
             .await
-            .map_err(io_err("write", &path))?;
+            .map_err(self.segment_err("write"))?;
         self.offset += buf.len() as u64;
         buf.clear();
         Ok(())
+    }
+
+    /// The error of a failed `op` on the current segment; its path is only built then
+    /// (every write and sync would otherwise format it).
+    fn segment_err(&self, op: &'static str) -> impl FnOnce(io::Error) -> WalError + '_ {
+        move |source| io_err(op, &self.current_path())(source)
     }
 
     fn current_path(&self) -> String {
@@ -291,8 +298,11 @@ impl<D: Disk> Wal<D> {
         if self.synced_before == self.next_seq {
             return Ok(());
         }
-        let path = self.current_path();
-        let result = self.file.sync_data().await.map_err(io_err("sync", &path));
+        let result = self
+            .file
+            .sync_data()
+            .await
+            .map_err(self.segment_err("sync"));
         match result {
             Ok(()) => self.synced_before = self.next_seq,
             Err(_) => self.poisoned = true,
