@@ -312,6 +312,21 @@ impl WatchHub {
         }
     }
 
+    /// The key space was replaced by a newer one (a snapshot from the leader) whose
+    /// newest revision is `current_revision`: the revisions in between were never
+    /// applied here, so no live event announced them. Every watcher still short of
+    /// `current_revision` reads them from the new history on the next
+    /// [`WatchHub::catch_up`] (or is cancelled, if they are compacted there).
+    pub fn history_replaced(&mut self, current_revision: i64) {
+        for s in self.streams.values_mut() {
+            for w in s.watchers.values_mut() {
+                if w.next_rev <= current_revision {
+                    w.synced = false;
+                }
+            }
+        }
+    }
+
     /// Moves unsynced watchers forward from history, within the bounds; cancels those
     /// whose next revision has been compacted. Call after applying a batch and whenever a
     /// stream's queue drained.

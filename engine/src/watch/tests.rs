@@ -232,6 +232,39 @@ fn a_slow_stream_falls_back_to_history_without_gaps_or_duplicates() {
 }
 
 #[test]
+fn a_replaced_history_is_caught_up_from_not_skipped() {
+    let mut history = FakeHistory::new();
+    let mut hub = WatchHub::new(Limits::default());
+    hub.create(1, &create_req("k", "", 0), &history);
+    write_and_notify(&mut hub, &mut history, &[("k", true)]); // rev 2, live
+    // A snapshot from the leader brings revisions 3..=5 without applying them here.
+    for _ in 0..3 {
+        history.write(&[("k", true)]);
+    }
+    hub.catch_up(&history);
+    let before_replace = event_revisions(&hub.drain(1, 100));
+    // Without being told, the hub still believes the watcher is live: 3..=5 are lost.
+    assert_eq!(before_replace, vec![(0, vec![2])]);
+    hub.history_replaced(history.current);
+    hub.catch_up(&history);
+    write_and_notify(&mut hub, &mut history, &[("k", true)]); // rev 6, live again
+    let revs: Vec<i64> = event_revisions(&hub.drain(1, 100))
+        .into_iter()
+        .flat_map(|(_, r)| r)
+        .collect();
+    assert_eq!(revs, vec![3, 4, 5, 6], "every revision once, in order");
+    // Revisions the replacement compacted away cancel the watcher instead.
+    for _ in 0..3 {
+        history.write(&[("k", true)]); // 7..=9
+    }
+    history.compacted = 8;
+    hub.history_replaced(history.current);
+    hub.catch_up(&history);
+    let out = hub.drain(1, 100);
+    assert!(out.iter().any(|r| r.canceled && r.compact_revision == 8));
+}
+
+#[test]
 fn a_compacted_start_revision_cancels_with_the_compact_revision() {
     let mut history = FakeHistory::new();
     for _ in 0..5 {

@@ -438,7 +438,10 @@ impl<D: Disk> RaftLoop<D> {
         if self.soft.role == Role::Leader {
             kv.promote(self.shared.now_ms(), 0);
         }
+        let current_revision = kv.store().current_revision();
         *lock(&self.shared.kv) = kv;
+        // Watchers catch up on the revisions the snapshot skipped (in drain_ready).
+        lock(&self.shared.hub).history_replaced(current_revision);
         self.network.set_peers(state.members.peer_urls());
         *lock(&self.shared.members) = state.members;
         Ok(())
