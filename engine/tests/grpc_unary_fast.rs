@@ -5,10 +5,10 @@
 
 #![cfg(not(madsim))]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod services_support;
 
-use detcd_engine::mvcc::KvConfig;
+use std::net::SocketAddr;
+
 use detcd_engine::pb::etcdserverpb::kv_server::KvServer;
 use detcd_engine::pb::etcdserverpb::{
     DeleteRangeRequest, PutRequest, PutResponse, RangeRequest, RequestOp, TxnRequest, request_op,
@@ -17,8 +17,7 @@ use detcd_engine::server::grpc::cluster::ClusterService;
 use detcd_engine::server::grpc::kv::KvService;
 use detcd_engine::server::http::client_router;
 use detcd_engine::server::listen::client_port::{ClientPort, GrpcServices, serve_connections};
-use detcd_engine::server::node::{self, NoPeers, NodeConfig};
-use detcd_engine::storage::{MemDisk, Preallocation, WalOptions};
+use detcd_engine::server::node::NodeConfig;
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use prost::Message;
@@ -30,42 +29,11 @@ const MESSAGE_BYTES_MAX: usize = REQUEST_BYTES_MAX + 1024;
 
 /// Serves a fresh single-member node's client port, with the fast path or without.
 async fn serve(fast: bool) -> SocketAddr {
-    let config = NodeConfig {
-        member_id: 1,
-        cluster_id: 7,
-        name: "n1".to_owned(),
-        client_urls: vec!["http://127.0.0.1:2379".to_owned()],
-        initial_members: vec![detcd_engine::server::membership::MemberRecord {
-            id: 1,
-            name: "n1".to_owned(),
-            peer_urls: vec!["http://n1:2380".to_owned()],
-            ..Default::default()
-        }],
-        join_existing: false,
-        tick_ms: 10,
-        election_ticks: 5,
-        pre_vote: true,
-        snapshot_count: 10_000,
-        kv: KvConfig::default(),
+    let node = services_support::single_node_with(NodeConfig {
         request_bytes_max: REQUEST_BYTES_MAX,
-        quota_backend_bytes: 1 << 30,
-        seed: 11,
-        wal: WalOptions {
-            segment_bytes: 64 * 1024,
-            record_bytes_max: 16 * 1024,
-            preallocation: Preallocation::None,
-        },
-        watch_progress_interval_ms: 0,
-    };
-    let node = node::start(config, MemDisk::new(), Arc::new(NoPeers))
-        .await
-        .expect("node starts");
-    tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        node.wait_status(|s| s.is_leader),
-    )
-    .await
-    .expect("elected in time");
+        ..services_support::config(0)
+    })
+    .await;
     let mut grpc = GrpcServices::default();
     if fast {
         grpc = grpc.with_unary_kv(KvService::new(node.clone()), MESSAGE_BYTES_MAX);
