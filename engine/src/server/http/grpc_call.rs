@@ -148,16 +148,8 @@ impl GrpcCall {
         node: &NodeHandle,
         metrics: &Arc<Metrics>,
     ) -> Result<GrpcCall, Box<Response<GrpcBody>>> {
-        let mut call = GrpcCall {
-            call: Call::from_path(path),
-            metrics: Arc::clone(metrics),
-            lost: None,
-        };
+        let mut call = Self::start_unary(path, headers, node, metrics)?;
         if has_leader::wanted(headers) {
-            if node.status().leader == 0 {
-                let refusal = has_leader::no_leader_status().into_http();
-                return Err(Box::new(call.respond(refusal)));
-            }
             call.lost = Some(Box::pin(has_leader::leader_lost(node.clone())));
         }
         Ok(call)
