@@ -124,6 +124,62 @@ async fn a_restarted_peer_is_reconnected() {
     assert!(arrived.is_some_and(|i| i >= 100), "got {arrived:?}");
 }
 
+/// Member 1 knows member 2; member 2's list names only itself (it is behind on
+/// membership changes). Returns both transports, member 2's node and what member 1's
+/// node receives, after member 1 has reached member 2 once.
+async fn a_stranger_reaches_member_2(
+    removed: &[u64],
+) -> (
+    Transport,
+    Transport,
+    Vec<PeerServerProcess>,
+    tokio::sync::mpsc::UnboundedReceiver<(u64, Vec<Message>)>,
+) {
+    let stranger = Transport::new(1, CLUSTER_ID);
+    let behind = Transport::new(2, CLUSTER_ID);
+    let (stranger_node, stranger_received) = StubNode::new();
+    let (behind_node, mut behind_received) = StubNode::new();
+    behind_node.removed.lock().expect("lock").extend(removed);
+    let stranger_server = PeerServerProcess::start(&stranger, stranger_node, any_port());
+    let behind_server = PeerServerProcess::start(&behind, behind_node, any_port());
+    stranger.set_peers(peers(&[
+        (1, stranger_server.url()),
+        (2, behind_server.url()),
+    ]));
+    behind.set_peers(peers(&[(2, behind_server.url())]));
+    stranger.send(vec![append(1, 2, 1)]);
+    assert_eq!(receive_messages(&mut behind_received, 1).await.len(), 1);
+    (
+        stranger,
+        behind,
+        vec![stranger_server, behind_server],
+        stranger_received,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_on_membership_answers_a_stranger_that_reached_it() {
+    let (_stranger, behind, _servers, mut stranger_received) =
+        a_stranger_reaches_member_2(&[]).await;
+    assert!(behind.is_linked(1), "member 2 linked back to member 1");
+    behind.send(vec![append(2, 1, 9)]);
+    let got = receive_messages(&mut stranger_received, 1).await;
+    assert_eq!(got.len(), 1, "the answer reached member 1");
+    assert_eq!((got[0].0, got[0].1.index), (2, 9));
+    assert_eq!(behind.stats().dropped_unknown_peer, 0);
+    // A member list that still does not name member 1 keeps the link.
+    behind.set_peers(BTreeMap::new());
+    assert!(behind.is_linked(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_is_not_linked_back() {
+    let (_stranger, behind, _servers, _stranger_received) = a_stranger_reaches_member_2(&[1]).await;
+    assert!(!behind.is_linked(1));
+    behind.send(vec![append(2, 1, 9)]);
+    assert_eq!(behind.stats().dropped_unknown_peer, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_requests_round_trip_with_errors() {
     let follower = Transport::new(1, CLUSTER_ID);
@@ -297,6 +353,7 @@ async fn wrong_cluster_is_refused_and_bad_batches_are_dropped() {
         to: 2,
         messages,
         ack_requested,
+        from_peer_urls: Vec::new(),
     };
     let batches = vec![
         batch(

@@ -52,6 +52,9 @@ impl PeerHandler for Recorder {
     ) -> BoxFuture<'static, Result<LeaseTimeToLiveResponse, ServerError>> {
         Box::pin(async { Err(ServerError::NotLeader) })
     }
+    fn is_removed(&self, _member: u64) -> bool {
+        false
+    }
 }
 
 fn append(index: u64) -> Message {

@@ -60,6 +60,10 @@ impl PeerHandler for NodeHandle {
         NodeHandle::step(self, messages);
     }
 
+    fn is_removed(&self, member: u64) -> bool {
+        self.members().is_removed(member)
+    }
+
     fn propose(&self, request: InternalRequest) -> BoxFuture<Result<(), ServerError>> {
         let node = self.clone();
         Box::pin(async move { node.propose_local(request).await })

@@ -25,6 +25,8 @@ pub struct StubNode {
     pub stepped: mpsc::UnboundedSender<(u64, Vec<Message>)>,
     /// Proposals seen, by request id.
     pub proposals: Mutex<Vec<u64>>,
+    /// Members this node counts as removed from the cluster.
+    pub removed: Mutex<Vec<u64>>,
 }
 
 impl StubNode {
@@ -33,6 +35,7 @@ impl StubNode {
         let node = StubNode {
             stepped,
             proposals: Mutex::new(Vec::new()),
+            removed: Mutex::new(Vec::new()),
         };
         (Arc::new(node), receiver)
     }
@@ -83,6 +86,10 @@ impl PeerHandler for StubNode {
         _request: LeaseTimeToLiveRequest,
     ) -> BoxFuture<'static, Result<LeaseTimeToLiveResponse, ServerError>> {
         Box::pin(async { Err(ServerError::Timeout) })
+    }
+
+    fn is_removed(&self, member: u64) -> bool {
+        self.removed.lock().expect("lock").contains(&member)
     }
 }
 

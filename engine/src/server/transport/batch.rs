@@ -25,6 +25,8 @@ pub(crate) struct Batcher<'a> {
     shared: &'a Shared,
     peer: u64,
     carry: Option<Vec<u8>>,
+    /// This call's first batch went out, naming this member's peer URLs.
+    introduced: bool,
 }
 
 impl<'a> Batcher<'a> {
@@ -33,6 +35,7 @@ impl<'a> Batcher<'a> {
             shared,
             peer,
             carry: None,
+            introduced: false,
         }
     }
 
@@ -81,14 +84,22 @@ impl<'a> Batcher<'a> {
     }
 
     /// A batch of `messages` (none: a liveness probe) with this link's header; it asks
-    /// for no ack (the link decides that when sending).
-    pub(crate) fn batch(&self, messages: Vec<Vec<u8>>) -> RaftBatch {
+    /// for no ack (the link decides that when sending). The first batch of a call also
+    /// names this member's peer URLs, for a receiver that does not know it yet.
+    pub(crate) fn batch(&mut self, messages: Vec<Vec<u8>>) -> RaftBatch {
+        let from_peer_urls = if self.introduced {
+            Vec::new()
+        } else {
+            self.introduced = true;
+            self.shared.own_peer_urls()
+        };
         RaftBatch {
             cluster_id: self.shared.cluster_id,
             from: self.shared.member_id,
             to: self.peer,
             messages,
             ack_requested: false,
+            from_peer_urls,
         }
     }
 }

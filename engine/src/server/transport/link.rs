@@ -57,6 +57,9 @@ pub(crate) struct LinkHandle {
     pub(crate) forward_client: PeerClient<Channel>,
     /// The forwarding stream for proposals and read-index requests.
     pub(crate) forwarder: Forwarder,
+    /// Linked because the peer reached this member first, not because the member list
+    /// names it (see [`super::Transport::add_remote`]).
+    pub(crate) remote: bool,
     peer: u64,
     queue: mpsc::Sender<Message>,
     endpoints: Arc<Vec<Endpoint>>,
@@ -105,6 +108,7 @@ impl LinkHandle {
             urls,
             forward_client,
             forwarder,
+            remote: false,
             peer,
             queue,
             endpoints,

@@ -120,6 +120,8 @@ struct Inner {
 pub(crate) struct Shared {
     pub(crate) member_id: u64,
     pub(crate) cluster_id: u64,
+    /// This member's peer URLs as its member list gives them (empty until it does).
+    own_peer_urls: Mutex<Vec<String>>,
     failures: Mutex<BTreeSet<PeerFailure>>,
     pub(crate) dropped_queue_full: AtomicU64,
     pub(crate) dropped_unreachable: AtomicU64,
@@ -132,6 +134,7 @@ impl Shared {
         Shared {
             member_id,
             cluster_id,
+            own_peer_urls: Mutex::new(Vec::new()),
             failures: Mutex::new(BTreeSet::new()),
             dropped_queue_full: AtomicU64::new(0),
             dropped_unreachable: AtomicU64::new(0),
@@ -142,6 +145,11 @@ impl Shared {
 
     pub(crate) fn report(&self, failure: PeerFailure) {
         lock(&self.failures).insert(failure);
+    }
+
+    /// This member's peer URLs, which its links name to the peers they reach.
+    pub(crate) fn own_peer_urls(&self) -> Vec<String> {
+        lock(&self.own_peer_urls).clone()
     }
 }
 
@@ -178,14 +186,26 @@ impl Transport {
     }
 
     /// The members to talk to (id -> peer URLs such as `http://127.0.0.1:2380`); this
-    /// member's own id is ignored. Adds and removes per-peer links; a peer whose URLs
-    /// changed gets a new link. Must be called inside the runtime that runs the links.
+    /// member's own entry gives the URLs its links introduce it by. Adds and removes
+    /// per-peer links; a peer whose URLs changed gets a new link. A remote
+    /// ([`Transport::add_remote`]) the list does not name stays; one it names becomes a
+    /// peer like the others. Must be called inside the runtime that runs the links.
     pub fn set_peers(&self, peers: BTreeMap<u64, Vec<String>>) {
         let shared = &self.inner.shared;
+        if let Some(own) = peers.get(&shared.member_id) {
+            own.clone_into(&mut lock(&shared.own_peer_urls));
+        }
         let mut current = lock(&self.inner.peers);
-        current.retain(|id, link| peers.get(id).is_some_and(|urls| *urls == link.urls));
+        current.retain(|id, link| match peers.get(id) {
+            Some(urls) => *urls == link.urls,
+            None => link.remote,
+        });
         for (id, urls) in peers {
-            if id == shared.member_id || current.contains_key(&id) {
+            if id == shared.member_id {
+                continue;
+            }
+            if let Some(link) = current.get_mut(&id) {
+                link.remote = false;
                 continue;
             }
             match link::LinkHandle::start(Arc::clone(shared), id, urls) {
@@ -195,6 +215,33 @@ impl Transport {
                 Err(error) => tracing::warn!(peer = id, %error, "not linking to peer"),
             }
         }
+    }
+
+    /// Links to `member`, which reached this member first with its peer `urls`, if no
+    /// link to it exists: its member list does not name `member` yet, because this
+    /// member is behind on membership changes (it was down or cut off while `member`
+    /// joined). Without the link nothing this member says reaches `member` (a new
+    /// leader, say) and it never catches up. The link stays until a member list names
+    /// the member (it becomes an ordinary peer) or names it with other URLs.
+    pub fn add_remote(&self, member: u64, urls: Vec<String>) {
+        let shared = &self.inner.shared;
+        let mut current = lock(&self.inner.peers);
+        if member == shared.member_id || urls.is_empty() || current.contains_key(&member) {
+            return;
+        }
+        match link::LinkHandle::start(Arc::clone(shared), member, urls) {
+            Ok(mut link) => {
+                tracing::info!(peer = member, urls = ?link.urls, "linked to a member not in the member list yet");
+                link.remote = true;
+                current.insert(member, link);
+            }
+            Err(error) => tracing::warn!(peer = member, %error, "not linking to remote member"),
+        }
+    }
+
+    /// Whether a link to `member` exists (a peer or a remote).
+    pub fn is_linked(&self, member: u64) -> bool {
+        lock(&self.inner.peers).contains_key(&member)
     }
 
     /// Queues Raft messages for their addressees. Never blocks or awaits: a full queue
@@ -237,7 +284,11 @@ impl Transport {
     /// The gRPC service to mount on the peer listener, calling `handler` for what
     /// arrives. Message size limits are raised to [`PEER_GRPC_MESSAGE_BYTES_MAX`].
     pub fn service<H: PeerHandler>(&self, handler: Arc<H>) -> PeerGrpcServer<H> {
-        PeerService::server(Arc::clone(&self.inner.shared), handler)
+        PeerService::server(
+            Arc::clone(&self.inner.shared),
+            Arc::downgrade(&self.inner),
+            handler,
+        )
     }
 
     /// Forwards a proposal to `to` (the leader); returns once the leader accepted it

@@ -7,16 +7,16 @@
 //! Not here: what the node does with them.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use super::Shared;
 use super::batch::decode_message;
 use super::errors::status_from_server_error;
+use super::{Inner, Shared, Transport};
 use crate::pb::detcdpeerpb::peer_server::{Peer, PeerServer};
 use crate::pb::detcdpeerpb::{
     ForwardRequest, ForwardResponse, ProposeRequest, ProposeResponse, RaftAck, RaftBatch,
@@ -51,6 +51,9 @@ pub trait PeerHandler: Send + Sync + 'static {
         &self,
         request: LeaseTimeToLiveRequest,
     ) -> BoxFuture<'static, Result<LeaseTimeToLiveResponse, ServerError>>;
+    /// Whether `member` was removed from the cluster: such a member is never linked
+    /// back to when it reaches this member.
+    fn is_removed(&self, member: u64) -> bool;
 }
 
 /// The `Peer` service as tonic mounts it (the simulator's generated server also names
@@ -65,6 +68,9 @@ pub type PeerGrpcServer<H> = PeerServer<PeerService<H>, tonic::codegen::Identity
 /// The `Peer` service of one member (built by [`super::Transport::service`]).
 pub struct PeerService<H> {
     shared: Arc<Shared>,
+    /// The transport, to link back to senders it does not know (not kept alive by the
+    /// service: once the member's transport is gone, so are its links).
+    transport: Weak<Inner>,
     handler: Arc<H>,
 }
 
@@ -72,6 +78,7 @@ impl<H> Clone for PeerService<H> {
     fn clone(&self) -> Self {
         PeerService {
             shared: Arc::clone(&self.shared),
+            transport: Weak::clone(&self.transport),
             handler: Arc::clone(&self.handler),
         }
     }
@@ -101,7 +108,7 @@ impl<H: PeerHandler> Receiving<H> {
     /// it with an error the sender sees.
     async fn next_ack(&mut self) -> Option<Result<RaftAck, tonic::Status>> {
         while !self.done {
-            let batch = match self.inbound.message().await {
+            let mut batch = match self.inbound.message().await {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
                 Err(status) => {
@@ -115,6 +122,10 @@ impl<H: PeerHandler> Receiving<H> {
             }
             self.batches_received += 1;
             let from = batch.from;
+            if !batch.from_peer_urls.is_empty() {
+                self.service
+                    .link_back(from, std::mem::take(&mut batch.from_peer_urls));
+            }
             let ack_requested = batch.ack_requested;
             let messages = self.service.decode_batch(batch);
             if !messages.is_empty() {
@@ -133,10 +144,18 @@ impl<H: PeerHandler> Receiving<H> {
 
 impl<H: PeerHandler> PeerService<H> {
     /// The service wrapped for tonic, with the message size limits raised.
-    pub(crate) fn server(shared: Arc<Shared>, handler: Arc<H>) -> PeerGrpcServer<H> {
-        PeerServer::new(PeerService { shared, handler })
-            .max_decoding_message_size(super::PEER_GRPC_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(super::PEER_GRPC_MESSAGE_BYTES_MAX)
+    pub(crate) fn server(
+        shared: Arc<Shared>,
+        transport: Weak<Inner>,
+        handler: Arc<H>,
+    ) -> PeerGrpcServer<H> {
+        PeerServer::new(PeerService {
+            shared,
+            transport,
+            handler,
+        })
+        .max_decoding_message_size(super::PEER_GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(super::PEER_GRPC_MESSAGE_BYTES_MAX)
     }
 
     /// Checks a batch's header; a mismatch ends the stream with this status.
@@ -156,6 +175,20 @@ impl<H: PeerHandler> PeerService<H> {
         Ok(())
     }
 
+    /// A sender introduced itself with its peer URLs: link back to it if the transport
+    /// does not know it yet, unless it was removed from the cluster.
+    fn link_back(&self, from: u64, urls: Vec<String>) {
+        let Some(inner) = self.transport.upgrade() else {
+            return;
+        };
+        let transport = Transport { inner };
+        // The node is asked only about strangers, and without the transport's lock held.
+        if transport.is_linked(from) || self.handler.is_removed(from) {
+            return;
+        }
+        transport.add_remote(from, urls);
+    }
+
     /// Checks a forwarded request's addresses, like a batch's header.
     fn check_forward_header(&self, request: &ForwardRequest) -> Result<(), tonic::Status> {
         self.check_header(&RaftBatch {
@@ -164,6 +197,7 @@ impl<H: PeerHandler> PeerService<H> {
             to: request.to,
             messages: Vec::new(),
             ack_requested: false,
+            from_peer_urls: Vec::new(),
         })
     }
 
