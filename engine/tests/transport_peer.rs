@@ -124,24 +124,28 @@ async fn a_restarted_peer_is_reconnected() {
     assert!(arrived.is_some_and(|i| i >= 100), "got {arrived:?}");
 }
 
-/// Member 1 knows member 2; member 2's list names only itself (it is behind on
-/// membership changes). Returns both transports, member 2's node and what member 1's
-/// node receives, after member 1 has reached member 2 once.
-async fn a_stranger_reaches_member_2(
-    removed: &[u64],
-) -> (
-    Transport,
-    Transport,
-    Vec<PeerServerProcess>,
-    tokio::sync::mpsc::UnboundedReceiver<(u64, Vec<Message>)>,
-) {
+/// Member 1 (the stranger) knows member 2; member 2's list names only itself, because
+/// it is behind on membership changes.
+struct Stranger {
+    stranger: Transport,
+    behind: Transport,
+    behind_node: std::sync::Arc<StubNode>,
+    /// What member 1's node receives.
+    stranger_received: tokio::sync::mpsc::UnboundedReceiver<(u64, Vec<Message>)>,
+    stranger_url: String,
+    _servers: Vec<PeerServerProcess>,
+}
+
+/// Member 1 reaches member 2 once; member 2 counts the members in `removed` as removed.
+async fn a_stranger_reaches_member_2(removed: &[u64]) -> Stranger {
     let stranger = Transport::new(1, CLUSTER_ID);
     let behind = Transport::new(2, CLUSTER_ID);
     let (stranger_node, stranger_received) = StubNode::new();
     let (behind_node, mut behind_received) = StubNode::new();
     behind_node.removed.lock().expect("lock").extend(removed);
     let stranger_server = PeerServerProcess::start(&stranger, stranger_node, any_port());
-    let behind_server = PeerServerProcess::start(&behind, behind_node, any_port());
+    let behind_server =
+        PeerServerProcess::start(&behind, std::sync::Arc::clone(&behind_node), any_port());
     stranger.set_peers(peers(&[
         (1, stranger_server.url()),
         (2, behind_server.url()),
@@ -149,35 +153,83 @@ async fn a_stranger_reaches_member_2(
     behind.set_peers(peers(&[(2, behind_server.url())]));
     stranger.send(vec![append(1, 2, 1)]);
     assert_eq!(receive_messages(&mut behind_received, 1).await.len(), 1);
-    (
+    Stranger {
         stranger,
         behind,
-        vec![stranger_server, behind_server],
+        behind_node,
         stranger_received,
-    )
+        stranger_url: stranger_server.url(),
+        _servers: vec![stranger_server, behind_server],
+    }
+}
+
+/// Member 1 keeps sending until member 2's link to it is `linked` (or the wait runs out).
+async fn talk_until_linked(s: &Stranger, linked: bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+    let mut index = 10;
+    while s.behind.is_linked(1) != linked && tokio::time::Instant::now() < deadline {
+        s.stranger.send(vec![append(1, 2, index)]);
+        index += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.behind.is_linked(1) == linked
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_behind_on_membership_answers_a_stranger_that_reached_it() {
-    let (_stranger, behind, _servers, mut stranger_received) =
-        a_stranger_reaches_member_2(&[]).await;
-    assert!(behind.is_linked(1), "member 2 linked back to member 1");
-    behind.send(vec![append(2, 1, 9)]);
-    let got = receive_messages(&mut stranger_received, 1).await;
+    let mut s = a_stranger_reaches_member_2(&[]).await;
+    assert!(s.behind.is_linked(1), "member 2 linked back to member 1");
+    s.behind.send(vec![append(2, 1, 9)]);
+    let got = receive_messages(&mut s.stranger_received, 1).await;
     assert_eq!(got.len(), 1, "the answer reached member 1");
     assert_eq!((got[0].0, got[0].1.index), (2, 9));
-    assert_eq!(behind.stats().dropped_unknown_peer, 0);
+    assert_eq!(s.behind.stats().dropped_unknown_peer, 0);
     // A member list that still does not name member 1 keeps the link.
-    behind.set_peers(BTreeMap::new());
-    assert!(behind.is_linked(1));
+    s.behind.set_peers(BTreeMap::new());
+    assert!(s.behind.is_linked(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_dropped_by_an_older_member_list_is_linked_back_when_it_talks_again() {
+    let mut s = a_stranger_reaches_member_2(&[]).await;
+    // Member 2 catches up: its list names member 1, an ordinary peer now.
+    s.behind.set_peers(peers(&[(1, s.stranger_url.clone())]));
+    assert!(s.behind.is_linked(1));
+    // A snapshot brings a member list from before member 1 joined.
+    s.behind.set_peers(BTreeMap::new());
+    assert!(
+        !s.behind.is_linked(1),
+        "an ordinary peer the list drops is unlinked"
+    );
+    assert!(
+        talk_until_linked(&s, true).await,
+        "member 1 talking again is linked back"
+    );
+    s.behind.send(vec![append(2, 1, 99)]);
+    let got = receive_messages(&mut s.stranger_received, 1).await;
+    assert_eq!(got.len(), 1, "the answer reached member 1");
+    assert_eq!(got[0].1.index, 99);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_linked_back_is_unlinked_once_known_removed() {
+    let s = a_stranger_reaches_member_2(&[]).await;
+    assert!(s.behind.is_linked(1));
+    // Member 2 learns that member 1 was removed; its list changes; member 1 talks again.
+    s.behind_node.removed.lock().expect("lock").push(1);
+    s.behind.set_peers(BTreeMap::new());
+    assert!(
+        talk_until_linked(&s, false).await,
+        "a removed member is unlinked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_member_is_not_linked_back() {
-    let (_stranger, behind, _servers, _stranger_received) = a_stranger_reaches_member_2(&[1]).await;
-    assert!(!behind.is_linked(1));
-    behind.send(vec![append(2, 1, 9)]);
-    assert_eq!(behind.stats().dropped_unknown_peer, 1);
+    let s = a_stranger_reaches_member_2(&[1]).await;
+    assert!(!s.behind.is_linked(1));
+    s.behind.send(vec![append(2, 1, 9)]);
+    assert_eq!(s.behind.stats().dropped_unknown_peer, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,7 +110,7 @@ pub struct Transport {
 
 /// What the transport owns. Link tasks hold only [`Shared`], so dropping the last
 /// `Transport` drops the peer queues and the link tasks end.
-struct Inner {
+pub(crate) struct Inner {
     shared: Arc<Shared>,
     peers: Mutex<BTreeMap<u64, link::LinkHandle>>,
     forward_timeout_ms: AtomicU64,
@@ -122,6 +122,8 @@ pub(crate) struct Shared {
     pub(crate) cluster_id: u64,
     /// This member's peer URLs as its member list gives them (empty until it does).
     own_peer_urls: Mutex<Vec<String>>,
+    /// Bumped by every [`Transport::set_peers`], after the links changed.
+    peers_generation: AtomicU64,
     failures: Mutex<BTreeSet<PeerFailure>>,
     pub(crate) dropped_queue_full: AtomicU64,
     pub(crate) dropped_unreachable: AtomicU64,
@@ -135,6 +137,7 @@ impl Shared {
             member_id,
             cluster_id,
             own_peer_urls: Mutex::new(Vec::new()),
+            peers_generation: AtomicU64::new(0),
             failures: Mutex::new(BTreeSet::new()),
             dropped_queue_full: AtomicU64::new(0),
             dropped_unreachable: AtomicU64::new(0),
@@ -145,6 +148,11 @@ impl Shared {
 
     pub(crate) fn report(&self, failure: PeerFailure) {
         lock(&self.failures).insert(failure);
+    }
+
+    /// How many times the peer list was set.
+    pub(crate) fn peers_generation(&self) -> u64 {
+        self.peers_generation.load(Ordering::Acquire)
     }
 
     /// This member's peer URLs, which its links name to the peers they reach.
@@ -215,14 +223,16 @@ impl Transport {
                 Err(error) => tracing::warn!(peer = id, %error, "not linking to peer"),
             }
         }
+        shared.peers_generation.fetch_add(1, Ordering::Release);
     }
 
-    /// Links to `member`, which reached this member first with its peer `urls`, if no
-    /// link to it exists: its member list does not name `member` yet, because this
-    /// member is behind on membership changes (it was down or cut off while `member`
-    /// joined). Without the link nothing this member says reaches `member` (a new
-    /// leader, say) and it never catches up. The link stays until a member list names
-    /// the member (it becomes an ordinary peer) or names it with other URLs.
+    /// Links to `member`, which reached this member with its peer `urls`, if no link to
+    /// it exists: this member's member list does not name `member`, because it is behind
+    /// on membership changes (it was down or cut off while `member` joined, or a
+    /// snapshot from the leader brought an older list). Without the link nothing this
+    /// member says reaches `member` (a new leader, say) and it never catches up. The
+    /// link stays until a member list names the member (it becomes an ordinary peer) or
+    /// names it with other URLs.
     pub fn add_remote(&self, member: u64, urls: Vec<String>) {
         let shared = &self.inner.shared;
         let mut current = lock(&self.inner.peers);
@@ -236,6 +246,15 @@ impl Transport {
                 current.insert(member, link);
             }
             Err(error) => tracing::warn!(peer = member, %error, "not linking to remote member"),
+        }
+    }
+
+    /// Drops the link to `member` if [`Transport::add_remote`] made it.
+    pub fn drop_remote(&self, member: u64) {
+        let mut current = lock(&self.inner.peers);
+        if current.get(&member).is_some_and(|link| link.remote) {
+            current.remove(&member);
+            tracing::info!(peer = member, "unlinked a removed member");
         }
     }
 

@@ -100,6 +100,12 @@ struct Receiving<H> {
     batches_received: u64,
     /// The stream ended or failed: no more acks.
     done: bool,
+    /// The sender's peer URLs, from the stream's first batch.
+    sender_urls: Vec<String>,
+    /// The transport's peer list generation when this stream last made sure the sender
+    /// is linked back; a changed list (a snapshot's older member list, say) may have
+    /// dropped the link, so it is checked again.
+    linked_at_generation: Option<u64>,
 }
 
 impl<H: PeerHandler> Receiving<H> {
@@ -123,8 +129,12 @@ impl<H: PeerHandler> Receiving<H> {
             self.batches_received += 1;
             let from = batch.from;
             if !batch.from_peer_urls.is_empty() {
-                self.service
-                    .link_back(from, std::mem::take(&mut batch.from_peer_urls));
+                self.sender_urls = std::mem::take(&mut batch.from_peer_urls);
+            }
+            let generation = self.service.shared.peers_generation();
+            if !self.sender_urls.is_empty() && self.linked_at_generation != Some(generation) {
+                self.linked_at_generation = Some(generation);
+                self.service.link_back(from, &self.sender_urls);
             }
             let ack_requested = batch.ack_requested;
             let messages = self.service.decode_batch(batch);
@@ -176,17 +186,19 @@ impl<H: PeerHandler> PeerService<H> {
     }
 
     /// A sender introduced itself with its peer URLs: link back to it if the transport
-    /// does not know it yet, unless it was removed from the cluster.
-    fn link_back(&self, from: u64, urls: Vec<String>) {
+    /// does not know it (yet, or any more); if it was removed from the cluster, drop
+    /// a link made that way instead.
+    fn link_back(&self, from: u64, urls: &[String]) {
         let Some(inner) = self.transport.upgrade() else {
             return;
         };
         let transport = Transport { inner };
-        // The node is asked only about strangers, and without the transport's lock held.
-        if transport.is_linked(from) || self.handler.is_removed(from) {
-            return;
+        // Asked without the transport's lock held (the node may be setting peers).
+        if self.handler.is_removed(from) {
+            transport.drop_remote(from);
+        } else {
+            transport.add_remote(from, urls.to_vec());
         }
-        transport.add_remote(from, urls);
     }
 
     /// Checks a forwarded request's addresses, like a batch's header.
@@ -308,6 +320,8 @@ impl<H: PeerHandler> Peer for PeerService<H> {
             inbound: request.into_inner(),
             batches_received: 0,
             done: false,
+            sender_urls: Vec::new(),
+            linked_at_generation: None,
         };
         let acks = futures_util::stream::unfold(receiving, |mut receiving| async move {
             let ack = receiving.next_ack().await?;
