@@ -56,8 +56,9 @@ mod sim_wire {
     use crate::raft::Message;
 
     thread_local! {
-        /// The next ticket and the parked messages.
-        static PARKED: RefCell<(u64, BTreeMap<u64, Message>)> =
+        /// The next ticket and the parked messages (boxed: a message is large, and the
+        /// map moves its values around as it grows and shrinks).
+        static PARKED: RefCell<(u64, BTreeMap<u64, Box<Message>>)> =
             const { RefCell::new((0, BTreeMap::new())) };
     }
 
@@ -67,7 +68,7 @@ mod sim_wire {
             let mut p = p.borrow_mut();
             p.0 += 1;
             let ticket = p.0;
-            p.1.insert(ticket, message);
+            p.1.insert(ticket, Box::new(message));
             ticket.to_le_bytes().to_vec()
         })
     }
@@ -75,7 +76,7 @@ mod sim_wire {
     /// The message parked under the ticket `bytes`, taken out.
     pub(super) fn take(bytes: &[u8]) -> Option<Message> {
         let ticket = u64::from_le_bytes(bytes.try_into().ok()?);
-        PARKED.with(|p| p.borrow_mut().1.remove(&ticket))
+        PARKED.with(|p| p.borrow_mut().1.remove(&ticket).map(|m| *m))
     }
 }
 
