@@ -12,19 +12,31 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// CPU time (user + system) this process has used so far, ms; in a forked child, since
-/// the fork. 0 if the kernel does not say.
-pub fn own_cpu_ms() -> u64 {
+/// This process's resource usage so far (in a forked child, since the fork); `None` if
+/// the kernel does not say.
+fn own_usage() -> Option<libc::rusage> {
     // SAFETY: an all-zero `rusage` is a valid value for getrusage(2) to overwrite.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid out-pointer for the duration of the call.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+    (unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0).then_some(usage)
+}
+
+/// CPU time (user + system) this process has used so far, ms; in a forked child, since
+/// the fork. 0 if the kernel does not say.
+pub fn own_cpu_ms() -> u64 {
+    let Some(usage) = own_usage() else {
         return 0;
-    }
+    };
     let ms = |t: libc::timeval| {
         u64::try_from(t.tv_sec).unwrap_or(0) * 1000 + u64::try_from(t.tv_usec).unwrap_or(0) / 1000
     };
     ms(usage.ru_utime) + ms(usage.ru_stime)
+}
+
+/// Minor page faults (memory first touched, each one zeroed by the kernel) this process
+/// has taken so far; in a forked child, since the fork. 0 if the kernel does not say.
+pub fn own_minor_faults() -> u64 {
+    own_usage().map_or(0, |u| u64::try_from(u.ru_minflt).unwrap_or(0))
 }
 
 /// Runs `f` on a fresh thread of a forked child and returns its value.

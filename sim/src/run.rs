@@ -106,6 +106,10 @@ pub struct RunResult {
     /// inflated when other work shares the machine. 0 when not measured.
     #[serde(default)]
     pub cpu_ms: u64,
+    /// Minor page faults of the process that ran it (memory first touched). 0 when not
+    /// measured.
+    #[serde(default)]
+    pub minor_faults: u64,
     /// p50 and p99 of acknowledged writes' latency, µs.
     pub commit_latency_us: (u64, u64),
     /// Work counts of the run (allocations, tasks, messages, spans).
@@ -134,6 +138,7 @@ pub fn run(config: &RunConfig) -> RunResult {
     crate::isolate::in_child(move || {
         let mut result = run_in_process(&child_config);
         result.cpu_ms = crate::isolate::own_cpu_ms();
+        result.minor_faults = crate::isolate::own_minor_faults();
         result
     })
     .unwrap_or_else(|e| RunResult {

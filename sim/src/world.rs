@@ -32,6 +32,7 @@ use crate::observe::{self, Observations, VoteNotice};
 use crate::run::{Profile, RunConfig, RunResult, WorkloadSpec};
 use crate::trace::{self, TraceLog};
 use crate::workload::Recorder;
+use crate::workload::direct::{self, Reach};
 use crate::workload::kv::{self, KvClientConfig};
 use crate::workload::{cas, kube, lease, watch};
 
@@ -117,6 +118,8 @@ struct World {
     /// Clogged directed member links.
     links: BTreeSet<(u64, u64)>,
     clogged: BTreeSet<u64>,
+    /// Which members clients can reach over their direct connections, and in which life.
+    reach: Reach,
     /// Power losses so far, to seed each one differently.
     losses: u64,
     trace: TraceLog,
@@ -137,6 +140,7 @@ impl World {
         let logs: Arc<Mutex<BTreeMap<u64, Vec<String>>>> = Arc::default();
         let observed: Observations = Arc::default();
         let (votes_tx, votes_rx) = tokio::sync::mpsc::unbounded_channel();
+        let reach = Reach::default();
         let mut hosts = BTreeMap::new();
         let mut disks = BTreeMap::new();
         for i in 1..=config.members {
@@ -158,6 +162,7 @@ impl World {
             let member_logs = Arc::clone(&logs);
             let watched = Arc::clone(&observed);
             let votes = (config.knobs.crash_after_vote_down_ms > 0).then(|| votes_tx.clone());
+            let member_reach = reach.clone();
             let seed = config.seed;
             // Each start of the member gets its own seed: the engine draws its proposal
             // IDs from it, and a restarted member reusing its last life's IDs would take an
@@ -177,6 +182,7 @@ impl World {
                     let failures = Arc::clone(&failures);
                     let watched = Arc::clone(&watched);
                     let votes = votes.clone();
+                    let member_reach = member_reach.clone();
                     let boot = boots.fetch_add(1, Ordering::Relaxed);
                     let seed = seed ^ boot.wrapping_mul(0x9e37_79b9_7f4a_7c15);
                     async move {
@@ -187,6 +193,8 @@ impl World {
                             Ok(server) => {
                                 lock(&failures).remove(&i);
                                 lock(&registry).insert(i, server.node().clone());
+                                tokio::spawn(direct::serve(i, server.node().clone()));
+                                member_reach.up(i, boot);
                                 observe::follow(server.node().clone(), i, watched, votes).await;
                             }
                             Err(e) => {
@@ -226,6 +234,7 @@ impl World {
             paused: BTreeSet::new(),
             links: BTreeSet::new(),
             clogged: BTreeSet::new(),
+            reach,
             losses: 0,
             trace,
             logs,
@@ -276,6 +285,7 @@ impl World {
         };
         self.handle.kill(id);
         lock(&self.nodes).remove(&member);
+        self.reach.down(member);
         if let Some(disk) = self.disks.get(&member) {
             if power_loss {
                 self.losses += 1;
@@ -309,6 +319,7 @@ impl World {
                 disk.crash();
             }
         }
+        self.reach.down(member);
         self.handle.restart(id);
         self.down.remove(&member);
         self.paused.remove(&member);
@@ -378,6 +389,7 @@ impl World {
                 if let Some(id) = self.host_id(*member) {
                     NetSim::current().clog_node(id);
                     self.clogged.insert(*member);
+                    self.reach.set_clogged(*member, true);
                 }
                 String::new()
             }
@@ -385,6 +397,7 @@ impl World {
                 if let Some(id) = self.host_id(*member) {
                     NetSim::current().unclog_node(id);
                     self.clogged.remove(member);
+                    self.reach.set_clogged(*member, false);
                 }
                 String::new()
             }
@@ -500,6 +513,7 @@ impl World {
             if let Some(id) = self.host_id(m) {
                 net.unclog_node(id);
             }
+            self.reach.set_clogged(m, false);
         }
         net.update_config(|c| c.packet_loss_rate = 0.0);
         for m in std::mem::take(&mut self.paused) {
@@ -891,6 +905,7 @@ async fn simulate(
             seed: config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ c,
             start,
             stop,
+            reach: world.reach.clone(),
         };
         let index = usize::try_from(c - 1).unwrap_or(0) % profiles.len().max(1);
         let (rec, tr) = (recorder.clone(), trace.clone());
@@ -939,9 +954,10 @@ async fn simulate(
             let mut target = leader;
             let ok = loop {
                 let (rec, tr, op) = (recorder.clone(), trace.clone(), op.clone());
+                let reach = world.reach.clone();
                 let ok = reader
                     .spawn(async move {
-                        let mut conns = kv::Connections::new();
+                        let mut conns = kv::Connections::new(reach);
                         kv::call(id, target, op, start, &mut conns, &rec, &tr).await
                     })
                     .await

@@ -81,16 +81,23 @@ impl KvState {
             store: &self.store,
             leases: self.leases.ttls(),
         };
-        let mut out = Vec::with_capacity(HEADER_BYTES + CRC_BYTES);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
-        // postcard into a Vec only fails on allocation failure.
-        match postcard::to_extend(&body, out) {
-            Ok(v) => out = v,
-            Err(e) => unreachable!("postcard encode into Vec failed: {e}"),
+        // The body's size first, so it is written once into a buffer of the right size
+        // (growing a buffer while encoding copied the whole snapshot several times).
+        // Encoding a key space only fails if a length does not fit postcard's varint.
+        let body_bytes =
+            match postcard::serialize_with_flavor(&body, postcard::ser_flavors::Size::default()) {
+                Ok(n) => n,
+                Err(e) => unreachable!("postcard cannot size a kv snapshot: {e}"),
+            };
+        let mut out = vec![0u8; HEADER_BYTES + body_bytes + CRC_BYTES];
+        out[..4].copy_from_slice(MAGIC);
+        out[4..HEADER_BYTES].copy_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+        let end = HEADER_BYTES + body_bytes;
+        if let Err(e) = postcard::to_slice(&body, &mut out[HEADER_BYTES..end]) {
+            unreachable!("postcard encode into a buffer of its own size failed: {e}");
         }
-        let crc = crc32c::crc32c(&out);
-        out.extend_from_slice(&crc.to_be_bytes());
+        let crc = crc32c::crc32c(&out[..end]);
+        out[end..].copy_from_slice(&crc.to_be_bytes());
         out
     }
 

@@ -56,7 +56,7 @@ pub use config::BugSwitches;
 pub use config::Config;
 pub use log::RaftLog;
 pub use progress::ProgressState;
-pub use raw_node::{RawNode, Ready, RestartState, Status};
+pub use raw_node::{Brief, RawNode, Ready, RestartState, Status};
 pub use types::{
     ConfChange, ConfChangeKind, ConfState, Entry, EntryKind, HardState, Message, MessageKind,
     NODE_NONE, NodeId, ReadState, Role, Snapshot, SnapshotMeta, SoftState,

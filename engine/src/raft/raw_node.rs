@@ -90,6 +90,24 @@ pub struct Status {
     pub progress: BTreeMap<NodeId, (u64, u64, ProgressState)>,
 }
 
+/// The scalar part of [`Status`], read without allocating: for a caller that asks after
+/// every `Ready` (membership is at `log().conf_state()`, by reference).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Brief {
+    /// Current term.
+    pub term: u64,
+    /// Vote in the current term.
+    pub vote: NodeId,
+    /// Role.
+    pub role: Role,
+    /// Known leader.
+    pub leader: NodeId,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index.
+    pub applied: u64,
+}
+
 #[derive(Debug)]
 struct Handed {
     last_entry: Option<(u64, u64)>,
@@ -440,6 +458,19 @@ impl RawNode {
         }
     }
 
+    /// [`Status`]'s scalar fields, without copying membership or progress.
+    pub fn brief(&self) -> Brief {
+        let r = &self.raft;
+        Brief {
+            term: r.term,
+            vote: r.vote,
+            role: r.role,
+            leader: r.leader,
+            commit: r.log.committed(),
+            applied: r.log.applied(),
+        }
+    }
+
     /// The current term.
     pub fn term(&self) -> u64 {
         self.raft.term
@@ -526,5 +557,11 @@ mod tests {
         assert_eq!(rd.committed_entries.last().map(|e| e.index), Some(index));
         node.advance();
         assert!(!node.has_ready());
+        let (s, b) = (node.status(), node.brief());
+        assert_eq!(
+            (b.term, b.vote, b.role, b.leader, b.commit, b.applied),
+            (s.term, s.vote, s.role, s.leader, s.commit, s.applied)
+        );
+        assert_eq!((b.role, b.leader, b.applied), (Role::Leader, 7, index));
     }
 }

@@ -409,7 +409,7 @@ fn shorten(text: &str) -> String {
 #[cfg(madsim)]
 fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
     println!(
-        "{:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9}   per op: {:>7} {:>6} {:>6} {:>6} {:>6} {:>6}",
+        "{:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9} {:>7}   per op: {:>7} {:>6} {:>6} {:>6} {:>6} {:>6}",
         "members",
         "seed",
         "ops",
@@ -421,6 +421,7 @@ fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
         "ops/s sim",
         "fork+io ms",
         "check ms",
+        "faults",
         "allocs",
         "tasks",
         "msgs",
@@ -430,7 +431,7 @@ fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
     );
     let mut ok = true;
     for members in [3, 5] {
-        let (mut sim_ms, mut wall_ms, mut cpu_ms) = (0, 0, 0);
+        let (mut sim_ms, mut wall_ms, mut cpu_ms, mut faults) = (0, 0, 0, 0);
         let (mut total_ops, mut cost) = (0u64, detcd_sim::cost::RunCost::default());
         for seed in 0..seeds {
             let config = catalog::bench_config(seed, members, clients, duration_ms);
@@ -444,6 +445,7 @@ fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
             sim_ms += r.sim_ms;
             wall_ms += r.wall_ms;
             cpu_ms += r.cpu_ms;
+            faults += r.minor_faults;
             let ops = r.history.len().saturating_sub(1);
             let [allocs, tasks, msgs, spans, events] = r.cost.per_op(ops as u64);
             total_ops += ops as u64;
@@ -453,7 +455,7 @@ fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
             cost.spans += r.cost.spans;
             cost.events += r.cost.events;
             println!(
-                "{:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>8.1}x {:>8.1}x {:>9.0} {:>10} {:>9}   per op: {allocs:>7.0} {tasks:>6.1} {msgs:>6.1} {spans:>6.1} {events:>6.1} {:>6.0}",
+                "{:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>8.1}x {:>8.1}x {:>9.0} {:>10} {:>9} {:>7}   per op: {allocs:>7.0} {tasks:>6.1} {msgs:>6.1} {spans:>6.1} {events:>6.1} {:>6.0}",
                 members,
                 seed,
                 ops,
@@ -465,16 +467,19 @@ fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
                 ops as f64 * 1000.0 / r.sim_ms.max(1) as f64,
                 outer_ms.saturating_sub(r.wall_ms),
                 check_ms,
+                r.minor_faults,
                 r.cpu_ms as f64 * 1000.0 / ops.max(1) as f64
             );
         }
         let [allocs, tasks, msgs, spans, events] = cost.per_op(total_ops);
         println!(
             "{members}-member cluster, {clients} clients: sim/wall {:.1}x, sim/cpu {:.1}x over {seeds} runs; \
-             per op: {allocs:.0} allocs, {tasks:.1} tasks, {msgs:.1} msgs, {spans:.1} spans, {events:.1} events, {:.0} µs cpu",
+             per op: {allocs:.0} allocs, {tasks:.1} tasks, {msgs:.1} msgs, {spans:.1} spans, {events:.1} events, {:.0} µs cpu; \
+             {:.0} page faults per run",
             sim_ms as f64 / wall_ms.max(1) as f64,
             sim_ms as f64 / cpu_ms.max(1) as f64,
-            cpu_ms as f64 * 1000.0 / total_ops.max(1) as f64
+            cpu_ms as f64 * 1000.0 / total_ops.max(1) as f64,
+            faults as f64 / seeds.max(1) as f64
         );
     }
     Ok(ok)
@@ -536,6 +541,8 @@ fn report_one(outcome: &Outcome, common: &Common) -> Result<bool> {
         r.commit_latency_us.0,
         r.commit_latency_us.1
     );
+    let [ok, fail, unknown] = outcome_counts(&r.history);
+    println!("client ops: {ok} ok, {fail} failed, {unknown} unknown outcome");
     let failures = outcome.failures();
     if failures.is_empty() {
         println!("PASS");
@@ -543,6 +550,23 @@ fn report_one(outcome: &Outcome, common: &Common) -> Result<bool> {
     }
     print_failure(outcome, common)?;
     Ok(false)
+}
+
+/// How many recorded client ops succeeded, failed, and have an unknown outcome.
+fn outcome_counts(history: &[String]) -> [u64; 3] {
+    let mut counts = [0u64; 3];
+    for line in history {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        match value.get("outcome") {
+            Some(serde_json::Value::String(s)) if s == "unknown" => counts[2] += 1,
+            Some(serde_json::Value::Object(o)) if o.contains_key("ok") => counts[0] += 1,
+            Some(serde_json::Value::Object(o)) if o.contains_key("fail") => counts[1] += 1,
+            _ => {}
+        }
+    }
+    counts
 }
 
 fn print_failure(outcome: &Outcome, common: &Common) -> Result<()> {

@@ -55,7 +55,7 @@ pub fn unchanged(key: &str, seen: Option<&h::KeyValue>) -> Compare {
 pub async fn run_client(cfg: KvClientConfig, recorder: Recorder, trace: TraceLog) {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut seq = 0;
-    let mut conns = Connections::new();
+    let mut conns = Connections::new(cfg.reach.clone());
     while Instant::now() < cfg.stop {
         seq += 1;
         let key = format!("cas/{}", rng.random_range(0..cfg.keys.max(1)));

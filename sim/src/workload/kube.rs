@@ -140,10 +140,11 @@ impl Client {
 pub async fn run_client(cfg: KvClientConfig, recorder: Recorder, trace: TraceLog) {
     let stop = cfg.stop;
     let mut next_compact = Instant::now() + Duration::from_millis(COMPACT_EVERY_MS);
+    let conns = Connections::new(cfg.reach.clone());
     let mut c = Client {
         rng: ChaCha8Rng::seed_from_u64(cfg.seed),
         cfg,
-        conns: Connections::new(),
+        conns,
         recorder,
         trace,
         seq: 0,

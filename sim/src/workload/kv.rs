@@ -7,13 +7,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use detcd_checker::history::{self as h, Op, OpRecord, Outcome};
+use detcd_checker::history::{self as h, OkOutcome, Op, OpRecord, Outcome};
 use detcd_engine::server::transport::timer::quiet_timeout;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use super::direct::{Conn, Reach};
 use super::{Recorder, wire};
 use crate::trace::TraceLog;
 
@@ -39,6 +40,8 @@ pub struct KvClientConfig {
     pub start: Instant,
     /// When to stop sending.
     pub stop: Instant,
+    /// Which members' direct connections are still usable (kept by the world).
+    pub reach: Reach,
 }
 
 /// The client URL of member `i`.
@@ -89,8 +92,40 @@ fn draw_op(rng: &mut ChaCha8Rng, cfg: &KvClientConfig, seq: u64) -> Op {
     }
 }
 
-/// A client's open connections, by member; a connection that failed is dropped.
-pub type Connections = BTreeMap<u64, Channel>;
+/// A client's open connections, by member: direct ones for unary calls and gRPC
+/// channels for streams; a connection that failed is dropped.
+pub struct Connections {
+    direct: BTreeMap<u64, Conn>,
+    channels: BTreeMap<u64, Channel>,
+    reach: Reach,
+}
+
+impl Connections {
+    /// No connections yet; `reach` tells which direct ones are still usable.
+    pub fn new(reach: Reach) -> Self {
+        Connections {
+            direct: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            reach,
+        }
+    }
+
+    /// The open gRPC channel to `member`, if any.
+    pub fn channel(&self, member: u64) -> Option<Channel> {
+        self.channels.get(&member).cloned()
+    }
+
+    /// Keeps `channel` as the open gRPC channel to `member`.
+    pub fn keep_channel(&mut self, member: u64, channel: Channel) {
+        self.channels.insert(member, channel);
+    }
+
+    /// Drops every connection to `member`.
+    pub fn forget(&mut self, member: u64) {
+        self.channels.remove(&member);
+        self.direct.remove(&member);
+    }
+}
 
 /// Sends `op` to member `endpoint` (reusing or opening a connection in `conns`) with a
 /// timeout and records it. Returns whether it succeeded.
@@ -109,6 +144,41 @@ pub async fn call(
     )
 }
 
+/// Sends `op` over a direct connection (a keep-alive over a gRPC channel) to
+/// `endpoint`; the connection used comes back on success. `Err((sent, message))`.
+async fn send_op(
+    endpoint: u64,
+    op: &Op,
+    conns: &mut Connections,
+) -> Result<OkOutcome, (bool, String)> {
+    let call = wire::call_of(op).map_err(|m| (true, m))?;
+    let Some(call) = call else {
+        let id = match op {
+            Op::LeaseKeepAlive(l) => l.id,
+            _ => 0,
+        };
+        let c = match conns.channels.remove(&endpoint) {
+            Some(c) => c,
+            None => connect(endpoint)
+                .await
+                // Nothing was sent: the request had no effect.
+                .map_err(|e| (false, format!("connect: {e}")))?,
+        };
+        let sent = wire::keep_alive(&c, id).await.map_err(|m| (true, m))?;
+        conns.channels.insert(endpoint, c);
+        return Ok(sent);
+    };
+    let mut c = match conns.direct.remove(&endpoint) {
+        Some(c) if c.usable(&conns.reach) => c,
+        _ => Conn::open(endpoint, &conns.reach)
+            .await
+            .map_err(|e| (false, format!("connect: {e}")))?,
+    };
+    let reply = c.call(call).await?;
+    conns.direct.insert(endpoint, c);
+    wire::outcome_of(reply.map_err(|m| (true, m))?).map_err(|m| (true, m))
+}
+
 /// Like [`call`], returning the recorded outcome.
 pub async fn call_op(
     client_id: u64,
@@ -122,29 +192,8 @@ pub async fn call_op(
     let writes = !matches!(op, Op::Range(_) | Op::LeaseTimeToLive(_));
     let call = since(start);
     let timeout = Duration::from_millis(OP_TIMEOUT_MS);
-    let cached = conns.remove(&endpoint);
     let deadline = Instant::now() + timeout;
-    let result = quiet_timeout(deadline, async {
-        let c = match cached {
-            Some(c) => c,
-            None => match connect(endpoint).await {
-                Ok(c) => c,
-                // Nothing was sent: the request had no effect.
-                Err(e) => return Err((false, format!("connect: {e}"))),
-            },
-        };
-        let sent = wire::send(&c, &op).await.map_err(|m| (true, m))?;
-        Ok((c, sent))
-    })
-    .await;
-    let result = match result {
-        Ok(Ok((c, sent))) => {
-            conns.insert(endpoint, c);
-            Ok(Ok(sent))
-        }
-        Ok(Err(e)) => Ok(Err(e)),
-        Err(()) => Err(()),
-    };
+    let result = quiet_timeout(deadline, send_op(endpoint, &op, conns)).await;
     let ret = since(start);
     let (outcome, ret) = match result {
         Ok(Ok(ok)) => (Outcome::Ok(ok), Some(ret)),
@@ -174,7 +223,7 @@ pub async fn call_op(
 pub async fn run_client(cfg: KvClientConfig, recorder: Recorder, trace: TraceLog) {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut seq = 0;
-    let mut conns = Connections::new();
+    let mut conns = Connections::new(cfg.reach.clone());
     while Instant::now() < cfg.stop {
         seq += 1;
         let op = draw_op(&mut rng, &cfg, seq);

@@ -27,7 +27,7 @@ pub const EXPIRY_SLACK_MS: u64 = 2_000;
 /// Runs one lease client until `cfg.stop`.
 pub async fn run_client(cfg: KvClientConfig, recorder: Recorder, trace: TraceLog) {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut conns = Connections::new();
+    let mut conns = Connections::new(cfg.reach.clone());
     let mut seq: u64 = 0;
     let c = cfg.client;
     let members = cfg.members.max(1);

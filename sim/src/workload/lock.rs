@@ -103,13 +103,13 @@ impl Session<'_> {
 
     /// A channel to `endpoint` (reused if open).
     async fn channel(&mut self, endpoint: u64) -> Option<Channel> {
-        if let Some(c) = self.conns.get(&endpoint) {
-            return Some(c.clone());
+        if let Some(c) = self.conns.channel(endpoint) {
+            return Some(c);
         }
         let timeout = Duration::from_millis(OP_TIMEOUT_MS);
         match tokio::time::timeout(timeout, connect(endpoint)).await {
             Ok(Ok(c)) => {
-                self.conns.insert(endpoint, c.clone());
+                self.conns.keep_channel(endpoint, c.clone());
                 Some(c)
             }
             _ => None,
@@ -253,7 +253,7 @@ pub async fn run_client(cfg: KvClientConfig, recorder: Recorder, trace: TraceLog
         cfg: &cfg,
         recorder: &recorder,
         trace: &trace,
-        conns: Connections::new(),
+        conns: Connections::new(cfg.reach.clone()),
         rng: ChaCha8Rng::seed_from_u64(cfg.seed),
     };
     let mut seq: u64 = 0;
@@ -311,7 +311,7 @@ async fn lock_session(s: &mut Session<'_>, lease: i64, seq: u64) -> Option<Hold>
         }
         other => {
             s.note(&format!("lock {key} failed: {}", describe(&other)));
-            s.conns.remove(&endpoint);
+            s.conns.forget(endpoint);
             s.on_behalf(call, delete(&key));
             return None;
         }
@@ -340,7 +340,7 @@ async fn lock_session(s: &mut Session<'_>, lease: i64, seq: u64) -> Option<Hold>
         });
         let timeout = Duration::from_millis(OP_TIMEOUT_MS);
         if !matches!(tokio::time::timeout(timeout, unlock).await, Ok(Ok(_))) {
-            s.conns.remove(&endpoint);
+            s.conns.forget(endpoint);
         }
     }
     hold
@@ -377,7 +377,7 @@ async fn election_session(s: &mut Session<'_>, lease: i64, seq: u64) -> Option<H
         }
         other => {
             s.note(&format!("campaign {key} failed: {}", describe(&other)));
-            s.conns.remove(&endpoint);
+            s.conns.forget(endpoint);
             s.on_behalf(call, delete(&key));
             return None;
         }
@@ -438,7 +438,7 @@ async fn election_session(s: &mut Session<'_>, lease: i64, seq: u64) -> Option<H
         leader: Some(leader),
     });
     if !matches!(tokio::time::timeout(timeout, resign).await, Ok(Ok(_))) {
-        s.conns.remove(&endpoint);
+        s.conns.forget(endpoint);
     }
     hold
 }

@@ -9,6 +9,7 @@
 //! Lock and Election services, with the mutual-exclusion check in [`lock_check`]).
 
 pub mod cas;
+pub mod direct;
 pub mod kube;
 pub mod kv;
 pub mod lease;

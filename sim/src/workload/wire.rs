@@ -1,6 +1,7 @@
 //! Conversions between the checker's history requests and results and the wire
-//! (etcd v3 gRPC) messages, and one `send` that issues any history request over a
-//! channel to a member. It records nothing and decides nothing about outcomes.
+//! (etcd v3 gRPC) messages: a history request as a direct call ([`super::direct`]), a
+//! reply as a history outcome, and the keep-alive stream over a gRPC channel. It records
+//! nothing and decides nothing about outcomes.
 
 use detcd_checker::history::{
     self as h, CompareResult, CompareTarget, DeleteRangeResult, LeaseGrantResult,
@@ -10,7 +11,6 @@ use detcd_checker::history::{
 use detcd_engine::pb::etcdserverpb::compare::{
     CompareResult as WireResult, CompareTarget as WireTarget, TargetUnion,
 };
-use detcd_engine::pb::etcdserverpb::kv_client::KvClient;
 use detcd_engine::pb::etcdserverpb::lease_client::LeaseClient;
 use detcd_engine::pb::etcdserverpb::request_op::Request as WireRequest;
 use detcd_engine::pb::etcdserverpb::response_op::Response as WireResponse;
@@ -21,6 +21,8 @@ use detcd_engine::pb::etcdserverpb::{
 };
 use detcd_engine::pb::mvccpb;
 use tonic::transport::Channel;
+
+use super::direct::{Call, Reply};
 
 fn bytes(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
@@ -173,55 +175,43 @@ pub fn definitely_failed(message: &str) -> bool {
     .any(|m| message.contains(m))
 }
 
-/// Sends one history request over `channel`; `Err` carries the gRPC error text.
-pub async fn send(channel: &Channel, op: &Op) -> Result<OkOutcome, String> {
-    let err = |e: tonic::Status| e.message().to_owned();
-    let mut kv = KvClient::new(channel.clone());
-    let mut lease = LeaseClient::new(channel.clone());
-    let (revision, result) = match op {
-        Op::Range(q) => {
-            let r = kv.range(range_request(q)).await.map_err(err)?.into_inner();
-            (rev(r.header.as_ref()), OpResult::Range(range_result(&r)))
-        }
-        Op::Put(p) => {
-            let r = kv.put(put_request(p)).await.map_err(err)?.into_inner();
-            (rev(r.header.as_ref()), OpResult::Put(put_result(&r)))
-        }
-        Op::DeleteRange(d) => {
-            let r = kv
-                .delete_range(delete_request(d))
-                .await
-                .map_err(err)?
-                .into_inner();
-            (
-                rev(r.header.as_ref()),
-                OpResult::DeleteRange(delete_result(&r)),
-            )
-        }
-        Op::Txn(t) => {
-            let r = kv.txn(txn_request(t)?).await.map_err(err)?.into_inner();
-            (rev(r.header.as_ref()), OpResult::Txn(txn_result(&r)))
-        }
-        Op::Compact(c) => {
-            let r = kv
-                .compact(CompactionRequest {
-                    revision: c.revision,
-                    physical: false,
-                })
-                .await
-                .map_err(err)?
-                .into_inner();
-            (rev(r.header.as_ref()), OpResult::Compact {})
-        }
-        Op::LeaseGrant(g) => {
-            let r = lease
-                .lease_grant(LeaseGrantRequest {
-                    ttl: g.ttl,
-                    id: g.id,
-                })
-                .await
-                .map_err(err)?
-                .into_inner();
+/// The direct call ([`direct::Call`]) for a history request; `None` for a keep-alive,
+/// which is a stream and goes through [`keep_alive`].
+pub fn call_of(op: &Op) -> Result<Option<Call>, String> {
+    Ok(Some(match op {
+        Op::Range(q) => Call::Range(range_request(q)),
+        Op::Put(p) => Call::Put(put_request(p)),
+        Op::DeleteRange(d) => Call::DeleteRange(delete_request(d)),
+        Op::Txn(t) => Call::Txn(txn_request(t)?),
+        Op::Compact(c) => Call::Compact(CompactionRequest {
+            revision: c.revision,
+            physical: false,
+        }),
+        Op::LeaseGrant(g) => Call::LeaseGrant(LeaseGrantRequest {
+            ttl: g.ttl,
+            id: g.id,
+        }),
+        Op::LeaseRevoke(l) => Call::LeaseRevoke(LeaseRevokeRequest { id: l.id }),
+        Op::LeaseKeepAlive(_) => return Ok(None),
+        Op::LeaseTimeToLive(l) => Call::LeaseTimeToLive(LeaseTimeToLiveRequest {
+            id: l.id,
+            keys: l.keys,
+        }),
+    }))
+}
+
+/// The history outcome of a direct reply; `Err` carries an error the reply reports.
+pub fn outcome_of(reply: Reply) -> Result<OkOutcome, String> {
+    let (revision, result) = match reply {
+        Reply::Range(r) => (rev(r.header.as_ref()), OpResult::Range(range_result(&r))),
+        Reply::Put(r) => (rev(r.header.as_ref()), OpResult::Put(put_result(&r))),
+        Reply::DeleteRange(r) => (
+            rev(r.header.as_ref()),
+            OpResult::DeleteRange(delete_result(&r)),
+        ),
+        Reply::Txn(r) => (rev(r.header.as_ref()), OpResult::Txn(txn_result(&r))),
+        Reply::Compact(r) => (rev(r.header.as_ref()), OpResult::Compact {}),
+        Reply::LeaseGrant(r) => {
             if !r.error.is_empty() {
                 return Err(r.error);
             }
@@ -233,49 +223,36 @@ pub async fn send(channel: &Channel, op: &Op) -> Result<OkOutcome, String> {
                 }),
             )
         }
-        Op::LeaseRevoke(l) => {
-            let r = lease
-                .lease_revoke(LeaseRevokeRequest { id: l.id })
-                .await
-                .map_err(err)?
-                .into_inner();
-            (rev(r.header.as_ref()), OpResult::LeaseRevoke {})
-        }
-        Op::LeaseKeepAlive(l) => {
-            let request = LeaseKeepAliveRequest { id: l.id };
-            let mut responses = lease
-                .lease_keep_alive(tokio_stream::iter([request]))
-                .await
-                .map_err(err)?
-                .into_inner();
-            let r = responses
-                .message()
-                .await
-                .map_err(err)?
-                .ok_or_else(|| "keep-alive stream closed".to_owned())?;
-            (
-                rev(r.header.as_ref()),
-                OpResult::LeaseKeepAlive(LeaseKeepAliveResult { ttl: r.ttl }),
-            )
-        }
-        Op::LeaseTimeToLive(l) => {
-            let r = lease
-                .lease_time_to_live(LeaseTimeToLiveRequest {
-                    id: l.id,
-                    keys: l.keys,
-                })
-                .await
-                .map_err(err)?
-                .into_inner();
-            (
-                rev(r.header.as_ref()),
-                OpResult::LeaseTimeToLive(LeaseTimeToLiveResult {
-                    ttl: r.ttl,
-                    granted_ttl: r.granted_ttl,
-                    keys: r.keys.iter().map(|k| text(k)).collect(),
-                }),
-            )
-        }
+        Reply::LeaseRevoke(r) => (rev(r.header.as_ref()), OpResult::LeaseRevoke {}),
+        Reply::LeaseTimeToLive(r) => (
+            rev(r.header.as_ref()),
+            OpResult::LeaseTimeToLive(LeaseTimeToLiveResult {
+                ttl: r.ttl,
+                granted_ttl: r.granted_ttl,
+                keys: r.keys.iter().map(|k| text(k)).collect(),
+            }),
+        ),
     };
     Ok(OkOutcome { revision, result })
+}
+
+/// Sends one keep-alive for lease `id` over `channel` (a stream of one request) and
+/// waits for its answer; `Err` carries the gRPC error text.
+pub async fn keep_alive(channel: &Channel, id: i64) -> Result<OkOutcome, String> {
+    let err = |e: tonic::Status| e.message().to_owned();
+    let mut lease = LeaseClient::new(channel.clone());
+    let mut responses = lease
+        .lease_keep_alive(tokio_stream::iter([LeaseKeepAliveRequest { id }]))
+        .await
+        .map_err(err)?
+        .into_inner();
+    let r = responses
+        .message()
+        .await
+        .map_err(err)?
+        .ok_or_else(|| "keep-alive stream closed".to_owned())?;
+    Ok(OkOutcome {
+        revision: rev(r.header.as_ref()),
+        result: OpResult::LeaseKeepAlive(LeaseKeepAliveResult { ttl: r.ttl }),
+    })
 }

@@ -1,5 +1,6 @@
-//! Batching for the peer link: the wire encoding of one Raft message, and gathering
-//! queued messages into `RaftBatch`es of bounded size.
+//! Batching for the peer link: the wire encoding of one Raft message (under the
+//! simulator, a ticket for the message itself), and gathering queued messages into
+//! `RaftBatch`es of bounded size.
 //!
 //! Not here: sending the batches or deciding when (the link task does).
 
@@ -9,14 +10,74 @@ use super::{RAFT_BATCH_BYTES_MAX, Shared};
 use crate::pb::detcdpeerpb::RaftBatch;
 use crate::raft::Message;
 
-/// Encodes a Raft message for the wire.
-pub(crate) fn encode_message(message: &Message) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_allocvec(message)
+/// A Raft message as it goes on the wire, and the bytes it counts for against the batch
+/// limit (its encoding's length).
+///
+/// Under the simulator the message is not encoded: it waits in [`sim_wire`] and the wire
+/// carries its ticket (madsim-tonic passes the batch itself, by value, to the receiver
+/// on the same thread). Its encoded length still counts against the limit, so batches
+/// form as they would on a real wire.
+pub(crate) fn encode_message(message: Message) -> Result<(Vec<u8>, usize), postcard::Error> {
+    #[cfg(not(madsim))]
+    {
+        let bytes = postcard::to_allocvec(&message)?;
+        let len = bytes.len();
+        Ok((bytes, len))
+    }
+    #[cfg(madsim)]
+    {
+        let len =
+            postcard::serialize_with_flavor(&message, postcard::ser_flavors::Size::default())?;
+        Ok((sim_wire::park(message), len))
+    }
 }
 
-/// Decodes a Raft message from the wire.
+/// Decodes a Raft message from the wire (under the simulator: takes it back by its
+/// ticket; a ticket taken once does not decode again).
 pub(crate) fn decode_message(bytes: &[u8]) -> Result<Message, postcard::Error> {
-    postcard::from_bytes(bytes)
+    #[cfg(not(madsim))]
+    {
+        postcard::from_bytes(bytes)
+    }
+    #[cfg(madsim)]
+    {
+        sim_wire::take(bytes).ok_or(postcard::Error::DeserializeBadEncoding)
+    }
+}
+
+/// Raft messages in flight under the simulator, by ticket: what the sending link parks,
+/// the receiving service takes. One simulation runs on one thread, so the table is that
+/// thread's; a message whose batch is lost in flight stays until the run's thread ends.
+#[cfg(madsim)]
+mod sim_wire {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    use crate::raft::Message;
+
+    thread_local! {
+        /// The next ticket and the parked messages (boxed: a message is large, and the
+        /// map moves its values around as it grows and shrinks).
+        static PARKED: RefCell<(u64, BTreeMap<u64, Box<Message>>)> =
+            const { RefCell::new((0, BTreeMap::new())) };
+    }
+
+    /// Parks `message`; its ticket, as wire bytes.
+    pub(super) fn park(message: Message) -> Vec<u8> {
+        PARKED.with(|p| {
+            let mut p = p.borrow_mut();
+            p.0 += 1;
+            let ticket = p.0;
+            p.1.insert(ticket, Box::new(message));
+            ticket.to_le_bytes().to_vec()
+        })
+    }
+
+    /// The message parked under the ticket `bytes`, taken out.
+    pub(super) fn take(bytes: &[u8]) -> Option<Message> {
+        let ticket = u64::from_le_bytes(bytes.try_into().ok()?);
+        PARKED.with(|p| p.borrow_mut().1.remove(&ticket).map(|m| *m))
+    }
 }
 
 /// Gathers queued messages into batches of at most [`RAFT_BATCH_BYTES_MAX`] encoded
@@ -24,7 +85,8 @@ pub(crate) fn decode_message(bytes: &[u8]) -> Result<Message, postcard::Error> {
 pub(crate) struct Batcher<'a> {
     shared: &'a Shared,
     peer: u64,
-    carry: Option<Vec<u8>>,
+    /// A message's wire bytes and the bytes it counts for.
+    carry: Option<(Vec<u8>, usize)>,
     /// This call's first batch went out, naming this member's peer URLs.
     introduced: bool,
 }
@@ -54,8 +116,8 @@ impl<'a> Batcher<'a> {
         let mut messages = Vec::new();
         let mut bytes_total = 0usize;
         let mut next = first;
-        if let Some(carried) = self.carry.take() {
-            bytes_total += carried.len();
+        if let Some((carried, len)) = self.carry.take() {
+            bytes_total += len;
             messages.push(carried);
         }
         loop {
@@ -66,18 +128,18 @@ impl<'a> Batcher<'a> {
                     Err(_) => break,
                 },
             };
-            let bytes = match encode_message(&message) {
-                Ok(bytes) => bytes,
+            let (bytes, len) = match encode_message(message) {
+                Ok(encoded) => encoded,
                 Err(error) => {
                     tracing::warn!(peer = self.peer, %error, "unencodable raft message dropped");
                     continue;
                 }
             };
-            if !messages.is_empty() && bytes_total + bytes.len() > RAFT_BATCH_BYTES_MAX {
-                self.carry = Some(bytes);
+            if !messages.is_empty() && bytes_total + len > RAFT_BATCH_BYTES_MAX {
+                self.carry = Some((bytes, len));
                 break;
             }
-            bytes_total += bytes.len();
+            bytes_total += len;
             messages.push(bytes);
         }
         self.batch(messages)

@@ -171,7 +171,7 @@ async fn deliver_snapshot(
     endpoints: &[Endpoint],
     message: Message,
 ) -> Result<(), String> {
-    let bytes = encode_message(&message).map_err(|e| format!("encoding: {e}"))?;
+    let (bytes, _) = encode_message(message).map_err(|e| format!("encoding: {e}"))?;
     let mut batch = Batcher::new(shared, peer).batch(vec![bytes]);
     batch.ack_requested = true;
     let mut last_error = "no peer URLs".to_string();
