@@ -428,7 +428,8 @@ fn learn(
     }
 }
 
-/// The final reads: the whole key space through every endpoint, each retried until it
+/// The final reads: the whole key space through every endpoint, each endpoint retried
+/// in turn (so one that never answers does not use up the others' time) until it
 /// answers or `deadline` passes.
 async fn final_reads(
     opts: &MixedOpts,
@@ -438,10 +439,13 @@ async fn final_reads(
     out: &mut ClientOut,
 ) -> Result<(), LoadError> {
     let timeout = Duration::from_millis(opts.op_timeout_ms);
+    let mut pending: Vec<(usize, Conns)> = Vec::new();
     for (i, ep) in opts.endpoints.iter().enumerate() {
-        let mut conns = Conns::open(std::slice::from_ref(ep), 0)?;
-        let mut answered = false;
-        while Instant::now() < deadline {
+        pending.push((i, Conns::open(std::slice::from_ref(ep), 0)?));
+    }
+    while !pending.is_empty() && Instant::now() < deadline {
+        let mut left = Vec::new();
+        for (i, mut conns) in pending {
             let op = h::Op::Range(h::RangeRequest {
                 key: KEY_PREFIX.into(),
                 range_end: Some(KEY_PREFIX_END.into()),
@@ -457,23 +461,24 @@ async fn final_reads(
             let ret = ns_since(start);
             if let Some((_, OpResult::Range(r))) = &answer {
                 out.summary.ok += 1;
+                out.summary.final_reads_ok += 1;
                 out.summary.final_keys = r.kvs.len();
-                answered = true;
             } else {
                 out.summary.unknown += 1;
+                left.push((i, conns));
             }
             // Each endpoint's reads get their own client id: one request at a time each.
             push(&mut out.records, id + i as u64, call, ret, op, answer);
-            if answered {
-                break;
-            }
+        }
+        pending = left;
+        if !pending.is_empty() {
             tokio::time::sleep(Duration::from_millis(FINAL_RETRY_PAUSE_MS)).await;
         }
-        if answered {
-            out.summary.final_reads_ok += 1;
-        } else {
-            out.summary.final_reads_missing.push(ep.clone());
-        }
+    }
+    for (i, _) in pending {
+        out.summary
+            .final_reads_missing
+            .push(opts.endpoints[i].clone());
     }
     Ok(())
 }
