@@ -12,9 +12,9 @@
 use crate::h2lite::{CallError, Completion, H2Lite};
 use crate::h2wire;
 use crate::load::{Budget, ClientResult, KeyOrder, LoadError, REQUEST_TIMEOUT_MS, Workload};
-use crate::record;
+use crate::record::{self, ascii};
 use crate::stats::Latencies;
-use detcd_checker::history::{KeyValue, OkOutcome, Op, OpRecord, OpResult, Outcome};
+use detcd_checker::history::{OkOutcome, Op, OpRecord, OpResult, Outcome};
 use detcd_engine::pb::etcdserverpb::{PutResponse, RangeRequest, RangeResponse, TxnResponse};
 use prost::Message as _;
 use rand::{Rng, SeedableRng};
@@ -329,17 +329,7 @@ impl Driver {
                 let r = RangeResponse::decode(msg).map_err(bad)?;
                 let rev = r.header.map_or(0, |h| h.revision);
                 let kvs = if self.record {
-                    r.kvs
-                        .iter()
-                        .map(|kv| KeyValue {
-                            key: ascii(&kv.key),
-                            value: ascii(&kv.value),
-                            create_revision: kv.create_revision,
-                            mod_revision: kv.mod_revision,
-                            version: kv.version,
-                            lease: kv.lease,
-                        })
-                        .collect()
+                    r.kvs.iter().map(record::kv_from_pb).collect()
                 } else {
                     Vec::new()
                 };
@@ -404,9 +394,4 @@ fn key_value(
     // Writes into a Vec cannot fail.
     let _ = write!(key, "{index:0key_bytes$}");
     let _ = write!(value, "c{id}r{n}-");
-}
-
-/// Keys and values the generator writes are ASCII; anything else is shown lossily.
-fn ascii(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }

@@ -18,6 +18,7 @@ pub mod h2lite;
 pub mod h2wire;
 pub mod kvconn;
 pub mod load;
+pub mod mixed;
 pub mod record;
 pub mod stats;
 pub mod svg;

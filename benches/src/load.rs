@@ -164,7 +164,8 @@ impl Workload {
     }
 }
 
-fn url(endpoint: &str) -> String {
+/// `endpoint` with an `http://` scheme when it has none.
+pub(crate) fn url(endpoint: &str) -> String {
     if endpoint.contains("://") {
         endpoint.to_string()
     } else {

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use detcd_bench::compare::{self, BoundPlan, Case, ETCD_COMMAND, ServerSpec};
 use detcd_bench::disk;
 use detcd_bench::load::{self, KeyOrder, LoadOpts, Stop, Workload};
+use detcd_bench::mixed;
 use detcd_bench::stats::Summary;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -150,6 +151,41 @@ enum Cmd {
     LeaseKeepalive {
         #[command(flatten)]
         common: Common,
+    },
+    /// Gets, unique-value puts, compare-and-set txns and deletes on a small key space
+    /// from clients that survive faults (errors and timeouts are unknown outcomes), then
+    /// a read of every key through each endpoint; for `--record` and `detcd-check`.
+    Mixed {
+        /// Comma-separated endpoints (host:port or http://host:port).
+        #[arg(long, default_value = "127.0.0.1:2379", value_delimiter = ',')]
+        endpoints: Vec<String>,
+        /// Concurrent clients (each with one request in flight).
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Seconds the clients run.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Distinct keys (rf/000, rf/001, ...).
+        #[arg(long, default_value_t = 16)]
+        keys: u64,
+        /// Time allowed for one request, in milliseconds (then: unknown outcome).
+        #[arg(long, default_value_t = 3000)]
+        op_timeout_ms: u64,
+        /// Pause of each client between requests, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        think_ms: u64,
+        /// How long the final reads may retry in all, in milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        final_read_timeout_ms: u64,
+        /// Seed of the clients' choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write every operation to FILE in detcd-check's history format.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Raw fdatasync and WAL append latency per disk in DETCD_BENCH_DISKS (or a temp
     /// dir), with a JSON report and an SVG plot.
@@ -361,6 +397,46 @@ async fn run(cmd: Cmd) -> Result<()> {
             .await
         }
         Cmd::LeaseKeepalive { common } => run_load(&common, Workload::LeaseKeepalive).await,
+        Cmd::Mixed {
+            endpoints,
+            clients,
+            duration,
+            keys,
+            op_timeout_ms,
+            think_ms,
+            final_read_timeout_ms,
+            seed,
+            record,
+            json,
+        } => {
+            if !(duration.is_finite() && duration > 0.0) {
+                bail!("--duration must be a positive number of seconds, got {duration}");
+            }
+            let opts = mixed::MixedOpts {
+                endpoints,
+                clients,
+                duration: Duration::from_secs_f64(duration),
+                keys,
+                op_timeout_ms,
+                think_ms,
+                final_read_timeout_ms,
+                seed,
+                record,
+            };
+            let s = mixed::run(&opts).await?;
+            if json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else {
+                print!("{}", s.to_text());
+            }
+            if !s.final_reads_missing.is_empty() {
+                bail!(
+                    "the final read got no answer from {}",
+                    s.final_reads_missing.join(", ")
+                );
+            }
+            Ok(())
+        }
         Cmd::DiskReport { .. } | Cmd::DiskCheck { .. } => {
             bail!("disk commands run outside the async runtime")
         }

@@ -2,14 +2,15 @@
 //! the checker's own `detcd_checker::history` serde types, so `detcd-check` can judge a
 //! live run and the two can never disagree on the format.
 //!
-//! Only the requests the load generator sends are covered (put, range, txn with one
-//! put); keys and values are ASCII, as the format wants UTF-8 strings. It does not
-//! record watches or leases.
+//! Only the requests the load generators send are covered (put, range, delete, txn);
+//! keys and values are ASCII, as the format wants UTF-8 strings (anything else is shown
+//! lossily). It does not record watches or leases.
 
 use detcd_checker::history::{
-    KeyValue, Meta, Op, OpRecord, OpResult, PutRequest, PutResult, RangeRequest, RangeResult,
-    Record, TxnRequest, TxnResult,
+    DeleteRangeResult, KeyValue, Meta, Op, OpRecord, OpResult, PutRequest, PutResult, RangeRequest,
+    RangeResult, Record, TxnRequest, TxnResult,
 };
+use detcd_engine::pb::{etcdserverpb as pb, mvccpb};
 use std::io::Write;
 use std::path::Path;
 
@@ -63,6 +64,64 @@ pub fn txn_put_result(succeeded: bool) -> OpResult {
 /// The result of a range.
 pub fn range_result(kvs: Vec<KeyValue>, count: i64, more: bool) -> OpResult {
     OpResult::Range(RangeResult { kvs, count, more })
+}
+
+/// Keys and values the generators write are ASCII; anything else is shown lossily.
+pub fn ascii(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The checker's view of a key-value from a response.
+pub fn kv_from_pb(kv: &mvccpb::KeyValue) -> KeyValue {
+    KeyValue {
+        key: ascii(&kv.key),
+        value: ascii(&kv.value),
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+        lease: kv.lease,
+    }
+}
+
+/// The header revision and the checker's view of a range response.
+pub fn range_result_from_pb(r: pb::RangeResponse) -> (i64, OpResult) {
+    let kvs = r.kvs.iter().map(kv_from_pb).collect();
+    (revision(&r.header), range_result(kvs, r.count, r.more))
+}
+
+/// The header revision and the checker's view of a delete response.
+pub fn delete_result_from_pb(r: pb::DeleteRangeResponse) -> (i64, OpResult) {
+    let result = OpResult::DeleteRange(DeleteRangeResult {
+        deleted: r.deleted,
+        prev_kvs: r.prev_kvs.iter().map(kv_from_pb).collect(),
+    });
+    (revision(&r.header), result)
+}
+
+/// The header revision and the checker's view of a txn response (nested ones too).
+pub fn txn_result_from_pb(r: pb::TxnResponse) -> (i64, OpResult) {
+    let responses = r
+        .responses
+        .into_iter()
+        .filter_map(|op| op.response)
+        .map(|resp| match resp {
+            pb::response_op::Response::ResponseRange(r) => range_result_from_pb(r).1,
+            pb::response_op::Response::ResponsePut(r) => OpResult::Put(PutResult {
+                prev_kv: r.prev_kv.as_ref().map(kv_from_pb),
+            }),
+            pb::response_op::Response::ResponseDeleteRange(r) => delete_result_from_pb(r).1,
+            pb::response_op::Response::ResponseTxn(r) => txn_result_from_pb(r).1,
+        })
+        .collect();
+    let result = OpResult::Txn(TxnResult {
+        succeeded: r.succeeded,
+        responses,
+    });
+    (revision(&r.header), result)
+}
+
+fn revision(header: &Option<pb::ResponseHeader>) -> i64 {
+    header.as_ref().map_or(0, |h| h.revision)
 }
 
 /// Writes a `meta` line and then `records` sorted by call time to `path`.
