@@ -55,6 +55,10 @@ impl PeerHandler for Recorder {
     fn is_removed(&self, _member: u64) -> bool {
         false
     }
+
+    fn members(&self) -> detcd_engine::pb::detcdpeerpb::MembersResponse {
+        detcd_engine::pb::detcdpeerpb::MembersResponse::default()
+    }
 }
 
 fn append(index: u64) -> Message {

@@ -43,8 +43,8 @@ impl MemberRecord {
         }
     }
 
-    /// Encodes the record as the context of a membership change.
-    pub fn to_context(&self) -> Vec<u8> {
+    /// The record in the peer protocol's form.
+    pub fn to_peer(&self) -> PeerMember {
         PeerMember {
             id: self.id,
             name: self.name.clone(),
@@ -52,18 +52,26 @@ impl MemberRecord {
             client_urls: self.client_urls.clone(),
             is_learner: self.is_learner,
         }
-        .encode_to_vec()
     }
 
-    fn from_context(bytes: &[u8]) -> Option<Self> {
-        let m = PeerMember::decode(bytes).ok()?;
-        Some(MemberRecord {
+    /// The record from the peer protocol's form.
+    pub fn from_peer(m: PeerMember) -> Self {
+        MemberRecord {
             id: m.id,
             name: m.name,
             peer_urls: m.peer_urls,
             client_urls: m.client_urls,
             is_learner: m.is_learner,
-        })
+        }
+    }
+
+    /// Encodes the record as the context of a membership change.
+    pub fn to_context(&self) -> Vec<u8> {
+        self.to_peer().encode_to_vec()
+    }
+
+    fn from_context(bytes: &[u8]) -> Option<Self> {
+        PeerMember::decode(bytes).ok().map(Self::from_peer)
     }
 }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod grpc;
 #[cfg(not(madsim))]
 pub mod http;
+pub mod identity;
 pub mod ids;
 pub mod listen;
 pub mod membership;

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::pb::detcdpeerpb::InternalRequest;
+use crate::pb::detcdpeerpb::{InternalRequest, MembersResponse};
 use crate::pb::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use crate::raft::Message;
 
 use super::error::ServerError;
+use super::membership::MemberRecord;
 use super::node::{BoxFuture, NodeHandle, PeerNetwork};
 use super::transport::{PeerFailure, PeerHandler, Transport};
 
@@ -61,7 +62,17 @@ impl PeerHandler for NodeHandle {
     }
 
     fn is_removed(&self, member: u64) -> bool {
-        self.members().is_removed(member)
+        NodeHandle::members(self).is_removed(member)
+    }
+
+    fn members(&self) -> MembersResponse {
+        MembersResponse {
+            cluster_id: self.cluster_id(),
+            members: NodeHandle::members(self)
+                .members()
+                .map(MemberRecord::to_peer)
+                .collect(),
+        }
     }
 
     fn propose(&self, request: InternalRequest) -> BoxFuture<Result<(), ServerError>> {

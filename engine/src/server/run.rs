@@ -18,6 +18,7 @@ use crate::storage::{Disk, WalOptions};
 
 use super::config::{ClusterState, ServerConfig};
 use super::error::ServerError;
+use super::identity::Identity;
 use super::membership::MemberRecord;
 use super::node::{self, NodeConfig, NodeHandle};
 use super::transport::Transport;
@@ -138,8 +139,19 @@ pub async fn start<D: Disk>(
     disk: D,
     seed: u64,
 ) -> Result<Server, ServerError> {
-    let transport = Transport::new(config.member_id, config.cluster_id);
-    let node = node::start(node_config(config, seed), disk, Arc::new(transport.clone())).await?;
+    let startup = super::identity::resolve(config, &disk).await?;
+    let Identity {
+        member_id,
+        cluster_id,
+    } = startup.identity;
+    let mut node_config = node_config(config, seed);
+    node_config.member_id = member_id;
+    node_config.cluster_id = cluster_id;
+    if let Some(members) = startup.joined_members {
+        node_config.initial_members = members;
+    }
+    let transport = Transport::new(member_id, cluster_id);
+    let node = node::start(node_config, disk, Arc::new(transport.clone())).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     for url in &config.listen_peer_urls {

@@ -91,6 +91,10 @@ impl PeerHandler for StubNode {
     fn is_removed(&self, member: u64) -> bool {
         self.removed.lock().expect("lock").contains(&member)
     }
+
+    fn members(&self) -> detcd_engine::pb::detcdpeerpb::MembersResponse {
+        detcd_engine::pb::detcdpeerpb::MembersResponse::default()
+    }
 }
 
 /// A peer server on its own runtime; dropping the runtime kills every connection.

@@ -40,7 +40,8 @@ use std::time::Duration;
 
 use crate::pb::detcdpeerpb::peer_client::PeerClient;
 use crate::pb::detcdpeerpb::{
-    ForwardResponse, InternalRequest, ProposeRequest, ReadIndexRequest, forward_request,
+    ForwardResponse, InternalRequest, MembersRequest, MembersResponse, ProposeRequest,
+    ReadIndexRequest, forward_request,
 };
 use crate::pb::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
@@ -79,6 +80,42 @@ pub const SNAPSHOT_SEND_TIMEOUT_MS: u64 = 60_000;
 pub const SNAPSHOTS_IN_FLIGHT_PER_PEER_MAX: u64 = 1;
 /// Default deadline of a forwarded request (see [`Transport::set_forward_timeout_ms`]).
 pub const FORWARD_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+
+/// Asks the members at `peer_urls` (tried in turn) for the cluster's ID and members, as a
+/// member joining a running cluster does before its first start. The error names every
+/// URL tried and why it failed.
+pub async fn fetch_members(peer_urls: &[String]) -> Result<MembersResponse, String> {
+    let mut failures = Vec::new();
+    for url in peer_urls {
+        let endpoint = match tonic::transport::Endpoint::from_shared(url.clone()) {
+            Ok(endpoint) => endpoint.connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS)),
+            Err(e) => {
+                failures.push(format!("{url}: bad URL: {e}"));
+                continue;
+            }
+        };
+        let call = async {
+            let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+            PeerClient::new(channel)
+                .members(MembersRequest {})
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| status.to_string())
+        };
+        let timeout = Duration::from_millis(FETCH_MEMBERS_TIMEOUT_MS);
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(response)) => return Ok(response),
+            Ok(Err(error)) => failures.push(format!("{url}: {error}")),
+            Err(_) => failures.push(format!(
+                "{url}: no answer within {FETCH_MEMBERS_TIMEOUT_MS} ms"
+            )),
+        }
+    }
+    Err(failures.join("; "))
+}
+
+/// How long asking one peer for the member list may take.
+pub const FETCH_MEMBERS_TIMEOUT_MS: u64 = 2_000;
 
 /// Something the node must tell the Raft core about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -19,8 +19,8 @@ use super::errors::status_from_server_error;
 use super::{Inner, Shared, Transport};
 use crate::pb::detcdpeerpb::peer_server::{Peer, PeerServer};
 use crate::pb::detcdpeerpb::{
-    ForwardRequest, ForwardResponse, ProposeRequest, ProposeResponse, RaftAck, RaftBatch,
-    ReadIndexRequest, ReadIndexResponse, forward_request,
+    ForwardRequest, ForwardResponse, MembersRequest, MembersResponse, ProposeRequest,
+    ProposeResponse, RaftAck, RaftBatch, ReadIndexRequest, ReadIndexResponse, forward_request,
 };
 use crate::pb::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
@@ -54,6 +54,8 @@ pub trait PeerHandler: Send + Sync + 'static {
     /// Whether `member` was removed from the cluster: such a member is never linked
     /// back to when it reaches this member.
     fn is_removed(&self, member: u64) -> bool;
+    /// The cluster's ID and members, for a member about to join it.
+    fn members(&self) -> MembersResponse;
 }
 
 /// The `Peer` service as tonic mounts it (the simulator's generated server also names
@@ -383,5 +385,12 @@ impl<H: PeerHandler> Peer for PeerService<H> {
             .await
             .map(tonic::Response::new)
             .map_err(|e| status_from_server_error(&e))
+    }
+
+    async fn members(
+        &self,
+        _request: tonic::Request<MembersRequest>,
+    ) -> Result<tonic::Response<MembersResponse>, tonic::Status> {
+        Ok(tonic::Response::new(self.handler.members()))
     }
 }
