@@ -6,6 +6,8 @@
 //! a gap is thus refused at once instead of after many more revisions. These are
 //! necessary conditions only: it does not choose writers (see `replay`).
 
+use std::collections::{BTreeMap, HashMap};
+
 use super::prep::{KeyHistory, KeyRead, Prep, count_in};
 
 use super::store::Store;
@@ -27,9 +29,9 @@ pub struct Shortfall {
 /// beyond what its earlier deadlines need.
 struct Demand<'a> {
     deadline: i64,
-    count: i64,
     total: i64,
     key: &'a str,
+    slot: usize,
     line: usize,
 }
 
@@ -73,14 +75,18 @@ impl Cursors {
 }
 
 /// Checks the demands of each key's next [`DEMAND_READS_MAX`] reads against the gaps
-/// after revision `r` (the store is at `r`).
+/// after revision `r` (the store is at `r`). On success, `urgent` holds, per key slot
+/// that still needs writes from gaps, the earliest revision it needs one by (a hint for
+/// the order in which the next gaps try their candidates).
 pub fn check(
     p: &Prep,
     store: &Store,
     r: i64,
     used: &[bool],
     cursors: &mut Cursors,
+    urgent: &mut Vec<(usize, i64)>,
 ) -> Result<(), Shortfall> {
+    urgent.clear();
     let left = p.gaps_in(r, p.max_rev);
     if left > 0 {
         let supply = p.supply.total(p, used, r);
@@ -97,6 +103,23 @@ pub fn check(
     }
     let mut demands: Vec<Demand> = Vec::new();
     let at_r = store.rev() == r;
+    // Keys of leases an acknowledged revoke after `r` ends: each must be written (its
+    // lease's revoke or expiry, a delete, or a put moving it off the lease) by then.
+    let mut revoked: BTreeMap<&str, (i64, usize)> = BTreeMap::new();
+    if at_r {
+        for id in store.leases_with_keys() {
+            let Some(revokes) = p.revoked_by.get(&id) else {
+                continue;
+            };
+            let Some(&(h, line)) = revokes.get(revokes.partition_point(|x| x.0 <= r)) else {
+                continue;
+            };
+            for k in store.lease(id).map(|l| l.keys.iter()).into_iter().flatten() {
+                let e = revoked.entry(k.as_str()).or_insert((h, line));
+                *e = (*e).min((h, line));
+            }
+        }
+    }
     // Both maps are in key order: walk the store's keys alongside.
     let mut live = store.current().peekable();
     // Writes to the key needed by each deadline; the running maximum is emitted as
@@ -112,6 +135,13 @@ pub fn check(
             store.get_at(key, r)
         };
         mine.clear();
+        if let Some(&(h, line)) = revoked.get(key.as_str())
+            && kh.known_puts_in(r, h) == 0
+            && !deletable(p, kh, r, h)
+        {
+            // No acknowledged write changes it by then: a gap must.
+            mine.push((h, 1, line));
+        }
         let mut informative = 0;
         for read in kh.reads[first..].iter().take(DEMAND_SCAN_MAX) {
             if informative >= DEMAND_READS_MAX {
@@ -125,8 +155,10 @@ pub fn check(
                 lines: vec![read.line],
                 message,
             };
+            // A leased key also vanishes only in a revision of its own (its lease's
+            // revoke or expiry), which is a gap unless an acknowledged delete made it.
             let deletes_by = |hi: i64| match cur {
-                Some(kv) if kv.lease == 0 && !deletable(p, kh, r, hi) => 1,
+                Some(_) if !deletable(p, kh, r, hi) => 1,
                 _ => 0,
             };
             // Unknown-outcome writes left to supply what the read needs.
@@ -216,14 +248,17 @@ pub fn check(
             mine.push((o.modified, deletes + puts, read.line));
         }
         mine.sort_unstable();
+        if let Some(&(deadline, _, _)) = mine.iter().find(|m| m.1 > 0) {
+            urgent.push((slot, deadline));
+        }
         let mut max = 0;
         for &(deadline, count, line) in &mine {
             if count > max {
                 demands.push(Demand {
                     deadline,
-                    count: count - max,
                     total: count,
                     key,
+                    slot,
                     line,
                 });
                 max = count;
@@ -244,12 +279,19 @@ pub fn check(
             });
         }
     }
-    if p.single_key_gaps && demands.len() > 1 {
-        // Each gap writes one key: demands due by a revision need that many gaps.
+    if demands.len() > 1 {
+        // One gap changes keys of one component only: by each deadline, the gaps must
+        // cover, for every component, the most writes any of its keys needs by then.
         demands.sort_by_key(|d| d.deadline);
+        let mut most: HashMap<usize, i64> = HashMap::new();
         let mut total = 0;
         for (i, d) in demands.iter().enumerate() {
-            total += d.count;
+            let comp = p.components.of.get(d.slot).copied().unwrap_or(d.slot);
+            let m = most.entry(comp).or_insert(0);
+            if d.total > *m {
+                total += d.total - *m;
+                *m = d.total;
+            }
             let room = p.gaps_in(r, d.deadline);
             if total > room {
                 let mut keys: Vec<String> =
@@ -258,10 +300,11 @@ pub fn check(
                 keys.dedup();
                 return Err(Shortfall {
                     message: format!(
-                        "reads need {total} writes by revision {} (to {} keys), but only \
-                         {room} revision(s) after {r} have no acknowledged writer",
+                        "reads need {total} writes by revision {} (to {}, which no one write \
+                         changes together), but only {room} revision(s) after {r} have no \
+                         acknowledged writer",
                         d.deadline,
-                        keys.len()
+                        keys.join(", ")
                     ),
                     keys: Some(keys),
                     lines: vec![d.line],

@@ -5,6 +5,7 @@
 //! handle histories without revisions (see the WGL search for those).
 
 pub mod compaction;
+pub mod components;
 pub mod conflict;
 pub mod demand;
 pub mod prep;

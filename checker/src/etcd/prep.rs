@@ -4,12 +4,13 @@
 //! bounds. Also the real-time order check of acknowledged operations, which needs no
 //! replay. Nothing here executes the model.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use crate::history::{EventKind, History, KeyValue, Op, OpResult, Outcome, WatchResponse};
 use crate::verdict::{Property, Verdict};
 
-use super::store::{claims_write, may_write};
+use super::store::{claims_write, in_range, may_write};
 
 /// What a gap revision is known to have done to a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,10 +78,12 @@ pub struct Prep {
     /// Revisions of acknowledged writes that may delete several keys (range deletes,
     /// txns with a delete), sorted.
     pub multi_deletes: Vec<i64>,
-    /// Every gap is filled by a write to one key (no txns, range deletes or leases
-    /// among the unknown-outcome ops, no lease in the history), so demands of different
-    /// keys need different gaps.
-    pub single_key_gaps: bool,
+    /// Keys one gap may change together (see `components`): demands of different
+    /// components need different gaps.
+    pub components: super::components::Components,
+    /// Per lease id, the header revisions of its acknowledged revokes with their source
+    /// lines, sorted: its keys are gone by then.
+    pub revoked_by: BTreeMap<i64, Vec<(i64, usize)>>,
     /// `hist_from[r]`: the lowest revision read by a historical read (a range at a
     /// given revision) acknowledged at header revision `r` or later (`i64::MAX`: none).
     pub hist_from: Vec<i64>,
@@ -93,6 +96,10 @@ pub struct Prep {
     /// Unknown-outcome writes per key, to bound what gaps can still supply.
     pub supply: super::supply::Supply,
 }
+
+/// Keys a range read may be taken to show absent at most (a wider range only shows
+/// the keys it returns; recording every absent key would slow every demand check).
+pub const ABSENT_KEYS_PER_RANGE_MAX: usize = 64;
 
 /// One read of a key: its create/mod revision and version, at a header revision.
 #[derive(Debug, Clone, Copy)]
@@ -293,6 +300,7 @@ impl Prep {
             .max()
             .unwrap_or(0);
         p.supply = super::supply::Supply::build(h, &p);
+        p.components = super::components::Components::build(h, &p);
         Ok(p)
     }
 
@@ -349,32 +357,15 @@ impl Prep {
                     .map(|_| r as i64)
             })
             .collect();
-        // Keys a request may write; None: a range or a lease (many keys).
-        fn written(op: &Op, out: &mut Vec<String>) -> Option<()> {
-            match op {
-                Op::Put(p) if p.lease == 0 => out.push(p.key.clone()),
-                Op::DeleteRange(d) if d.range_end.is_none() => out.push(d.key.clone()),
-                Op::Range(_) => {}
-                Op::Txn(t) => {
-                    for o in t.success.iter().chain(&t.failure) {
-                        written(o, out)?;
-                    }
-                }
-                _ => return None,
+        for o in &h.ops {
+            if let (Op::LeaseRevoke(l), Outcome::Ok(ok)) = (&o.rec.op, &o.rec.outcome) {
+                self.revoked_by
+                    .entry(l.id)
+                    .or_default()
+                    .push((ok.revision, o.line));
             }
-            Some(())
         }
-        let single = |op: &Op| {
-            let mut keys = Vec::new();
-            written(op, &mut keys).is_some() && keys.iter().all(|k| *k == keys[0])
-        };
-        self.single_key_gaps = self.unknown.iter().all(|&i| single(&h.ops[i].rec.op))
-            && !h.ops.iter().any(|o| {
-                matches!(
-                    o.rec.op,
-                    Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::LeaseKeepAlive(_)
-                )
-            });
+        self.revoked_by.values_mut().for_each(|v| v.sort_unstable());
     }
 
     fn collect_hist_from(&mut self, h: &History) {
@@ -416,22 +407,52 @@ impl Prep {
     }
 
     fn collect_key_history(&mut self, h: &History) {
+        /// Where reads of one acknowledged op see the store: `at` is the revision whose
+        /// state they show (None: after a write of the same txn, which they may see).
+        struct Reads<'a> {
+            at: Option<i64>,
+            line: usize,
+            /// Keys some request may put: a range read that does not show one shows
+            /// it absent.
+            put_keys: &'a BTreeSet<String>,
+        }
         fn walk(
             op: &Op,
             res: &OpResult,
             header: i64,
             writer: bool,
-            line: usize,
+            rd: &mut Reads,
             out: &mut BTreeMap<String, KeyHistory>,
         ) {
+            let line = rd.line;
             match (op, res) {
                 (Op::Range(q), OpResult::Range(r)) if q.revision == 0 => {
-                    if !writer && q.range_end.is_none() && !q.count_only && r.kvs.is_empty() {
-                        out.entry(q.key.clone()).or_default().reads.push(KeyRead {
-                            header,
-                            seen: None,
-                            line,
-                        });
+                    if let Some(at) = rd.at
+                        && !q.count_only
+                        && r.count == r.kvs.len() as i64
+                    {
+                        let absent = |k: &String| !r.kvs.iter().any(|kv| kv.key == *k);
+                        let keys: Vec<&String> = match q.range_end.as_deref() {
+                            None => vec![&q.key],
+                            Some(end) => rd
+                                .put_keys
+                                .range::<str, _>((
+                                    Bound::Included(q.key.as_str()),
+                                    Bound::Unbounded,
+                                ))
+                                .take_while(|k| in_range(k, &q.key, Some(end)))
+                                .take(ABSENT_KEYS_PER_RANGE_MAX + 1)
+                                .collect(),
+                        };
+                        if keys.len() <= ABSENT_KEYS_PER_RANGE_MAX {
+                            for k in keys.into_iter().filter(|k| absent(k)) {
+                                out.entry(k.clone()).or_default().reads.push(KeyRead {
+                                    header: at,
+                                    seen: None,
+                                    line,
+                                });
+                            }
+                        }
                     }
                     for kv in &r.kvs {
                         let e = out.entry(kv.key.clone()).or_default();
@@ -440,46 +461,52 @@ impl Prep {
                             modified: kv.mod_revision,
                             version: kv.version,
                         };
-                        if !writer {
+                        e.obs.push(seen);
+                        // After a write of its own txn a read may show that write.
+                        if let Some(at) = rd.at {
                             e.reads.push(KeyRead {
-                                header,
+                                header: at,
                                 seen: Some(seen),
                                 line,
                             });
-                        }
-                        e.obs.push(KeyObs {
-                            create: kv.create_revision,
-                            modified: kv.mod_revision,
-                            version: kv.version,
-                        });
-                        // Inside a writing txn the read may see the txn's own puts.
-                        if !writer {
-                            e.quiet.push((kv.mod_revision, header));
+                            e.quiet.push((kv.mod_revision, at));
                         }
                     }
                 }
                 (Op::Put(p), _) if writer => {
+                    rd.at = None;
                     out.entry(p.key.clone())
                         .or_default()
                         .known_puts
                         .push(header);
                 }
-                (Op::DeleteRange(d), OpResult::DeleteRange(r))
-                    if writer && d.range_end.is_none() && r.deleted > 0 =>
-                {
-                    out.entry(d.key.clone())
-                        .or_default()
-                        .known_deletes
-                        .push(header);
+                (Op::DeleteRange(d), OpResult::DeleteRange(r)) if writer => {
+                    rd.at = None;
+                    if d.range_end.is_none() && r.deleted > 0 {
+                        out.entry(d.key.clone())
+                            .or_default()
+                            .known_deletes
+                            .push(header);
+                    }
                 }
                 (Op::Txn(t), OpResult::Txn(r)) => {
                     let branch = if r.succeeded { &t.success } else { &t.failure };
                     for (o, res) in branch.iter().zip(&r.responses) {
-                        walk(o, res, header, writer, line, out);
+                        walk(o, res, header, writer, rd, out);
                     }
                 }
-                _ => {}
+                _ => {
+                    if writer {
+                        rd.at = None;
+                    }
+                }
             }
+        }
+        let mut put_keys = BTreeSet::new();
+        for o in &h.ops {
+            let mut puts = Vec::new();
+            puts_of(&o.rec.op, &mut puts);
+            put_keys.extend(puts.into_iter().map(|(k, _)| k.to_owned()));
         }
         let mut out: BTreeMap<String, KeyHistory> = BTreeMap::new();
         for o in &h.ops {
@@ -490,7 +517,21 @@ impl Prep {
                     continue;
                 }
                 let writer = claims_write(&ok.result);
-                walk(&o.rec.op, &ok.result, ok.revision, writer, o.line, &mut out);
+                // A writing txn's reads before its first write see the revision before
+                // its own.
+                let mut rd = Reads {
+                    at: Some(if writer { ok.revision - 1 } else { ok.revision }),
+                    line: o.line,
+                    put_keys: &put_keys,
+                };
+                walk(
+                    &o.rec.op,
+                    &ok.result,
+                    ok.revision,
+                    writer,
+                    &mut rd,
+                    &mut out,
+                );
                 // A write's previous key-value is the key at the revision before it.
                 let prev = match (&o.rec.op, &ok.result) {
                     (Op::Put(p), OpResult::Put(r)) if writer && p.prev_kv => {

@@ -25,9 +25,11 @@ pub struct Supply {
     /// Per op: the first revision it may produce (`i64::MAX`: not an unknown-outcome
     /// write).
     lowest: Vec<i64>,
-    /// Keys may also vanish by lease expiry and gaps be filled by it: no bound from
-    /// deletes or in all.
+    /// Gaps may also be filled by lease expiries: no bound in all.
     leases: bool,
+    /// Per key slot: some put names a lease for it, so it may also vanish by a lease's
+    /// revoke or expiry: no bound from deletes.
+    leased: Vec<bool>,
 }
 
 /// A bound that never binds.
@@ -77,6 +79,10 @@ impl Supply {
             .collect();
         let mut puts = vec![Vec::new(); p.seen_keys.len()];
         let mut deletes = vec![Vec::new(); p.seen_keys.len()];
+        let mut leased = vec![false; p.seen_keys.len()];
+        for o in &h.ops {
+            leased_keys(&o.rec.op, &slots, &mut leased);
+        }
         for &i in &p.unknown {
             let mut put_slots = Vec::new();
             let mut delete_slots = Vec::new();
@@ -93,6 +99,7 @@ impl Supply {
             deletes,
             lowest,
             leases,
+            leased,
         }
     }
 
@@ -113,6 +120,11 @@ impl Supply {
         })
     }
 
+    /// Whether lease expiries may fill gaps (the history has leases).
+    pub fn leases(&self) -> bool {
+        self.leases
+    }
+
     /// Unused unknown-outcome writes that may put the key in slot `slot` at a gap in
     /// `(r, hi]`.
     pub fn puts(&self, p: &Prep, used: &[bool], slot: usize, r: i64, hi: i64) -> i64 {
@@ -120,9 +132,9 @@ impl Supply {
     }
 
     /// Unused writes that may delete the key in slot `slot` at a gap in `(r, hi]`
-    /// ([`i64::MAX`] when leases may delete it too).
+    /// ([`i64::MAX`] when a lease may delete it too).
     pub fn deletes(&self, p: &Prep, used: &[bool], slot: usize, r: i64, hi: i64) -> i64 {
-        if self.leases {
+        if self.leased.get(slot).copied().unwrap_or(true) {
             return UNBOUNDED;
         }
         self.count(p, used, self.deletes.get(slot), r, hi)
@@ -137,6 +149,23 @@ impl Supply {
         let all = p.unknown.iter();
         all.filter(|&&i| self.usable(p, used, i, r, p.max_rev))
             .count() as i64
+    }
+}
+
+/// Marks the slots of keys `op` puts with a lease.
+fn leased_keys(op: &Op, slots: &BTreeMap<&str, usize>, out: &mut [bool]) {
+    match op {
+        Op::Put(p) if p.lease != 0 => {
+            if let Some(&s) = slots.get(p.key.as_str()) {
+                out[s] = true;
+            }
+        }
+        Op::Txn(t) => t
+            .success
+            .iter()
+            .chain(&t.failure)
+            .for_each(|o| leased_keys(o, slots, out)),
+        _ => {}
     }
 }
 
