@@ -7,12 +7,11 @@
 //! Grouping only; the demands themselves are in `demand`.
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 
 use crate::history::{History, Op};
 
 use super::prep::Prep;
-use super::store::in_range;
+use super::supply::deleted_slots;
 
 /// Per key of [`Prep::seen_keys`] (in its order), the component it belongs to; ids
 /// are below the number of keys.
@@ -61,15 +60,7 @@ fn written(
                 }
             }
         }
-        Op::DeleteRange(d) => match d.range_end.as_deref() {
-            None => out.extend(slots.get(d.key.as_str())),
-            Some(end) => out.extend(
-                slots
-                    .range::<str, _>((Bound::Included(d.key.as_str()), Bound::Unbounded))
-                    .take_while(|(k, _)| in_range(k, &d.key, Some(end)))
-                    .map(|(_, &s)| s),
-            ),
-        },
+        Op::DeleteRange(d) => out.extend(deleted_slots(slots, &d.key, d.range_end.as_deref())),
         Op::Txn(t) => t
             .success
             .iter()

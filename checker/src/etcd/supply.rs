@@ -35,19 +35,28 @@ pub struct Supply {
 /// A bound that never binds.
 const UNBOUNDED: i64 = i64::MAX;
 
+/// Slots of the keys a delete of `key` (up to `range_end`, if any) may remove.
+pub(crate) fn deleted_slots<'a>(
+    slots: &'a BTreeMap<&str, usize>,
+    key: &'a str,
+    range_end: Option<&'a str>,
+) -> Box<dyn Iterator<Item = usize> + 'a> {
+    match range_end {
+        None => Box::new(slots.get(key).copied().into_iter()),
+        Some(end) => Box::new(
+            slots
+                .range::<str, _>((Bound::Included(key), Bound::Unbounded))
+                .take_while(move |(k, _)| in_range(k, key, Some(end)))
+                .map(|(_, &s)| s),
+        ),
+    }
+}
+
 /// Slots of the keys `op` may put and delete.
 fn written(op: &Op, slots: &BTreeMap<&str, usize>, puts: &mut Vec<usize>, dels: &mut Vec<usize>) {
     match op {
         Op::Put(p) => puts.extend(slots.get(p.key.as_str())),
-        Op::DeleteRange(d) => match d.range_end.as_deref() {
-            None => dels.extend(slots.get(d.key.as_str())),
-            Some(end) => dels.extend(
-                slots
-                    .range::<str, _>((Bound::Included(d.key.as_str()), Bound::Unbounded))
-                    .take_while(|(k, _)| in_range(k, &d.key, Some(end)))
-                    .map(|(_, &s)| s),
-            ),
-        },
+        Op::DeleteRange(d) => dels.extend(deleted_slots(slots, &d.key, d.range_end.as_deref())),
         Op::Txn(t) => t
             .success
             .iter()
