@@ -528,9 +528,12 @@ impl<D: Disk> RaftLoop<D> {
     }
 
     pub(super) fn publish_status(&self) {
-        let status = self.raw.status();
-        let is_learner = status
-            .conf_state
+        // Called after every Ready: the brief copies no membership or progress.
+        let status = self.raw.brief();
+        let is_learner = self
+            .raw
+            .log()
+            .conf_state()
             .learners
             .contains(&self.shared.config.member_id);
         let previous = self.shared.status.get();
