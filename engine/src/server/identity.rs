@@ -19,7 +19,9 @@ use super::transport;
 
 /// The file, at the top of the data directory.
 pub const IDENTITY_FILE: &str = "member-identity";
-/// Where the file is written before it is renamed into place.
+/// A second copy, so one damaged sector does not leave the member without its IDs.
+pub const IDENTITY_COPY_FILE: &str = "member-identity.copy";
+/// Where each copy is written before it is renamed into place.
 const IDENTITY_TEMP_FILE: &str = "member-identity.tmp";
 /// Encoded size: member ID, cluster ID (little-endian u64s), CRC32C of the two.
 const IDENTITY_BYTES: usize = 20;
@@ -76,25 +78,47 @@ fn corrupt(why: impl std::fmt::Display) -> ServerError {
     ServerError::Internal(format!("data dir: {IDENTITY_FILE}: {why}"))
 }
 
-/// The IDs saved in the data directory, if any.
-pub async fn load<D: Disk>(disk: &D) -> Result<Option<Identity>, ServerError> {
-    if !disk.exists(IDENTITY_FILE).await.map_err(corrupt)? {
+/// One copy: `None` if the file does not exist, else what it holds.
+async fn load_copy<D: Disk>(
+    disk: &D,
+    path: &str,
+) -> Result<Option<Result<Identity, String>>, ServerError> {
+    if !disk.exists(path).await.map_err(corrupt)? {
         return Ok(None);
     }
-    let bytes = disk.read_all(IDENTITY_FILE).await.map_err(corrupt)?;
-    decode(&bytes).map(Some).map_err(corrupt)
+    Ok(Some(match disk.read_all(path).await {
+        Ok(bytes) => decode(&bytes),
+        Err(e) => Err(e.to_string()),
+    }))
 }
 
-/// Saves the IDs durably (written aside, synced, renamed into place, directory synced).
+/// The IDs saved in the data directory, if any: the first copy that is intact. Both
+/// copies damaged (or the only one) is an error.
+pub async fn load<D: Disk>(disk: &D) -> Result<Option<Identity>, ServerError> {
+    let first = load_copy(disk, IDENTITY_FILE).await?;
+    let second = load_copy(disk, IDENTITY_COPY_FILE).await?;
+    match (first, second) {
+        (None, None) => Ok(None),
+        (Some(Ok(identity)), _) | (_, Some(Ok(identity))) => Ok(Some(identity)),
+        (Some(Err(why)), _) | (None, Some(Err(why))) => Err(corrupt(format!(
+            "{why} (and no intact copy in {IDENTITY_COPY_FILE})"
+        ))),
+    }
+}
+
+/// Saves the IDs durably, in both copies (each written aside, synced and renamed into
+/// place; then the directory is synced).
 pub async fn save<D: Disk>(disk: &D, identity: Identity) -> Result<(), ServerError> {
-    let mut file = disk.open(IDENTITY_TEMP_FILE, true).await.map_err(corrupt)?;
-    file.set_len(0).await.map_err(corrupt)?;
-    file.write_at(0, &encode(identity)).await.map_err(corrupt)?;
-    file.sync_data().await.map_err(corrupt)?;
-    drop(file);
-    disk.rename(IDENTITY_TEMP_FILE, IDENTITY_FILE)
-        .await
-        .map_err(corrupt)?;
+    for path in [IDENTITY_FILE, IDENTITY_COPY_FILE] {
+        let mut file = disk.open(IDENTITY_TEMP_FILE, true).await.map_err(corrupt)?;
+        file.set_len(0).await.map_err(corrupt)?;
+        file.write_at(0, &encode(identity)).await.map_err(corrupt)?;
+        file.sync_data().await.map_err(corrupt)?;
+        drop(file);
+        disk.rename(IDENTITY_TEMP_FILE, path)
+            .await
+            .map_err(corrupt)?;
+    }
     disk.sync_dir("").await.map_err(corrupt)
 }
 
@@ -219,7 +243,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn saved_identity_is_loaded_back() {
+    async fn saved_identity_is_loaded_back_while_one_copy_is_intact() {
         let disk = MemDisk::new();
         assert_eq!(load(&disk).await.expect("load"), None);
         let identity = Identity {
@@ -228,5 +252,10 @@ mod tests {
         };
         save(&disk, identity).await.expect("save");
         assert_eq!(load(&disk).await.expect("load"), Some(identity));
+        disk.flip_bit(IDENTITY_FILE, 2, 0).expect("flip");
+        assert_eq!(load(&disk).await.expect("load"), Some(identity), "the copy");
+        disk.flip_bit(IDENTITY_COPY_FILE, 9, 3).expect("flip");
+        let error = load(&disk).await.expect_err("both damaged");
+        assert!(error.to_string().contains("checksum mismatch"), "{error}");
     }
 }
