@@ -173,7 +173,7 @@ async fn join(config: &ServerConfig) -> Result<Startup, ServerError> {
     // the next one.
     let mut failures = Vec::new();
     for url in &others {
-        let response = match transport::fetch_members(std::slice::from_ref(url)).await {
+        let response = match transport::fetch_members(url).await {
             Ok(response) => response,
             Err(e) => {
                 failures.push(e);

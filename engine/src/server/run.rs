@@ -18,7 +18,7 @@ use crate::storage::{Disk, WalOptions};
 
 use super::config::{ClusterState, ServerConfig};
 use super::error::ServerError;
-use super::identity::Identity;
+use super::identity::Startup;
 use super::membership::MemberRecord;
 use super::node::{self, NodeConfig, NodeHandle};
 use super::transport::Transport;
@@ -46,15 +46,12 @@ impl Server {
     }
 }
 
-/// The node configuration for a server configuration.
-pub fn node_config(config: &ServerConfig, seed: u64) -> NodeConfig {
+/// The node configuration for a server configuration and the way this start resolved
+/// the member's identity (its IDs; when joining, the running cluster's members).
+pub fn node_config(config: &ServerConfig, startup: Startup, seed: u64) -> NodeConfig {
     let election_ticks = u32::try_from(config.election_ticks).unwrap_or(u32::MAX);
-    NodeConfig {
-        member_id: config.member_id,
-        cluster_id: config.cluster_id,
-        name: config.name.clone(),
-        client_urls: config.advertise_client_urls.clone(),
-        initial_members: config
+    let initial_members = startup.joined_members.unwrap_or_else(|| {
+        config
             .initial_cluster
             .iter()
             .map(|m| MemberRecord {
@@ -64,7 +61,14 @@ pub fn node_config(config: &ServerConfig, seed: u64) -> NodeConfig {
                 client_urls: Vec::new(),
                 is_learner: false,
             })
-            .collect(),
+            .collect()
+    });
+    NodeConfig {
+        member_id: startup.identity.member_id,
+        cluster_id: startup.identity.cluster_id,
+        name: config.name.clone(),
+        client_urls: config.advertise_client_urls.clone(),
+        initial_members,
         join_existing: config.initial_cluster_state == ClusterState::Existing,
         tick_ms: config.heartbeat_interval_ms,
         election_ticks,
@@ -140,17 +144,8 @@ pub async fn start<D: Disk>(
     seed: u64,
 ) -> Result<Server, ServerError> {
     let startup = super::identity::resolve(config, &disk).await?;
-    let Identity {
-        member_id,
-        cluster_id,
-    } = startup.identity;
-    let mut node_config = node_config(config, seed);
-    node_config.member_id = member_id;
-    node_config.cluster_id = cluster_id;
-    if let Some(members) = startup.joined_members {
-        node_config.initial_members = members;
-    }
-    let transport = Transport::new(member_id, cluster_id);
+    let transport = Transport::new(startup.identity.member_id, startup.identity.cluster_id);
+    let node_config = node_config(config, startup, seed);
     let node = node::start(node_config, disk, Arc::new(transport.clone())).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
 

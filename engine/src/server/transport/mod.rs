@@ -81,37 +81,28 @@ pub const SNAPSHOTS_IN_FLIGHT_PER_PEER_MAX: u64 = 1;
 /// Default deadline of a forwarded request (see [`Transport::set_forward_timeout_ms`]).
 pub const FORWARD_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 
-/// Asks the members at `peer_urls` (tried in turn) for the cluster's ID and members, as a
-/// member joining a running cluster does before its first start. The error names every
-/// URL tried and why it failed.
-pub async fn fetch_members(peer_urls: &[String]) -> Result<MembersResponse, String> {
-    let mut failures = Vec::new();
-    for url in peer_urls {
-        let endpoint = match tonic::transport::Endpoint::from_shared(url.clone()) {
-            Ok(endpoint) => endpoint.connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS)),
-            Err(e) => {
-                failures.push(format!("{url}: bad URL: {e}"));
-                continue;
-            }
-        };
-        let call = async {
-            let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
-            PeerClient::new(channel)
-                .members(MembersRequest {})
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(|status| status.to_string())
-        };
-        let timeout = Duration::from_millis(FETCH_MEMBERS_TIMEOUT_MS);
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(response)) => return Ok(response),
-            Ok(Err(error)) => failures.push(format!("{url}: {error}")),
-            Err(_) => failures.push(format!(
-                "{url}: no answer within {FETCH_MEMBERS_TIMEOUT_MS} ms"
-            )),
-        }
+/// Asks the member at `peer_url` for the cluster's ID and members, as a member joining a
+/// running cluster does before its first start. The error says why it failed.
+pub async fn fetch_members(peer_url: &str) -> Result<MembersResponse, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(peer_url.to_owned())
+        .map_err(|e| format!("{peer_url}: bad URL: {e}"))?
+        .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS));
+    let call = async {
+        let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+        PeerClient::new(channel)
+            .members(MembersRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| status.to_string())
+    };
+    let timeout = Duration::from_millis(FETCH_MEMBERS_TIMEOUT_MS);
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(error)) => Err(format!("{peer_url}: {error}")),
+        Err(_) => Err(format!(
+            "{peer_url}: no answer within {FETCH_MEMBERS_TIMEOUT_MS} ms"
+        )),
     }
-    Err(failures.join("; "))
 }
 
 /// How long asking one peer for the member list may take.
