@@ -25,6 +25,8 @@ pub struct Supply {
     /// Per op: the first revision it may produce (`i64::MAX`: not an unknown-outcome
     /// write).
     lowest: Vec<i64>,
+    /// Per op: the last revision it may produce (see `lifetime`).
+    highest: Vec<i64>,
     /// Gaps may also be filled by lease expiries: no bound in all.
     leases: bool,
     /// Per key slot: some put names a lease for it, so it may also vanish by a lease's
@@ -107,18 +109,26 @@ impl Supply {
             puts,
             deletes,
             lowest,
+            highest: super::lifetime::highest(h, p),
             leases,
             leased,
         }
     }
 
-    /// Whether op `i`, unused, may still produce a gap revision in `(r, hi]`.
+    /// The last revision op `i` may produce ([`i64::MAX`]: no bound known).
+    pub fn highest(&self, i: usize) -> i64 {
+        self.highest.get(i).copied().unwrap_or(UNBOUNDED)
+    }
+
+    /// Whether op `i`, unused, may still produce a gap revision in `(r, hi]`: some gap
+    /// lies in that range between the first and the last revision it may produce.
     fn usable(&self, p: &Prep, used: &[bool], i: usize, r: i64, hi: i64) -> bool {
+        let hi = hi.min(self.highest(i));
         let (lo, hi) = match p.pinned.get(i).copied().flatten() {
             Some(pin) => (pin.max(self.lowest[i]), pin.min(hi)),
             None => (self.lowest[i], hi),
         };
-        !used.get(i).copied().unwrap_or(true) && lo <= hi && hi > r
+        !used.get(i).copied().unwrap_or(true) && p.gaps_in(r.max(lo - 1), hi) > 0
     }
 
     fn count(&self, p: &Prep, used: &[bool], ops: Option<&Vec<usize>>, r: i64, hi: i64) -> i64 {
