@@ -76,6 +76,23 @@ fn writes_key(op: &Op, key: &str) -> bool {
     }
 }
 
+/// The keys an unknown-outcome txn needs to exist before it can write: it writes only
+/// through its success branch (its failure branch writes nothing), and each of these
+/// single-key compares fails on an absent key. Empty for every other op.
+pub fn needed_keys(op: &Op) -> Vec<&str> {
+    let Op::Txn(t) = op else {
+        return Vec::new();
+    };
+    if t.failure.iter().any(super::store::may_write) {
+        return Vec::new();
+    }
+    t.compare
+        .iter()
+        .filter(|c| c.range_end.is_none() && !holds_when_absent(c))
+        .map(|c| c.key.as_str())
+        .collect()
+}
+
 /// Per op, the last revision it can produce as an unknown-outcome write
 /// ([`UNBOUNDED_REV`]: no bound known; only txns of `p.unknown` get one).
 pub fn highest(h: &History, p: &Prep) -> Vec<i64> {
@@ -85,26 +102,14 @@ pub fn highest(h: &History, p: &Prep) -> Vec<i64> {
         return out;
     }
     for &i in &p.unknown {
-        let Op::Txn(t) = &h.ops[i].rec.op else {
-            continue;
-        };
-        if t.failure.iter().any(super::store::may_write) {
-            continue;
-        }
-        for c in &t.compare {
-            if c.range_end.is_some() || holds_when_absent(c) {
-                continue;
-            }
-            let Some(&end) = deadlines.get(&c.key) else {
+        let op = &h.ops[i].rec.op;
+        for key in needed_keys(op) {
+            let Some(&end) = deadlines.get(key) else {
                 continue;
             };
             // At `end` the revoke deletes the key in its own revision, unless the txn
             // itself moved the key off the lease at `end`.
-            let last = if writes_key(&h.ops[i].rec.op, &c.key) {
-                end
-            } else {
-                end - 1
-            };
+            let last = if writes_key(op, key) { end } else { end - 1 };
             out[i] = out[i].min(last);
         }
     }
