@@ -33,6 +33,17 @@ struct Demand<'a> {
     key: &'a str,
     slot: usize,
     line: usize,
+    /// The key whose writers need this one (for a demand from `needed_first`).
+    for_key: Option<&'a str>,
+}
+
+impl Demand<'_> {
+    /// The keys the demand depends on.
+    fn keys(&self) -> impl Iterator<Item = String> + '_ {
+        std::iter::once(self.key)
+            .chain(self.for_key)
+            .map(str::to_owned)
+    }
 }
 
 fn deletable(p: &Prep, kh: &KeyHistory, lo: i64, hi: i64) -> bool {
@@ -125,6 +136,8 @@ pub fn check(
     // Writes to the key needed by each deadline; the running maximum is emitted as
     // increments so that demands of different keys can be summed. Reused across keys.
     let mut mine: Vec<(i64, i64, usize)> = Vec::new();
+    // Puts that the writers of keys other reads need must be preceded by.
+    let mut enabling: Vec<Demand> = Vec::new();
     for (slot, (key, kh)) in p.seen_keys.iter().enumerate() {
         let first = cursors.first_after(slot, &kh.reads, r);
         let cur = if at_r {
@@ -143,6 +156,8 @@ pub fn check(
             mine.push((h, 1, line));
         }
         let mut informative = 0;
+        // The earliest revision by which a gap must put the key, and the read saying so.
+        let mut first_put: Option<(i64, usize)> = None;
         for read in kh.reads[first..].iter().take(DEMAND_SCAN_MAX) {
             if informative >= DEMAND_READS_MAX {
                 break;
@@ -233,6 +248,9 @@ pub fn check(
                 )));
             }
             if puts > 0 {
+                if first_put.is_none_or(|(d, _)| o.modified < d) {
+                    first_put = Some((o.modified, read.line));
+                }
                 let have = p.supply.puts(p, used, slot, r, o.modified);
                 if puts > have {
                     return Err(short("put(s)", puts, have, o.modified));
@@ -247,6 +265,12 @@ pub fn check(
             mine.push((o.create - 1, deletes, read.line));
             mine.push((o.modified, deletes + puts, read.line));
         }
+        if let Some(need) = first_put
+            && let Some(d) = needed_first(p, store, r, used, slot, key, need)?
+        {
+            urgent.push((d.slot, d.deadline));
+            enabling.push(d);
+        }
         mine.sort_unstable();
         if let Some(&(deadline, _, _)) = mine.iter().find(|m| m.1 > 0) {
             urgent.push((slot, deadline));
@@ -260,16 +284,18 @@ pub fn check(
                     key,
                     slot,
                     line,
+                    for_key: None,
                 });
                 max = count;
             }
         }
     }
+    demands.append(&mut enabling);
     for d in &demands {
         let room = p.gaps_in(r, d.deadline);
         if d.total > room {
             return Err(Shortfall {
-                keys: Some(vec![d.key.to_owned()]),
+                keys: Some(d.keys().collect()),
                 lines: vec![d.line],
                 message: format!(
                     "a read needs {} more write(s) to {} by revision {}, but only {room} \
@@ -294,8 +320,7 @@ pub fn check(
             }
             let room = p.gaps_in(r, d.deadline);
             if total > room {
-                let mut keys: Vec<String> =
-                    demands[..=i].iter().map(|d| d.key.to_owned()).collect();
+                let mut keys: Vec<String> = demands[..=i].iter().flat_map(|d| d.keys()).collect();
                 keys.sort();
                 keys.dedup();
                 return Err(Shortfall {
@@ -313,6 +338,53 @@ pub fn check(
         }
     }
     Ok(())
+}
+
+/// When a gap must put the key in `slot` by `deadline` and every unknown-outcome write
+/// left that may do so is a txn that needs one same key to exist first (a lock holder's
+/// write needs its lock key), and that key is absent at `r` with no acknowledged put
+/// to it before `deadline`: a gap must put that key by `deadline - 1`. Returns that
+/// demand, or the shortfall when no unknown-outcome write left can put it.
+fn needed_first<'a>(
+    p: &'a Prep,
+    store: &Store,
+    r: i64,
+    used: &[bool],
+    slot: usize,
+    of: &'a str,
+    (deadline, line): (i64, usize),
+) -> Result<Option<Demand<'a>>, Shortfall> {
+    let Some(key) = p.supply.common_needed_key(p, used, slot, r, deadline) else {
+        return Ok(None);
+    };
+    let (Some((key, &k_slot)), Some(kh)) =
+        (p.components.slot.get_key_value(key), p.seen_keys.get(key))
+    else {
+        return Ok(None);
+    };
+    let by = deadline - 1;
+    if store.get_at(key, r).is_some() || kh.known_puts_in(r, by) > 0 {
+        return Ok(None);
+    }
+    if p.supply.puts(p, used, k_slot, r, by) == 0 {
+        return Err(Shortfall {
+            keys: Some(vec![key.clone(), of.to_owned()]),
+            lines: vec![line],
+            message: format!(
+                "a read needs a write by revision {deadline} that only txns needing {key} \
+                 to exist can make, but no unknown-outcome write left may put {key} by \
+                 revision {by}"
+            ),
+        });
+    }
+    Ok(Some(Demand {
+        deadline: by,
+        total: 1,
+        key,
+        slot: k_slot,
+        line,
+        for_key: Some(of),
+    }))
 }
 
 /// Checks what reads show against acknowledged writes alone, before any search: a key
@@ -378,4 +450,85 @@ pub fn check_static(h: &History, p: &Prep) -> Result<(), Verdict> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `data` is read at version 1 written at revision 4; only the txn (op 2) may write
+    /// it, and only while `lock/a` exists, which only the unknown put (op 1) creates;
+    /// `k` is read as written at revision 3.
+    const LOCK: &str = r#"
+{"type":"op","client":1,"call":1,"ret":2,"op":{"lease_grant":{"id":7,"ttl":5}},"outcome":{"ok":{"revision":1,"result":{"lease_grant":{"id":7,"ttl":5}}}}}
+{"type":"op","client":1,"call":3,"op":{"put":{"key":"lock/a","value":"","lease":7}},"outcome":"unknown"}
+{"type":"op","client":2,"call":4,"op":{"txn":{"compare":[{"key":"lock/a","target":{"create":0},"result":"greater"}],"success":[{"put":{"key":"data","value":"x"}}],"failure":[]}},"outcome":"unknown"}
+{"type":"op","client":3,"call":5,"op":{"put":{"key":"k","value":"u"}},"outcome":"unknown"}
+{"type":"op","client":4,"call":6,"op":{"delete_range":{"key":"lock/a"}},"outcome":"unknown"}
+{"type":"op","client":5,"call":10,"ret":11,"op":{"range":{"key":"data"}},"outcome":{"ok":{"revision":5,"result":{"range":{"kvs":[{"key":"data","value":"x","create_revision":4,"mod_revision":4,"version":1}],"count":1}}}}}
+{"type":"op","client":5,"call":12,"ret":13,"op":{"range":{"key":"lock/","range_end":"lock0"}},"outcome":{"ok":{"revision":5,"result":{"range":{"kvs":[],"count":0}}}}}
+{"type":"op","client":5,"call":14,"ret":15,"op":{"range":{"key":"k"}},"outcome":{"ok":{"revision":5,"result":{"range":{"kvs":[{"key":"k","value":"u","create_revision":3,"mod_revision":3,"version":1}],"count":1}}}}}
+"#;
+
+    fn run(used_ops: &[usize], at: i64) -> (Result<(), Shortfall>, Vec<(usize, i64)>, Prep) {
+        let h = History::parse(LOCK).expect("parses");
+        let p = Prep::build(&h, false).expect("prepares");
+        let mut store = Store::new();
+        for _ in 1..at {
+            store.skip_revision();
+        }
+        let mut used = vec![false; h.ops.len()];
+        used_ops.iter().for_each(|&i| used[i] = true);
+        let mut urgent = Vec::new();
+        let res = check(&p, &store, at, &used, &mut Cursors::new(&p), &mut urgent);
+        (res, urgent, p)
+    }
+
+    #[test]
+    fn a_lock_holder_write_needs_its_lock_key_first() {
+        let (res, urgent, p) = run(&[], 1);
+        assert!(res.is_ok(), "{res:?}");
+        let lock = p.components.slot["lock/a"];
+        assert!(
+            urgent.contains(&(lock, 3)),
+            "lock/a needed by 3: {urgent:?}"
+        );
+    }
+
+    #[test]
+    fn the_lock_key_and_another_key_need_a_gap_each() {
+        // After revision 2 only gap 3 is left for both k and lock/a (needed by 3, as
+        // the holder writes data by 4).
+        let (res, _, _) = run(&[], 2);
+        let err = res.expect_err("two writes in one gap");
+        assert!(
+            err.message.contains("reads need 2 writes by revision 3"),
+            "{}",
+            err.message
+        );
+        let keys = err.keys.expect("keys named");
+        assert!(keys.contains(&"lock/a".to_owned()) && keys.contains(&"data".to_owned()));
+    }
+
+    #[test]
+    fn the_lock_key_too_late_is_a_shortfall() {
+        let (res, _, _) = run(&[], 3);
+        let err = res.expect_err("lock/a cannot come before data's write at 4");
+        assert!(
+            err.message.contains("only txns needing lock/a"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn the_lock_key_put_used_up_is_a_shortfall() {
+        let (res, _, _) = run(&[1], 1);
+        let err = res.expect_err("nothing can put lock/a any more");
+        assert!(
+            err.message.contains("only txns needing lock/a"),
+            "{}",
+            err.message
+        );
+    }
 }

@@ -8,6 +8,7 @@ pub mod compaction;
 pub mod components;
 pub mod conflict;
 pub mod demand;
+pub mod lifetime;
 pub mod prep;
 pub mod replay;
 pub mod store;

@@ -599,6 +599,7 @@ impl<'a> Replay<'a> {
             let call = self.h.ops[i].rec.call;
             !self.used[i]
                 && call < deadline
+                && r <= self.p.supply.highest(i)
                 && self.p.max_rev_before(call).is_none_or(|(m, _)| m < r)
         };
         let mut c: Vec<Cand> = Vec::new();

@@ -455,13 +455,16 @@ impl Store {
             .filter_map(|(_, vs)| at(vs, r))
             .collect();
         if kvs.is_empty() {
-            if matches!(c.target, CompareTarget::Value(_)) {
-                return false;
-            }
-            return compare_one(c, &KeyValue::default());
+            return holds_when_absent(c);
         }
         kvs.into_iter().all(|kv| compare_one(c, kv))
     }
+}
+
+/// Whether compare `c` holds when no key of its range exists (an absent key has
+/// version, create and mod revision and lease 0, and fails every value compare).
+pub fn holds_when_absent(c: &Compare) -> bool {
+    !matches!(c.target, CompareTarget::Value(_)) && compare_one(c, &KeyValue::default())
 }
 
 fn compare_one(c: &Compare, kv: &KeyValue) -> bool {

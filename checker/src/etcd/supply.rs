@@ -25,6 +25,10 @@ pub struct Supply {
     /// Per op: the first revision it may produce (`i64::MAX`: not an unknown-outcome
     /// write).
     lowest: Vec<i64>,
+    /// Per op: the last revision it may produce (see `lifetime`).
+    highest: Vec<i64>,
+    /// Per op: the keys it needs to exist before it can write (see `lifetime`).
+    needs: Vec<Vec<String>>,
     /// Gaps may also be filled by lease expiries: no bound in all.
     leases: bool,
     /// Per key slot: some put names a lease for it, so it may also vanish by a lease's
@@ -92,7 +96,12 @@ impl Supply {
         for o in &h.ops {
             leased_keys(&o.rec.op, &slots, &mut leased);
         }
+        let mut needs = vec![Vec::new(); h.ops.len()];
         for &i in &p.unknown {
+            let mut keys = super::lifetime::needed_keys(&h.ops[i].rec.op);
+            keys.sort_unstable();
+            keys.dedup();
+            needs[i] = keys.into_iter().map(str::to_owned).collect();
             let mut put_slots = Vec::new();
             let mut delete_slots = Vec::new();
             written(&h.ops[i].rec.op, &slots, &mut put_slots, &mut delete_slots);
@@ -107,18 +116,27 @@ impl Supply {
             puts,
             deletes,
             lowest,
+            highest: super::lifetime::highest(h, p),
+            needs,
             leases,
             leased,
         }
     }
 
-    /// Whether op `i`, unused, may still produce a gap revision in `(r, hi]`.
+    /// The last revision op `i` may produce ([`i64::MAX`]: no bound known).
+    pub fn highest(&self, i: usize) -> i64 {
+        self.highest.get(i).copied().unwrap_or(UNBOUNDED)
+    }
+
+    /// Whether op `i`, unused, may still produce a gap revision in `(r, hi]`: some gap
+    /// lies in that range between the first and the last revision it may produce.
     fn usable(&self, p: &Prep, used: &[bool], i: usize, r: i64, hi: i64) -> bool {
+        let hi = hi.min(self.highest(i));
         let (lo, hi) = match p.pinned.get(i).copied().flatten() {
             Some(pin) => (pin.max(self.lowest[i]), pin.min(hi)),
             None => (self.lowest[i], hi),
         };
-        !used.get(i).copied().unwrap_or(true) && lo <= hi && hi > r
+        !used.get(i).copied().unwrap_or(true) && p.gaps_in(r.max(lo - 1), hi) > 0
     }
 
     fn count(&self, p: &Prep, used: &[bool], ops: Option<&Vec<usize>>, r: i64, hi: i64) -> i64 {
@@ -138,6 +156,33 @@ impl Supply {
     /// `(r, hi]`.
     pub fn puts(&self, p: &Prep, used: &[bool], slot: usize, r: i64, hi: i64) -> i64 {
         self.count(p, used, self.puts.get(slot), r, hi)
+    }
+
+    /// A key that every unused unknown-outcome write that may put the key in slot
+    /// `slot` at a gap in `(r, hi]` needs to exist before it writes (None: one needs
+    /// none, they need no key in common, or there is no such write).
+    pub fn common_needed_key(
+        &self,
+        p: &Prep,
+        used: &[bool],
+        slot: usize,
+        r: i64,
+        hi: i64,
+    ) -> Option<&str> {
+        let mut writers = self
+            .puts
+            .get(slot)?
+            .iter()
+            .filter(|&&i| self.usable(p, used, i, r, hi));
+        let first = writers.next()?;
+        let mut common: Vec<&str> = self.needs[*first].iter().map(String::as_str).collect();
+        for &i in writers {
+            common.retain(|k| self.needs[i].iter().any(|n| n == k));
+            if common.is_empty() {
+                return None;
+            }
+        }
+        common.first().copied()
     }
 
     /// Unused writes that may delete the key in slot `slot` at a gap in `(r, hi]`
