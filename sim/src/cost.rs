@@ -13,6 +13,10 @@ use std::cell::Cell;
 
 use serde::{Deserialize, Serialize};
 
+/// The Raft message kinds, in the order [`RunCost::raft_messages`] counts them.
+#[cfg(madsim)]
+pub use detcd_engine::server::transport::sim_counts::RAFT_MESSAGE_KINDS;
+
 /// Work counts of one run (0 where not measured).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunCost {
@@ -31,6 +35,13 @@ pub struct RunCost {
     /// Tracing events the members' log layer saw (kept or not).
     #[serde(default)]
     pub events: u64,
+    /// Raft messages the members' transports were handed, by kind (in the order of
+    /// `RAFT_MESSAGE_KINDS`, simulator builds only).
+    #[serde(default)]
+    pub raft_messages: [u64; 10],
+    /// Raft batches (one simulated message each) the members' links sent.
+    #[serde(default)]
+    pub raft_batches: u64,
 }
 
 impl RunCost {
@@ -102,6 +113,7 @@ mod tests {
             net_msgs: 20,
             spans: 30,
             events: 40,
+            ..RunCost::default()
         };
         assert_eq!(c.per_op(10), [10.0, 1.0, 2.0, 3.0, 4.0]);
         assert_eq!(c.per_op(0), [100.0, 10.0, 20.0, 30.0, 40.0]);

@@ -1007,6 +1007,9 @@ async fn simulate(
             .stat()
             .msg_count
             .saturating_sub(msgs_before),
+        // The run has this thread to itself, so the thread's counts are the run's.
+        raft_messages: detcd_engine::server::transport::sim_counts::raft_messages(),
+        raft_batches: detcd_engine::server::transport::sim_counts::raft_batches(),
         ..RunCost::default()
     };
     SimOutcome {

@@ -44,6 +44,9 @@ pub(crate) struct Raft {
     pub(crate) reads: ReadQueue,
     /// Confirmed reads queued for the next `Ready`.
     pub(crate) read_states_out: Vec<ReadState>,
+    /// Follower only: the highest index this node told the current term's leader it
+    /// holds (0 after a term change or a restart).
+    acked_index: u64,
 }
 
 impl Raft {
@@ -68,6 +71,7 @@ impl Raft {
             transferee: NODE_NONE,
             reads: ReadQueue::default(),
             read_states_out: Vec::new(),
+            acked_index: 0,
         };
         raft.reset_timers();
         raft
@@ -116,6 +120,7 @@ impl Raft {
             );
             self.term = term;
             self.vote = NODE_NONE;
+            self.acked_index = 0;
         }
         self.leader = NODE_NONE;
         self.reset_timers();
@@ -384,11 +389,24 @@ impl Raft {
         }
         let from = m.from;
         let (prev_index, prev_term) = (m.index, m.log_term);
+        let no_entries = m.entries.is_empty();
+        let committed_before = self.log.committed();
         match self
             .log
             .maybe_append(prev_index, prev_term, m.commit, m.entries)
         {
+            // An append that only brought a higher commit index, at an index this node
+            // already acknowledged to this leader: the answer would tell the leader
+            // nothing, so none is sent (the leader broadcasts one such append per
+            // commit, and every follower answered each). If the earlier answer was
+            // lost, the next heartbeat's answer makes the leader send an append that
+            // is answered.
+            Some(last)
+                if no_entries
+                    && last <= self.acked_index
+                    && self.log.committed() > committed_before => {}
             Some(last) => {
+                self.acked_index = self.acked_index.max(last);
                 let resp = self.append_resp(from, last);
                 self.send(resp);
             }

@@ -454,6 +454,10 @@ fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
             cost.net_msgs += r.cost.net_msgs;
             cost.spans += r.cost.spans;
             cost.events += r.cost.events;
+            for (total, n) in cost.raft_messages.iter_mut().zip(r.cost.raft_messages) {
+                *total += n;
+            }
+            cost.raft_batches += r.cost.raft_batches;
             println!(
                 "{:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>8.1}x {:>8.1}x {:>9.0} {:>10} {:>9} {:>7}   per op: {allocs:>7.0} {tasks:>6.1} {msgs:>6.1} {spans:>6.1} {events:>6.1} {:>6.0}",
                 members,
@@ -480,6 +484,18 @@ fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
             sim_ms as f64 / cpu_ms.max(1) as f64,
             cpu_ms as f64 * 1000.0 / total_ops.max(1) as f64,
             faults as f64 / seeds.max(1) as f64
+        );
+        let per_op = |n: u64| n as f64 / total_ops.max(1) as f64;
+        let kinds: Vec<String> = detcd_sim::cost::RAFT_MESSAGE_KINDS
+            .iter()
+            .zip(cost.raft_messages)
+            .filter(|(_, n)| *n > 0)
+            .map(|(kind, n)| format!("{kind:?} {:.2}", per_op(n)))
+            .collect();
+        println!(
+            "  raft per op: {:.2} batches; messages {}",
+            per_op(cost.raft_batches),
+            kinds.join(", ")
         );
     }
     Ok(ok)

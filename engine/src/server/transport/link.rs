@@ -28,6 +28,7 @@ use crate::raft::Message;
 
 /// Batches handed to the gRPC stream but not yet sent; small, so a stalled stream
 /// backs up into the peer queue where drops are counted.
+#[cfg(not(madsim))]
 const STREAM_BATCHES_IN_FLIGHT_MAX: usize = 4;
 
 /// Under the simulator, the least time between two batches on one stream. Its
@@ -223,16 +224,16 @@ async fn run_link(
     loop {
         let endpoint = &endpoints[attempt % endpoints.len()];
         attempt = attempt.wrapping_add(1);
-        let error = match endpoint.connect().await {
-            Ok(channel) => {
+        let error = match connect(endpoint).await {
+            Ok(connection) => {
                 tracing::debug!(peer, uri = %endpoint.uri(), "peer link connected");
                 backoff_ms = RECONNECT_BACKOFF_MS_MIN;
-                match stream_session(&shared, peer, client(channel), &mut queue).await {
+                match stream_session(&shared, peer, connection, &mut queue).await {
                     SessionEnd::QueueClosed => return,
                     SessionEnd::Failed(error) => error,
                 }
             }
-            Err(e) => format!("connecting to {}: {e}", endpoint.uri()),
+            Err(error) => error,
         };
         tracing::debug!(peer, %error, backoff_ms, "peer link down");
         shared.report(PeerFailure::Unreachable(peer));
@@ -262,28 +263,76 @@ async fn drain_for(shared: &Shared, queue: &mut mpsc::Receiver<Message>, ms: u64
     }
 }
 
+/// A connection to a peer that a `Raft` stream opens on: a gRPC client (under the
+/// simulator, a direct connection to the peer's Raft listener, [`super::sim_link`]).
+#[cfg(not(madsim))]
+type Connection = PeerClient<Channel>;
+#[cfg(madsim)]
+type Connection = super::sim_link::Connection;
+
+/// Connects to the peer at `endpoint`; the error says why not.
+async fn connect(endpoint: &Endpoint) -> Result<Connection, String> {
+    #[cfg(not(madsim))]
+    {
+        endpoint
+            .connect()
+            .await
+            .map(client)
+            .map_err(|e| format!("connecting to {}: {e}", endpoint.uri()))
+    }
+    #[cfg(madsim)]
+    {
+        super::sim_link::connect(endpoint.uri()).await
+    }
+}
+
+/// Where a session's batches go (a bounded channel feeding the gRPC request stream).
+#[cfg(not(madsim))]
+type BatchSink = mpsc::Sender<RaftBatch>;
+#[cfg(madsim)]
+type BatchSink = super::sim_link::BatchSink;
+/// Where a session's acks come from.
+#[cfg(not(madsim))]
+type Acks = tonic::Streaming<crate::pb::detcdpeerpb::RaftAck>;
+#[cfg(madsim)]
+type Acks = super::sim_link::Acks;
+
+/// Opens the `Raft` stream on `connection`; the error says why it failed.
+async fn open_stream(connection: Connection) -> Result<(BatchSink, Acks), String> {
+    #[cfg(not(madsim))]
+    {
+        let mut client = connection;
+        let (batches, batch_receiver) = mpsc::channel::<RaftBatch>(STREAM_BATCHES_IN_FLIGHT_MAX);
+        let stream = futures_util::stream::unfold(batch_receiver, |mut receiver| async move {
+            receiver.recv().await.map(|batch| (batch, receiver))
+        });
+        let answer = Duration::from_millis(RAFT_ACK_TIMEOUT_MS);
+        match tokio::time::timeout(answer, client.raft(stream)).await {
+            Ok(Ok(response)) => Ok((batches, response.into_inner())),
+            Ok(Err(status)) => Err(format!("stream refused: {status}")),
+            Err(_) => Err(format!(
+                "stream not answered within {RAFT_ACK_TIMEOUT_MS} ms"
+            )),
+        }
+    }
+    #[cfg(madsim)]
+    {
+        Ok(connection.split())
+    }
+}
+
 /// Streams batches from the queue over one `Raft` call until it fails, its watchdog
 /// finds the receiver silent, or the queue closes.
 async fn stream_session(
     shared: &Shared,
     peer: u64,
-    mut client: PeerClient<Channel>,
+    connection: Connection,
     queue: &mut mpsc::Receiver<Message>,
 ) -> SessionEnd {
     let opened = tokio::time::Instant::now();
-    let (batches, batch_receiver) = mpsc::channel::<RaftBatch>(STREAM_BATCHES_IN_FLIGHT_MAX);
-    let stream = futures_util::stream::unfold(batch_receiver, |mut receiver| async move {
-        receiver.recv().await.map(|batch| (batch, receiver))
-    });
-    let answer = Duration::from_millis(RAFT_ACK_TIMEOUT_MS);
-    let mut acks = match tokio::time::timeout(answer, client.raft(stream)).await {
-        Ok(Ok(response)) => response.into_inner(),
-        Ok(Err(status)) => return SessionEnd::Failed(format!("stream refused: {status}")),
-        Err(_) => {
-            return SessionEnd::Failed(format!(
-                "stream not answered within {RAFT_ACK_TIMEOUT_MS} ms"
-            ));
-        }
+    let (batches, mut acks) = match open_stream(connection).await {
+        Ok(stream) => stream,
+        Err(error) => return SessionEnd::Failed(error),
     };
     let elapsed_ms = || u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut batcher = Batcher::new(shared, peer);
@@ -332,6 +381,8 @@ async fn stream_session(
                 if let Some(mut batch) = outgoing.take() {
                     batch.ack_requested = watchdog.on_send();
                     permit.send(batch);
+                    #[cfg(madsim)]
+                    super::sim_counts::count_batch();
                     #[cfg(madsim)]
                     {
                         last_sent = Some(tokio::time::Instant::now());

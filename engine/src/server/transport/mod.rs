@@ -30,6 +30,10 @@ mod errors;
 mod forward;
 mod link;
 mod service;
+#[cfg(madsim)]
+pub mod sim_counts;
+#[cfg(madsim)]
+mod sim_link;
 pub mod timer;
 mod watchdog;
 
@@ -142,6 +146,10 @@ pub(crate) struct Inner {
     shared: Arc<Shared>,
     peers: Mutex<BTreeMap<u64, link::LinkHandle>>,
     forward_timeout_ms: AtomicU64,
+    /// Under the simulator, the direct Raft listener's stop signal (sent by dropping
+    /// it, with the transport); `None` until [`Transport::service`] started it.
+    #[cfg(madsim)]
+    raft_listener_stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 /// State shared with the link tasks and the service.
@@ -205,6 +213,8 @@ impl Transport {
                 shared: Arc::new(Shared::new(member_id, cluster_id)),
                 peers: Mutex::new(BTreeMap::new()),
                 forward_timeout_ms: AtomicU64::new(FORWARD_TIMEOUT_MS_DEFAULT),
+                #[cfg(madsim)]
+                raft_listener_stop: Mutex::new(None),
             }),
         }
     }
@@ -297,6 +307,8 @@ impl Transport {
         let shared = &self.inner.shared;
         let peers = lock(&self.inner.peers);
         for message in messages {
+            #[cfg(madsim)]
+            sim_counts::count_message(message.kind);
             let Some(link) = peers.get(&message.to) else {
                 tracing::debug!(to = message.to, "message to an unknown peer dropped");
                 shared.dropped_unknown_peer.fetch_add(1, Ordering::Relaxed);
@@ -330,7 +342,26 @@ impl Transport {
 
     /// The gRPC service to mount on the peer listener, calling `handler` for what
     /// arrives. Message size limits are raised to [`PEER_GRPC_MESSAGE_BYTES_MAX`].
+    ///
+    /// Under the simulator the first call also starts the direct Raft listener on the
+    /// current simulated host, which serves the links' Raft streams ([`sim_link`]).
     pub fn service<H: PeerHandler>(&self, handler: Arc<H>) -> PeerGrpcServer<H> {
+        #[cfg(madsim)]
+        {
+            let mut stop = lock(&self.inner.raft_listener_stop);
+            if stop.is_none() {
+                let (sender, receiver) = tokio::sync::oneshot::channel();
+                *stop = Some(sender);
+                sim_link::listen(
+                    PeerService::new(
+                        Arc::clone(&self.inner.shared),
+                        Arc::downgrade(&self.inner),
+                        Arc::clone(&handler),
+                    ),
+                    receiver,
+                );
+            }
+        }
         PeerService::server(
             Arc::clone(&self.inner.shared),
             Arc::downgrade(&self.inner),

@@ -93,15 +93,12 @@ pub type ForwardAnswerStream =
 /// The acks a `Raft` stream sends back, one per batch that asked for one.
 pub type AckStream = Pin<Box<dyn Stream<Item = Result<RaftAck, tonic::Status>> + Send + 'static>>;
 
-/// One inbound `Raft` stream being read: batches are handed to the node as they come,
-/// and the stream of acks is pulled from here.
-struct Receiving<H> {
-    service: PeerService<H>,
-    inbound: tonic::Streaming<RaftBatch>,
+/// What one inbound `Raft` stream has seen so far (the tonic stream and, under the
+/// simulator, the direct connection keep one each).
+#[derive(Default)]
+pub(crate) struct InboundState {
     /// Batches received on this stream, probes included.
     batches_received: u64,
-    /// The stream ended or failed: no more acks.
-    done: bool,
     /// The sender's peer URLs, from the stream's first batch.
     sender_urls: Vec<String>,
     /// The transport's peer list generation when this stream last made sure the sender
@@ -110,13 +107,23 @@ struct Receiving<H> {
     linked_at_generation: Option<u64>,
 }
 
+/// One inbound `Raft` stream being read: batches are handed to the node as they come,
+/// and the stream of acks is pulled from here.
+struct Receiving<H> {
+    service: PeerService<H>,
+    inbound: tonic::Streaming<RaftBatch>,
+    state: InboundState,
+    /// The stream ended or failed: no more acks.
+    done: bool,
+}
+
 impl<H: PeerHandler> Receiving<H> {
     /// Reads batches, handing each to the node, until one asks for an ack; that ack is
     /// the item. `None` once the sender ends the stream or it breaks; a bad header ends
     /// it with an error the sender sees.
     async fn next_ack(&mut self) -> Option<Result<RaftAck, tonic::Status>> {
         while !self.done {
-            let mut batch = match self.inbound.message().await {
+            let batch = match self.inbound.message().await {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
                 Err(status) => {
@@ -124,29 +131,13 @@ impl<H: PeerHandler> Receiving<H> {
                     break;
                 }
             };
-            if let Err(status) = self.service.check_header(&batch) {
-                self.done = true;
-                return Some(Err(status));
-            }
-            self.batches_received += 1;
-            let from = batch.from;
-            if !batch.from_peer_urls.is_empty() {
-                self.sender_urls = std::mem::take(&mut batch.from_peer_urls);
-            }
-            let generation = self.service.shared.peers_generation();
-            if !self.sender_urls.is_empty() && self.linked_at_generation != Some(generation) {
-                self.linked_at_generation = Some(generation);
-                self.service.link_back(from, &self.sender_urls);
-            }
-            let ack_requested = batch.ack_requested;
-            let messages = self.service.decode_batch(batch);
-            if !messages.is_empty() {
-                self.service.handler.step(from, messages);
-            }
-            if ack_requested {
-                return Some(Ok(RaftAck {
-                    batches_received: self.batches_received,
-                }));
+            match self.service.receive(&mut self.state, batch) {
+                Ok(None) => {}
+                Ok(Some(ack)) => return Some(Ok(ack)),
+                Err(status) => {
+                    self.done = true;
+                    return Some(Err(status));
+                }
             }
         }
         self.done = true;
@@ -155,19 +146,53 @@ impl<H: PeerHandler> Receiving<H> {
 }
 
 impl<H: PeerHandler> PeerService<H> {
+    /// The service itself, unwrapped.
+    pub(crate) fn new(shared: Arc<Shared>, transport: Weak<Inner>, handler: Arc<H>) -> Self {
+        PeerService {
+            shared,
+            transport,
+            handler,
+        }
+    }
+
     /// The service wrapped for tonic, with the message size limits raised.
     pub(crate) fn server(
         shared: Arc<Shared>,
         transport: Weak<Inner>,
         handler: Arc<H>,
     ) -> PeerGrpcServer<H> {
-        PeerServer::new(PeerService {
-            shared,
-            transport,
-            handler,
-        })
-        .max_decoding_message_size(super::PEER_GRPC_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(super::PEER_GRPC_MESSAGE_BYTES_MAX)
+        PeerServer::new(PeerService::new(shared, transport, handler))
+            .max_decoding_message_size(super::PEER_GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(super::PEER_GRPC_MESSAGE_BYTES_MAX)
+    }
+
+    /// Takes one batch of an inbound `Raft` stream: checks its header, links back to
+    /// a sender this member does not know, hands its messages to the node. The ack to
+    /// send if the batch asks for one; a bad header is an error that ends the stream.
+    pub(crate) fn receive(
+        &self,
+        state: &mut InboundState,
+        mut batch: RaftBatch,
+    ) -> Result<Option<RaftAck>, tonic::Status> {
+        self.check_header(&batch)?;
+        state.batches_received += 1;
+        let from = batch.from;
+        if !batch.from_peer_urls.is_empty() {
+            state.sender_urls = std::mem::take(&mut batch.from_peer_urls);
+        }
+        let generation = self.shared.peers_generation();
+        if !state.sender_urls.is_empty() && state.linked_at_generation != Some(generation) {
+            state.linked_at_generation = Some(generation);
+            self.link_back(from, &state.sender_urls);
+        }
+        let ack_requested = batch.ack_requested;
+        let messages = self.decode_batch(batch);
+        if !messages.is_empty() {
+            self.handler.step(from, messages);
+        }
+        Ok(ack_requested.then_some(RaftAck {
+            batches_received: state.batches_received,
+        }))
     }
 
     /// Checks a batch's header; a mismatch ends the stream with this status.
@@ -320,10 +345,8 @@ impl<H: PeerHandler> Peer for PeerService<H> {
         let receiving = Receiving {
             service: self.clone(),
             inbound: request.into_inner(),
-            batches_received: 0,
+            state: InboundState::default(),
             done: false,
-            sender_urls: Vec::new(),
-            linked_at_generation: None,
         };
         let acks = futures_util::stream::unfold(receiving, |mut receiving| async move {
             let ack = receiving.next_ack().await?;
