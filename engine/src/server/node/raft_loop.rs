@@ -452,7 +452,7 @@ impl<D: Disk> RaftLoop<D> {
     /// encodes it and writes the file; the loop compacts the log and marks the WAL when
     /// the task reports the file durable (see [`Self::on_snapshot_written`]).
     fn maybe_snapshot(&mut self) {
-        let applied = self.raw.status().applied;
+        let applied = self.raw.brief().applied;
         let count = self.shared.config.snapshot_count.max(1);
         if self.snapshot_job.is_some()
             || applied < self.last_snapshot_index + count
