@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::MvccError;
-use super::keyspace::{KeyRange, KeySpace, Revision};
+use super::keyspace::{KeyRange, KeySpace, Revision, key_value};
 use super::range::range_response;
 use super::txn::{compare_path, is_read_only, validate_txn};
 use crate::pb::etcdserverpb::{
@@ -128,33 +128,40 @@ impl<'a> WriteCtx<'a> {
     /// Put inside the write; key existence and lease were checked before.
     pub(crate) fn put(&mut self, req: &PutRequest) -> PutResponse {
         let rev = self.next_revision();
-        let prev = self.store.keys.get(&req.key, rev.main);
-        let value = match (&prev, req.ignore_value) {
-            (Some(p), true) => p.value.clone(),
+        // One look-up serves all the put needs of the value it replaces; the key and the
+        // value are copied out only when the request asks for them.
+        let live = self.store.keys.live(&req.key, rev.main);
+        let value = match (live, req.ignore_value) {
+            (Some((_, p)), true) => p.value.clone(),
             _ => req.value.clone(),
         };
-        let lease = match (&prev, req.ignore_lease) {
-            (Some(p), true) => p.lease,
+        let prev_lease = live.map(|(_, p)| p.lease);
+        let lease = match (prev_lease, req.ignore_lease) {
+            (Some(l), true) => l,
             _ => req.lease,
         };
-        if prev.is_none() && (req.ignore_value || req.ignore_lease) {
+        let prev = match live {
+            Some((prev_rev, p)) if req.prev_kv => Some(key_value(&req.key, prev_rev, p)),
+            _ => None,
+        };
+        if live.is_none() && (req.ignore_value || req.ignore_lease) {
             tracing::error!(
                 "put with ignore_value/ignore_lease on a missing key passed validation"
             );
         }
-        if let Some(p) = &prev
-            && p.lease != 0
+        if let Some(l) = prev_lease
+            && l != 0
         {
-            self.lessor.detach(p.lease, &req.key);
+            self.lessor.detach(l, &req.key);
         }
         if lease != 0 {
             self.lessor.attach(lease, &req.key);
         }
-        let (_, prev) = self.store.keys.put(&req.key, value, lease, rev);
+        self.store.keys.put_value(&req.key, value, lease, rev);
         self.changes += 1;
         PutResponse {
             header: header(self.main),
-            prev_kv: if req.prev_kv { prev } else { None },
+            prev_kv: prev,
         }
     }
 
