@@ -227,8 +227,16 @@ pub enum Applied {
 /// What a state snapshot holds: the key space (its own encoding) and the member table.
 #[derive(Debug, Serialize, Deserialize)]
 struct StateSnapshot {
+    /// Encoded as one run of bytes: the same encoding as a sequence of `u8` in postcard
+    /// (a length, then the bytes), written with one copy instead of a call per byte.
+    #[serde(serialize_with = "serialize_bytes")]
     kv: Vec<u8>,
     members: Membership,
+}
+
+/// Serializes `bytes` as bytes (serde's default for `Vec<u8>` is a sequence of `u8`).
+fn serialize_bytes<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bytes(bytes)
 }
 
 /// Produces unique request and lease IDs: a per-run random prefix and a counter.

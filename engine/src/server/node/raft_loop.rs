@@ -605,6 +605,31 @@ async fn snapshot_written(job: &mut Option<SnapshotJob>) -> Written {
     result
 }
 
+/// Bytes reserved for a snapshot's encoding beyond the encoded key space: the member
+/// table and lengths (more only costs address space; less, one more copy).
+const SNAPSHOT_ENCODE_SLACK_BYTES: usize = 64 * 1024;
+
+/// A postcard output into a buffer allocated with the expected size.
+struct Presized(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Presized {
+    type Output = Vec<u8>;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
+}
+
 /// Encodes a copy of the state and writes it as the snapshot at `meta`. In real mode the
 /// encoding and the file's write run on a blocking thread; under the simulator they run
 /// in this task.
@@ -615,11 +640,17 @@ async fn write_snapshot<D: Disk>(
     members: Membership,
 ) -> Written {
     let encode = move || {
-        postcard::to_allocvec(&StateSnapshot {
+        // Room for the whole encoding up front: grown by doubling, the buffer was copied
+        // and its fresh pages zeroed about twice over.
+        let state = StateSnapshot {
             kv: kv.snapshot(),
             members,
-        })
-        .map_err(|e| ServerError::Internal(format!("cannot encode a snapshot: {e}")))
+        };
+        let out = Presized(Vec::with_capacity(
+            state.kv.len().saturating_add(SNAPSHOT_ENCODE_SLACK_BYTES),
+        ));
+        postcard::serialize_with_flavor(&state, out)
+            .map_err(|e| ServerError::Internal(format!("cannot encode a snapshot: {e}")))
     };
     let write = move |data: Vec<u8>| async move {
         writer
