@@ -609,27 +609,6 @@ async fn snapshot_written(job: &mut Option<SnapshotJob>) -> Written {
 /// table and lengths (more only costs address space; less, one more copy).
 const SNAPSHOT_ENCODE_SLACK_BYTES: usize = 64 * 1024;
 
-/// A postcard output into a buffer allocated with the expected size.
-struct Presized(Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for Presized {
-    type Output = Vec<u8>;
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<Vec<u8>> {
-        Ok(self.0)
-    }
-}
-
 /// Encodes a copy of the state and writes it as the snapshot at `meta`. In real mode the
 /// encoding and the file's write run on a blocking thread; under the simulator they run
 /// in this task.
@@ -646,10 +625,8 @@ async fn write_snapshot<D: Disk>(
             kv: kv.snapshot(),
             members,
         };
-        let out = Presized(Vec::with_capacity(
-            state.kv.len().saturating_add(SNAPSHOT_ENCODE_SLACK_BYTES),
-        ));
-        postcard::serialize_with_flavor(&state, out)
+        let out = Vec::with_capacity(state.kv.len().saturating_add(SNAPSHOT_ENCODE_SLACK_BYTES));
+        postcard::to_extend(&state, out)
             .map_err(|e| ServerError::Internal(format!("cannot encode a snapshot: {e}")))
     };
     let write = move |data: Vec<u8>| async move {
