@@ -351,3 +351,45 @@ fn a_failing_txn_applies_nothing() {
     assert_eq!(s.put(&both_missing).unwrap_err(), MvccError::LeaseNotFound);
     assert_eq!(s.snapshot(), before);
 }
+
+/// Writes made without their events (no watcher) leave the same state and answers as
+/// with them, and the history still yields the events a later watcher reads.
+#[test]
+fn writes_without_events_change_nothing_but_the_events() {
+    use detcd_engine::pb::etcdserverpb::DeleteRangeRequest;
+    let mut with = state();
+    let mut without = state();
+    let mut p = put_req("a", "1", 0);
+    p.prev_kv = true;
+    let mut p2 = put_req("a", "2", 0);
+    p2.prev_kv = true;
+    let mut ignore = put_req("a", "", 0);
+    ignore.ignore_value = true;
+    ignore.prev_kv = true;
+    for req in [p, p2, put_req("b", "3", 0), ignore] {
+        let a = with.put(&req).expect("put");
+        let b = without.put_with_events(&req, false).expect("put");
+        assert_eq!(a.response, b.response);
+        assert_eq!(a.events.len(), 1);
+        assert!(b.events.is_empty());
+        let rev = a.response.header.expect("header").revision;
+        assert_eq!(without.events(&req.key, b"", rev, rev).unwrap(), a.events);
+    }
+    let t = txn(vec![op_put("c", "4"), op_del("b", "")]);
+    let a = with.txn(&t).expect("txn");
+    let b = without.txn_with_events(&t, false).expect("txn");
+    assert_eq!(a.response, b.response);
+    assert_eq!(a.events.len(), 2);
+    assert!(b.events.is_empty());
+    let d = DeleteRangeRequest {
+        key: b"a".to_vec(),
+        prev_kv: true,
+        ..DeleteRangeRequest::default()
+    };
+    let a = with.delete_range(&d).expect("delete");
+    let b = without.delete_range_with_events(&d, false).expect("delete");
+    assert_eq!(a.response, b.response);
+    assert_eq!(a.events.len(), 1);
+    assert!(b.events.is_empty());
+    assert_eq!(with, without);
+}

@@ -124,7 +124,7 @@ fn record_bytes(record: &Record) -> u64 {
 }
 
 /// Builds the wire form of a stored value.
-fn key_value(key: &[u8], rev: Revision, v: &StoredValue) -> KeyValue {
+pub(crate) fn key_value(key: &[u8], rev: Revision, v: &StoredValue) -> KeyValue {
     KeyValue {
         key: key.to_vec(),
         create_revision: v.create_revision,
@@ -147,8 +147,15 @@ impl KeySpace {
 
     /// The live value of `key` at revision `at`, if the key existed then.
     pub fn get(&self, key: &[u8], at: i64) -> Option<KeyValue> {
+        let (rev, v) = self.live(key, at)?;
+        Some(key_value(key, rev, v))
+    }
+
+    /// The live value of `key` at revision `at` by reference, with the revision that
+    /// wrote it: [`Self::get`] without copying the key and value out.
+    pub fn live(&self, key: &[u8], at: i64) -> Option<(Revision, &StoredValue)> {
         let (rev, rec) = self.latest(key, at)?;
-        rec.value.as_ref().map(|v| key_value(key, rev, v))
+        rec.value.as_ref().map(|v| (rev, v))
     }
 
     /// The live keys of `range` at revision `at`, in key order.
@@ -173,8 +180,17 @@ impl KeySpace {
         rev: Revision,
     ) -> (KeyValue, Option<KeyValue>) {
         let prev = self.get(key, rev.main);
-        let (create_revision, version) = match &prev {
-            Some(p) => (p.create_revision, p.version + 1),
+        self.put_value(key, value, lease, rev);
+        let kv = self.get(key, rev.main);
+        debug_assert!(kv.is_some(), "a put value is live at its revision");
+        (kv.unwrap_or_default(), prev)
+    }
+
+    /// [`Self::put`] without building the new and the replaced value's wire forms (the
+    /// write path's form: it copies neither key nor value out).
+    pub fn put_value(&mut self, key: &[u8], value: Vec<u8>, lease: i64, rev: Revision) {
+        let (create_revision, version) = match self.live(key, rev.main) {
+            Some((_, p)) => (p.create_revision, p.version + 1),
             None => (rev.main, 1),
         };
         let stored = StoredValue {
@@ -183,7 +199,6 @@ impl KeySpace {
             version,
             lease,
         };
-        let kv = key_value(key, rev, &stored);
         self.insert(
             rev,
             Record {
@@ -191,7 +206,6 @@ impl KeySpace {
                 value: Some(stored),
             },
         );
-        (kv, prev)
     }
 
     /// Deletes `key` at `rev` if it is live; returns the deleted value.

@@ -92,7 +92,18 @@ impl KvState {
 
     /// Put (attaching the key to its lease, detaching it from the old one).
     pub fn put(&mut self, req: &PutRequest) -> Result<Written<PutResponse>, MvccError> {
-        self.store.put(req, &mut self.leases)
+        self.put_with_events(req, true)
+    }
+
+    /// [`Self::put`], listing the events only when `events_wanted` (see
+    /// [`Store::put_with_events`]).
+    pub fn put_with_events(
+        &mut self,
+        req: &PutRequest,
+        events_wanted: bool,
+    ) -> Result<Written<PutResponse>, MvccError> {
+        self.store
+            .put_with_events(req, &mut self.leases, events_wanted)
     }
 
     /// DeleteRange.
@@ -100,13 +111,36 @@ impl KvState {
         &mut self,
         req: &DeleteRangeRequest,
     ) -> Result<Written<DeleteRangeResponse>, MvccError> {
-        self.store.delete_range(req, &mut self.leases)
+        self.delete_range_with_events(req, true)
+    }
+
+    /// [`Self::delete_range`], listing the events only when `events_wanted`.
+    pub fn delete_range_with_events(
+        &mut self,
+        req: &DeleteRangeRequest,
+        events_wanted: bool,
+    ) -> Result<Written<DeleteRangeResponse>, MvccError> {
+        self.store
+            .delete_range_with_events(req, &mut self.leases, events_wanted)
     }
 
     /// Txn, with the configured op limit.
     pub fn txn(&mut self, req: &TxnRequest) -> Result<Written<TxnResponse>, MvccError> {
-        self.store
-            .txn(req, &mut self.leases, self.config.txn_ops_max)
+        self.txn_with_events(req, true)
+    }
+
+    /// [`Self::txn`], listing the events only when `events_wanted`.
+    pub fn txn_with_events(
+        &mut self,
+        req: &TxnRequest,
+        events_wanted: bool,
+    ) -> Result<Written<TxnResponse>, MvccError> {
+        self.store.txn_with_events(
+            req,
+            &mut self.leases,
+            self.config.txn_ops_max,
+            events_wanted,
+        )
     }
 
     /// Compaction.

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::MvccError;
-use super::keyspace::{KeyRange, KeySpace, Revision};
+use super::keyspace::{KeyRange, KeySpace, Revision, key_value};
 use super::range::range_response;
 use super::txn::{compare_path, is_read_only, validate_txn};
 use crate::pb::etcdserverpb::{
@@ -52,7 +52,8 @@ impl Lessor for NoLeases {
 pub struct Written<R> {
     /// The response to send to the client.
     pub response: R,
-    /// The changes made, all at one revision; empty when nothing changed.
+    /// The changes made, all at one revision; empty when nothing changed, and when the
+    /// write was made with its events not wanted (the `*_with_events` forms).
     pub events: Vec<Event>,
 }
 
@@ -85,16 +86,19 @@ pub(crate) struct WriteCtx<'a> {
     main: i64,
     /// How many changes this write made so far (the next change's `sub`).
     changes: i64,
+    /// Whether [`Self::finish`] lists the changes as events (only watchers need them).
+    events_wanted: bool,
 }
 
 impl<'a> WriteCtx<'a> {
-    fn new(store: &'a mut Store, lessor: &'a mut dyn Lessor) -> Self {
+    fn new(store: &'a mut Store, lessor: &'a mut dyn Lessor, events_wanted: bool) -> Self {
         let main = store.current_revision + 1;
         WriteCtx {
             store,
             lessor,
             main,
             changes: 0,
+            events_wanted,
         }
     }
 
@@ -128,33 +132,40 @@ impl<'a> WriteCtx<'a> {
     /// Put inside the write; key existence and lease were checked before.
     pub(crate) fn put(&mut self, req: &PutRequest) -> PutResponse {
         let rev = self.next_revision();
-        let prev = self.store.keys.get(&req.key, rev.main);
-        let value = match (&prev, req.ignore_value) {
-            (Some(p), true) => p.value.clone(),
+        // One look-up serves all the put needs of the value it replaces; the key and the
+        // value are copied out only when the request asks for them.
+        let live = self.store.keys.live(&req.key, rev.main);
+        let value = match (live, req.ignore_value) {
+            (Some((_, p)), true) => p.value.clone(),
             _ => req.value.clone(),
         };
-        let lease = match (&prev, req.ignore_lease) {
-            (Some(p), true) => p.lease,
+        let prev_lease = live.map(|(_, p)| p.lease);
+        let lease = match (prev_lease, req.ignore_lease) {
+            (Some(l), true) => l,
             _ => req.lease,
         };
-        if prev.is_none() && (req.ignore_value || req.ignore_lease) {
+        let prev = match live {
+            Some((prev_rev, p)) if req.prev_kv => Some(key_value(&req.key, prev_rev, p)),
+            _ => None,
+        };
+        if live.is_none() && (req.ignore_value || req.ignore_lease) {
             tracing::error!(
                 "put with ignore_value/ignore_lease on a missing key passed validation"
             );
         }
-        if let Some(p) = &prev
-            && p.lease != 0
+        if let Some(l) = prev_lease
+            && l != 0
         {
-            self.lessor.detach(p.lease, &req.key);
+            self.lessor.detach(l, &req.key);
         }
         if lease != 0 {
             self.lessor.attach(lease, &req.key);
         }
-        let (_, prev) = self.store.keys.put(&req.key, value, lease, rev);
+        self.store.keys.put_value(&req.key, value, lease, rev);
         self.changes += 1;
         PutResponse {
             header: header(self.main),
-            prev_kv: if req.prev_kv { prev } else { None },
+            prev_kv: prev,
         }
     }
 
@@ -191,6 +202,9 @@ impl<'a> WriteCtx<'a> {
             return Vec::new();
         }
         self.store.current_revision = self.main;
+        if !self.events_wanted {
+            return Vec::new();
+        }
         self.store.keys.events_at(self.main)
     }
 }
@@ -260,9 +274,20 @@ impl Store {
         req: &PutRequest,
         lessor: &mut dyn Lessor,
     ) -> Result<Written<PutResponse>, MvccError> {
+        self.put_with_events(req, lessor, true)
+    }
+
+    /// [`Self::put`], listing the events only when `events_wanted` (with no watcher
+    /// they are work for nothing: a copy of the key and both values).
+    pub fn put_with_events(
+        &mut self,
+        req: &PutRequest,
+        lessor: &mut dyn Lessor,
+        events_wanted: bool,
+    ) -> Result<Written<PutResponse>, MvccError> {
         validate_put(req)?;
         self.check_put(req, &*lessor, false)?;
-        let mut ctx = WriteCtx::new(self, lessor);
+        let mut ctx = WriteCtx::new(self, lessor, events_wanted);
         let response = ctx.put(req);
         Ok(Written {
             response,
@@ -319,8 +344,18 @@ impl Store {
         req: &DeleteRangeRequest,
         lessor: &mut dyn Lessor,
     ) -> Result<Written<DeleteRangeResponse>, MvccError> {
+        self.delete_range_with_events(req, lessor, true)
+    }
+
+    /// [`Self::delete_range`], listing the events only when `events_wanted`.
+    pub fn delete_range_with_events(
+        &mut self,
+        req: &DeleteRangeRequest,
+        lessor: &mut dyn Lessor,
+        events_wanted: bool,
+    ) -> Result<Written<DeleteRangeResponse>, MvccError> {
         validate_delete(req)?;
-        let mut ctx = WriteCtx::new(self, lessor);
+        let mut ctx = WriteCtx::new(self, lessor, events_wanted);
         let response = ctx.delete_range(req);
         Ok(Written {
             response,
@@ -331,7 +366,7 @@ impl Store {
     /// Deletes the given keys (those that are live) in one revision, in the given order;
     /// used by lease revocation. Returns the store's revision afterwards and the events.
     pub fn delete_keys(&mut self, keys: &[Vec<u8>], lessor: &mut dyn Lessor) -> (i64, Vec<Event>) {
-        let mut ctx = WriteCtx::new(self, lessor);
+        let mut ctx = WriteCtx::new(self, lessor, true);
         for key in keys {
             ctx.delete(&KeyRange::Single(key.clone()));
         }
@@ -347,6 +382,17 @@ impl Store {
         lessor: &mut dyn Lessor,
         txn_ops_max: usize,
     ) -> Result<Written<TxnResponse>, MvccError> {
+        self.txn_with_events(req, lessor, txn_ops_max, true)
+    }
+
+    /// [`Self::txn`], listing the events only when `events_wanted`.
+    pub fn txn_with_events(
+        &mut self,
+        req: &TxnRequest,
+        lessor: &mut dyn Lessor,
+        txn_ops_max: usize,
+        events_wanted: bool,
+    ) -> Result<Written<TxnResponse>, MvccError> {
         validate_txn(req, txn_ops_max)?;
         let path = compare_path(self, req);
         let read_only = is_read_only(req);
@@ -354,7 +400,7 @@ impl Store {
             path.check_puts(self, req, &*lessor)?;
         }
         path.check_ranges(self, req)?;
-        let mut ctx = WriteCtx::new(self, lessor);
+        let mut ctx = WriteCtx::new(self, lessor, events_wanted);
         let mut response = path.apply(&mut ctx, req);
         response.header = header(ctx.visible_revision());
         Ok(Written {

@@ -289,6 +289,15 @@ impl http_body::Body for ClientBody {
     }
 }
 
+/// The hyper settings of a client connection. HTTP/2 responses carry no `date` header:
+/// gRPC clients do not read it (etcd's server does not send one), and formatting and
+/// HPACK-encoding it was per-call work; HTTP/1.1 responses keep it.
+fn connection_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http2().auto_date_header(false);
+    builder
+}
+
 /// Accepts connections from `listener` and serves `port` on each (HTTP/1.1 or cleartext
 /// HTTP/2), until `shutdown` turns true; then stops accepting, asks every connection to
 /// finish gracefully, and returns once they all have.
@@ -318,7 +327,7 @@ pub async fn serve_connections<L>(
         let port = port.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let builder = connection_builder();
             let connection = builder.serve_connection(TokioIo::new(io), port);
             let mut connection = std::pin::pin!(connection);
             let mut stopping = false;

@@ -55,17 +55,21 @@ impl<D: Disk> RaftLoop<D> {
     fn apply_request(&mut self, request: Request) -> Result<Applied, ServerError> {
         let now = self.shared.now_ms();
         let mut kv = lock(&self.shared.kv);
+        // Watchers are created with the key space locked (`NodeHandle::with_watch_hub`), so
+        // with none now, none can miss this write's events: one created after it starts
+        // from the revision this write makes current. Lock order: `kv`, then `hub`.
+        let watched = lock(&self.shared.hub).watcher_count() > 0;
         let (applied, events) = match request {
             Request::Put(r) => {
-                let w = kv.put(&r)?;
+                let w = kv.put_with_events(&r, watched)?;
                 (Applied::Put(w.response), w.events)
             }
             Request::DeleteRange(r) => {
-                let w = kv.delete_range(&r)?;
+                let w = kv.delete_range_with_events(&r, watched)?;
                 (Applied::DeleteRange(w.response), w.events)
             }
             Request::Txn(r) => {
-                let w = kv.txn(&r)?;
+                let w = kv.txn_with_events(&r, watched)?;
                 (Applied::Txn(w.response), w.events)
             }
             Request::Compaction(r) => (Applied::Compaction(kv.compact(&r)?), Vec::new()),

@@ -227,8 +227,16 @@ pub enum Applied {
 /// What a state snapshot holds: the key space (its own encoding) and the member table.
 #[derive(Debug, Serialize, Deserialize)]
 struct StateSnapshot {
+    /// Encoded as one run of bytes: the same encoding as a sequence of `u8` in postcard
+    /// (a length, then the bytes), written with one copy instead of a call per byte.
+    #[serde(serialize_with = "serialize_bytes")]
     kv: Vec<u8>,
     members: Membership,
+}
+
+/// Serializes `bytes` as bytes (serde's default for `Vec<u8>` is a sequence of `u8`).
+fn serialize_bytes<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bytes(bytes)
 }
 
 /// Produces unique request and lease IDs: a per-run random prefix and a counter.
@@ -529,18 +537,52 @@ impl NodeHandle {
         let timeout = self.shared.config.request_timeout();
         self.shared.metrics.proposals_pending_add(1);
         let deadline = tokio::time::Instant::now() + timeout;
-        let outcome = quiet_timeout(deadline, async {
-            self.submit(req).await?;
-            rx.await.map_err(|_| ServerError::Stopped)?
-        })
-        .await;
+        // The usual case (this member leads, the loop's queue has room) hands the write
+        // over at once and only waits for its result; anything else takes the general
+        // path, boxed so that its larger future does not grow every write's.
+        let outcome = match self.try_propose_here(req) {
+            Ok(()) => {
+                quiet_timeout(deadline, async {
+                    rx.await.map_err(|_| ServerError::Stopped)?
+                })
+                .await
+            }
+            Err(req) => {
+                Box::pin(quiet_timeout(deadline, async {
+                    self.submit(req).await?;
+                    rx.await.map_err(|_| ServerError::Stopped)?
+                }))
+                .await
+            }
+        };
         self.shared.metrics.proposals_pending_add(-1);
-        lock(&self.shared.waiters).remove(&id);
+        // A result that came from the loop was sent by `Shared::resolve`, which removed
+        // the waiter; a refused submission or a timeout leaves it.
+        if !matches!(outcome, Ok(Ok(_))) {
+            lock(&self.shared.waiters).remove(&id);
+        }
         let result = outcome.unwrap_or(Err(ServerError::Timeout));
         if result.is_err() {
             self.shared.metrics.proposal_failed();
         }
         result
+    }
+
+    /// Queues `req` for this member's raft loop without waiting, when this member leads
+    /// and the queue has room (what [`Self::submit`] would do then, minus its future);
+    /// gives `req` back otherwise.
+    fn try_propose_here(&self, req: InternalRequest) -> Result<(), InternalRequest> {
+        let now = self.shared.status.get();
+        if now.stopped || now.leader == 0 || now.leader != self.member_id() {
+            return Err(req);
+        }
+        match self.commands.try_reserve() {
+            Ok(permit) => {
+                permit.send(Command::ProposeWrite { req });
+                Ok(())
+            }
+            Err(_) => Err(req),
+        }
     }
 
     /// Puts a proposal into the leader's log (here, or forwarded).

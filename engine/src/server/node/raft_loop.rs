@@ -605,6 +605,10 @@ async fn snapshot_written(job: &mut Option<SnapshotJob>) -> Written {
     result
 }
 
+/// Bytes reserved for a snapshot's encoding beyond the encoded key space: the member
+/// table and lengths (more only costs address space; less, one more copy).
+const SNAPSHOT_ENCODE_SLACK_BYTES: usize = 64 * 1024;
+
 /// Encodes a copy of the state and writes it as the snapshot at `meta`. In real mode the
 /// encoding and the file's write run on a blocking thread; under the simulator they run
 /// in this task.
@@ -615,11 +619,15 @@ async fn write_snapshot<D: Disk>(
     members: Membership,
 ) -> Written {
     let encode = move || {
-        postcard::to_allocvec(&StateSnapshot {
+        // Room for the whole encoding up front: grown by doubling, the buffer was copied
+        // and its fresh pages zeroed about twice over.
+        let state = StateSnapshot {
             kv: kv.snapshot(),
             members,
-        })
-        .map_err(|e| ServerError::Internal(format!("cannot encode a snapshot: {e}")))
+        };
+        let out = Vec::with_capacity(state.kv.len().saturating_add(SNAPSHOT_ENCODE_SLACK_BYTES));
+        postcard::to_extend(&state, out)
+            .map_err(|e| ServerError::Internal(format!("cannot encode a snapshot: {e}")))
     };
     let write = move |data: Vec<u8>| async move {
         writer

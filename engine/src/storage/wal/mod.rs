@@ -124,7 +124,14 @@ pub struct Wal<D: Disk> {
     /// Records with seq below this are durable.
     synced_before: u64,
     poisoned: bool,
+    /// The batch being framed, kept between appends so a steady load reuses its memory
+    /// (a fresh buffer per batch regrew and faulted in new pages every time); dropped
+    /// when a batch left it above [`BATCH_BUFFER_KEPT_BYTES_MAX`].
+    batch: Vec<u8>,
 }
+
+/// The largest batch buffer a [`Wal`] keeps between appends.
+pub const BATCH_BUFFER_KEPT_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 impl<D: Disk> Wal<D> {
     /// Opens the log on `disk` (creating it if absent), replays it, and cuts off a torn
@@ -153,6 +160,7 @@ impl<D: Disk> Wal<D> {
                 next_seq: 1,
                 synced_before: 1,
                 poisoned: false,
+                batch: Vec::new(),
             };
             return Ok((wal, WalReplay::default()));
         };
@@ -185,6 +193,7 @@ impl<D: Disk> Wal<D> {
             next_seq,
             synced_before: next_seq,
             poisoned: false,
+            batch: Vec::new(),
         };
         Ok((wal, replay))
     }
@@ -231,18 +240,39 @@ impl<D: Disk> Wal<D> {
     }
 
     async fn append_unchecked<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<u64, WalError> {
-        let mut buf = Vec::new();
+        let mut buf = std::mem::take(&mut self.batch);
+        buf.clear();
+        let framed: u64 = payloads
+            .iter()
+            .map(|p| framed_bytes(p.as_ref().len()))
+            .sum();
+        let remaining = self.opts.segment_bytes.saturating_sub(self.offset);
+        buf.reserve(usize::try_from(framed.min(remaining)).unwrap_or(0));
+        let result = self.frame_and_write(payloads, &mut buf).await;
+        if buf.capacity() <= BATCH_BUFFER_KEPT_BYTES_MAX {
+            buf.clear();
+            self.batch = buf;
+        }
+        result
+    }
+
+    /// Frames `payloads` into `buf` and writes them, rotating segments as needed.
+    async fn frame_and_write<P: AsRef<[u8]>>(
+        &mut self,
+        payloads: &[P],
+        buf: &mut Vec<u8>,
+    ) -> Result<u64, WalError> {
         for p in payloads {
             let p = p.as_ref();
             let end = self.offset + buf.len() as u64 + framed_bytes(p.len());
             if end > self.opts.segment_bytes {
-                self.write_buf(&mut buf).await?;
+                self.write_buf(buf).await?;
                 self.rotate().await?;
             }
-            encode_record(self.next_seq, p, &mut buf);
+            encode_record(self.next_seq, p, buf);
             self.next_seq += 1;
         }
-        self.write_buf(&mut buf).await?;
+        self.write_buf(buf).await?;
         Ok(self.next_seq - 1)
     }
 
