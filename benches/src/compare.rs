@@ -311,6 +311,7 @@ async fn run_bound(
         let mut round = Round {
             raw_rewrite_qps: f64::NAN,
             raw_append_qps: f64::NAN,
+            ideal_qps: f64::NAN,
             server_qps: vec![f64::NAN; servers.len()],
             floor_qps: vec![f64::NAN; servers.len()],
         };
@@ -324,6 +325,11 @@ async fn run_bound(
                 Window::RawAppend => {
                     if let Some(s) = probes.run(w, window) {
                         round.raw_append_qps = s?.qps;
+                    }
+                }
+                Window::Ideal => {
+                    if let Some(s) = probes.run(w, window) {
+                        round.ideal_qps = s?.qps;
                     }
                 }
                 Window::Server(i) => {

@@ -19,9 +19,13 @@
 //! floor) and reports, per server, the ceiling the floor leaves for put / raw append
 //! (`floor / (floor + append)` in rates) and how close the put comes to the reachable
 //! rate `1 / (1/append + 1/floor)`. These explain a FAIL; they do not change the verdict.
+//! Each round also times the ideal server ([`crate::ideal_server`]: a loopback TCP round
+//! trip around the same append + `fdatasync`, no protocol at all): its rate over the raw
+//! append rate is the physical edge of the ratio on this host, for any server.
 //! This module does not start servers or choose workloads; `compare` does.
 
 use crate::bodies::{BodyError, SYNC_PROBE_BLOCK_BYTES, SyncProbe};
+use crate::ideal_server::IdealServer;
 use crate::stats::{Latencies, StatsError, Summary};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -50,6 +54,8 @@ pub enum Window {
     RawRewrite,
     /// Record append + fdatasync to a preallocated file.
     RawAppend,
+    /// The ideal server: one loopback TCP round trip around a record append + fdatasync.
+    Ideal,
     /// Put load, 1 connection and 1 client, on server `i` (0 = a, 1 = b).
     Server(usize),
     /// Serializable range load, 1 connection and 1 client, on server `i`: its request
@@ -61,7 +67,7 @@ pub enum Window {
 /// once per round, in forward order on even rounds and reversed on odd ones, so a
 /// steady drift of the disk favours no window kind over the whole run.
 pub fn schedule(rounds: usize, servers: usize) -> Vec<Vec<Window>> {
-    let mut forward = vec![Window::RawRewrite, Window::RawAppend];
+    let mut forward = vec![Window::RawRewrite, Window::RawAppend, Window::Ideal];
     forward.extend((0..servers).map(Window::Server));
     forward.extend((0..servers).map(Window::Floor));
     (0..rounds)
@@ -119,11 +125,14 @@ impl AppendProbe {
     }
 }
 
-/// Both raw probes, created once in a fresh directory and reused by every window.
+/// Both raw probes and the ideal server, created once in a fresh directory and reused
+/// by every window.
 pub struct RawProbes {
-    _dir: tempfile::TempDir,
     rewrite: SyncProbe,
     append: AppendProbe,
+    ideal: IdealServer,
+    // Last: the files go after the ideal server has stopped.
+    _dir: tempfile::TempDir,
 }
 
 impl RawProbes {
@@ -132,19 +141,23 @@ impl RawProbes {
         let dir = tempfile::Builder::new()
             .prefix("fsync-bound-")
             .tempdir_in(data_root)?;
+        let ideal_dir = dir.path().join("ideal");
+        std::fs::create_dir(&ideal_dir)?;
         Ok(RawProbes {
             rewrite: SyncProbe::create(dir.path())?,
             append: AppendProbe::create(dir.path())?,
+            ideal: IdealServer::start(&ideal_dir)?,
             _dir: dir,
         })
     }
 
-    /// Runs one raw window (`RawRewrite` or `RawAppend`) for `window`; `None` for a
-    /// server window.
+    /// Runs one raw window (`RawRewrite`, `RawAppend` or `Ideal`) for `window`; `None`
+    /// for a server window.
     pub fn run(&mut self, kind: Window, window: Duration) -> Option<Result<Summary, BoundError>> {
         let name = match kind {
             Window::RawRewrite => "raw rewrite",
             Window::RawAppend => "raw append",
+            Window::Ideal => "ideal server",
             Window::Server(_) | Window::Floor(_) => return None,
         };
         Some(self.run_raw(kind, name, window))
@@ -164,6 +177,7 @@ impl RawProbes {
                 Window::RawRewrite => {
                     self.rewrite.write_sync()?;
                 }
+                Window::Ideal => self.ideal.request()?,
                 _ => self.append.append_sync()?,
             }
             lat.record(t.elapsed());
@@ -193,6 +207,8 @@ pub struct Round {
     pub raw_rewrite_qps: f64,
     /// Raw record append + fdatasync rate.
     pub raw_append_qps: f64,
+    /// The ideal server's rate (one client).
+    pub ideal_qps: f64,
     /// Each server's 1×1 put rate, in server order.
     pub server_qps: Vec<f64>,
     /// Each server's 1×1 serializable range rate (its request floor), in server order.
@@ -296,6 +312,10 @@ pub struct BoundReport {
     pub rounds: Vec<Round>,
     /// Per server, in order.
     pub servers: Vec<ServerBound>,
+    /// Per-round ideal server rate / raw append rate: the physical edge of the ratio.
+    pub ratios_ideal: Vec<f64>,
+    /// Spread of `ratios_ideal`.
+    pub ideal: Option<Spread>,
 }
 
 impl BoundReport {
@@ -342,8 +362,14 @@ impl BoundReport {
                 }
             })
             .collect();
+        let ratios_ideal: Vec<f64> = rounds
+            .iter()
+            .map(|r| ratio(r.ideal_qps, r.raw_append_qps))
+            .collect();
         BoundReport {
             window_ms,
+            ideal: spread(&ratios_ideal),
+            ratios_ideal,
             rounds,
             servers,
         }
@@ -360,8 +386,8 @@ impl BoundReport {
             WAL_PROBE_RECORD_BYTES
         );
         out.push_str(&format!(
-            "{:<6} {:>12} {:>12}",
-            "round", "rewrite/s", "append/s"
+            "{:<6} {:>12} {:>12} {:>12}",
+            "round", "rewrite/s", "append/s", "ideal/s"
         ));
         for s in &self.servers {
             out.push_str(&format!(
@@ -373,8 +399,8 @@ impl BoundReport {
         out.push('\n');
         for (k, r) in self.rounds.iter().enumerate() {
             out.push_str(&format!(
-                "{:<6} {:>12.1} {:>12.1}",
-                k, r.raw_rewrite_qps, r.raw_append_qps
+                "{:<6} {:>12.1} {:>12.1} {:>12.1}",
+                k, r.raw_rewrite_qps, r.raw_append_qps, r.ideal_qps
             ));
             for (i, s) in self.servers.iter().enumerate() {
                 out.push_str(&format!(
@@ -392,6 +418,10 @@ impl BoundReport {
             ),
             None => "no data".to_string(),
         };
+        out.push_str(&format!(
+            "ideal server (loopback TCP round trip around the same append + fdatasync, no protocol) / raw append: {}\n",
+            fmt(&self.ideal)
+        ));
         for s in &self.servers {
             out.push_str(&format!(
                 "{} put 1x1 / raw append:  {}\n{} put 1x1 / raw rewrite: {}\n",
@@ -470,6 +500,7 @@ mod tests {
                 vec![
                     Window::RawRewrite,
                     Window::RawAppend,
+                    Window::Ideal,
                     Window::Server(0),
                     Window::Server(1),
                     Window::Floor(0),
@@ -506,6 +537,7 @@ mod tests {
             .map(|&(raw, server)| Round {
                 raw_rewrite_qps: raw * 2.0,
                 raw_append_qps: raw,
+                ideal_qps: raw * 0.8,
                 server_qps: vec![server],
                 floor_qps: vec![f64::NAN],
             })
@@ -521,6 +553,7 @@ mod tests {
         let round = Round {
             raw_rewrite_qps: 12_000.0,
             raw_append_qps: 10_000.0,
+            ideal_qps: 8_000.0,
             server_qps: vec![4_500.0],
             floor_qps: vec![10_000.0],
         };
@@ -528,6 +561,7 @@ mod tests {
         let s = &r.servers[0];
         assert_eq!(s.ceiling.map(|c| c.median), Some(0.5));
         assert_eq!(s.reachable.map(|c| c.median), Some(0.9));
+        assert_eq!(r.ideal.map(|c| c.median), Some(0.8));
         // The verdict still compares against the raw rate alone.
         assert_eq!(s.pass, Some(false));
         let text = r.to_text();
@@ -588,7 +622,7 @@ mod tests {
     fn raw_windows_measure_both_probes() {
         let root = tempfile::tempdir().expect("tempdir");
         let mut p = RawProbes::create(root.path()).expect("probes");
-        for kind in [Window::RawRewrite, Window::RawAppend] {
+        for kind in [Window::RawRewrite, Window::RawAppend, Window::Ideal] {
             let s = p
                 .run(kind, Duration::from_millis(30))
                 .expect("raw window")

@@ -16,6 +16,7 @@ pub mod e2e;
 pub mod fsync_bound;
 pub mod h2lite;
 pub mod h2wire;
+pub mod ideal_server;
 pub mod kvconn;
 pub mod load;
 pub mod mixed;
