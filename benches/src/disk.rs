@@ -1,11 +1,13 @@
 //! Per-disk measurements: which directories to measure (`DETCD_BENCH_DISKS`), raw
 //! `fdatasync` and WAL append latency on each, the pass/fail verdict against etcd's
-//! disk guidance, and the report with an SVG latency plot.
+//! disk guidance, detcd's end-to-end put latency with its data on that disk (a
+//! single-member detcd started in this process, [`crate::e2e`]), and the report with an
+//! SVG latency plot: the physical limit next to what detcd achieves.
 //!
-//! It measures only what runs in this process; end-to-end put latency on a disk comes
-//! from `detcd-bench put` against a server whose data directory is on that disk.
+//! It does not measure other servers; `detcd-bench compare --data-root` does.
 
 use crate::bodies::{BodyError, SyncProbe, WAL_VALUE_BYTES, WalBench};
+use crate::e2e::{E2E_VALUE_BYTES, E2eCluster};
 use crate::stats::{Latencies, StatsError, Summary};
 use crate::svg::{Series, cdf_svg};
 use serde::Serialize;
@@ -17,6 +19,9 @@ pub const DISKS_ENV: &str = "DETCD_BENCH_DISKS";
 
 /// etcd's guidance: the 99th percentile of WAL fsync latency should stay below this.
 pub const WAL_FSYNC_US_P99_MAX: u64 = 10_000;
+
+/// Puts sent before the timed ones of [`measure_put`] (connections, first WAL segment).
+pub const PUT_WARMUP_OPS: usize = 50;
 
 /// Errors of the disk measurements.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +115,9 @@ pub struct DiskResult {
     pub wal_append_sync: Summary,
     /// Whether `wal_append_sync` p99 is under [`WAL_FSYNC_US_P99_MAX`].
     pub pass: bool,
+    /// detcd's put latency, one client with one put in flight, its data on this disk
+    /// (measured by [`measure_put`]; `None` until then).
+    pub detcd_put_1x1: Option<Summary>,
     /// Histograms, kept for the plot.
     #[serde(skip)]
     pub hists: Vec<(String, Latencies)>,
@@ -147,11 +155,43 @@ pub fn measure_disk(disk: &BenchDisk, samples: usize) -> Result<DiskResult, Disk
         fdatasync: raw.summary("fdatasync (4 KiB rewrite)", raw_elapsed, 0),
         pass: wal_summary.latency_us_p99 < WAL_FSYNC_US_P99_MAX,
         wal_append_sync: wal_summary,
+        detcd_put_1x1: None,
         hists: vec![
             ("fdatasync".into(), raw),
             ("wal append+sync".into(), wal_lat),
         ],
     })
+}
+
+/// Adds to `r` detcd's end-to-end put latency on its disk: a single-member detcd in this
+/// process with its data directory in a fresh temp directory on the disk, one client
+/// over loopback gRPC sending `samples` puts of [`E2E_VALUE_BYTES`]-byte values one
+/// after another (each answered after fdatasync and apply), after
+/// [`PUT_WARMUP_OPS`] untimed ones.
+pub fn measure_put(r: &mut DiskResult, samples: usize) -> Result<(), DiskError> {
+    let dir = tempfile::Builder::new()
+        .prefix("detcd-bench-put-")
+        .tempdir_in(&r.path)?;
+    let mut cluster = E2eCluster::start(dir.path(), 1)?;
+    for _ in 0..PUT_WARMUP_OPS {
+        cluster.put_batch(1)?;
+    }
+    let mut lat = Latencies::new()?;
+    let started = Instant::now();
+    for _ in 0..samples {
+        let t = Instant::now();
+        cluster.put_batch(1)?;
+        lat.record(t.elapsed());
+    }
+    let elapsed = started.elapsed();
+    drop(cluster);
+    r.detcd_put_1x1 = Some(lat.summary(
+        &format!("detcd put 1x1 ({E2E_VALUE_BYTES} B values)"),
+        elapsed,
+        0,
+    ));
+    r.hists.push(("detcd put 1x1".into(), lat));
+    Ok(())
 }
 
 /// The disk-check verdict line for one result.
@@ -218,10 +258,17 @@ mod tests {
             r.wal_append_sync.latency_us_p99 < WAL_FSYNC_US_P99_MAX
         );
         assert!(verdict_line(&r).contains("WAL append+sync p99"));
+        assert!(r.detcd_put_1x1.is_none());
+        let mut r = r;
+        measure_put(&mut r, 5).expect("detcd put");
+        let put = r.detcd_put_1x1.as_ref().expect("put summary");
+        assert_eq!(put.ops, 5);
+        assert!(put.latency_us_p50 > 0);
         let out = root.path().join("out");
         let svg = write_report(&[r], &out).expect("report");
         let text = std::fs::read_to_string(svg).expect("svg");
         assert!(text.starts_with("<svg") && text.contains("t fdatasync"));
+        assert!(text.contains("t detcd put 1x1"));
         assert!(out.join("report.json").exists());
     }
 }
