@@ -250,7 +250,7 @@ mod tests {
             name: "t".into(),
             path: root.path().to_path_buf(),
         };
-        let r = measure_disk(&disk, 20).expect("measure");
+        let mut r = measure_disk(&disk, 20).expect("measure");
         assert_eq!(r.fdatasync.ops, 20);
         assert_eq!(r.wal_append_sync.ops, 20);
         assert_eq!(
@@ -259,7 +259,6 @@ mod tests {
         );
         assert!(verdict_line(&r).contains("WAL append+sync p99"));
         assert!(r.detcd_put_1x1.is_none());
-        let mut r = r;
         measure_put(&mut r, 5).expect("detcd put");
         let put = r.detcd_put_1x1.as_ref().expect("put summary");
         assert_eq!(put.ops, 5);
