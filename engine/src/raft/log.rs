@@ -7,7 +7,9 @@
 //! never overwriting a committed entry) with assertions, because a violation here is a
 //! bug in the core, not bad input.
 
-use super::types::{ConfChange, ConfState, Entry, EntryKind, Snapshot, SnapshotMeta};
+use super::types::{
+    ConfChange, ConfState, ENTRY_OVERHEAD_BYTES, Entry, EntryKind, Snapshot, SnapshotMeta,
+};
 
 /// The log of one node.
 #[derive(Clone, Debug)]
@@ -188,7 +190,11 @@ impl RaftLog {
         if lo < self.first_index() {
             return None;
         }
-        let mut out = Vec::new();
+        // Sized for the most entries the range and both limits allow, so a large batch
+        // is not regrown entry by entry.
+        let available = (self.last_index().min(hi) + 1).saturating_sub(lo);
+        let fit = bytes_max / ENTRY_OVERHEAD_BYTES + 1;
+        let mut out = Vec::with_capacity(available.min(fit).min(entries_max as u64) as usize);
         let mut bytes = 0u64;
         let mut index = lo;
         while index <= hi && out.len() < entries_max {

@@ -38,10 +38,12 @@ pub struct Entry {
     pub data: Vec<u8>,
 }
 
+/// The fixed bytes every entry counts for in batching limits, on top of its payload.
+pub const ENTRY_OVERHEAD_BYTES: u64 = 24;
+
 impl Entry {
     /// Bytes this entry counts for in batching limits (payload plus a fixed overhead).
     pub fn size_bytes(&self) -> u64 {
-        const ENTRY_OVERHEAD_BYTES: u64 = 24;
         self.data.len() as u64 + ENTRY_OVERHEAD_BYTES
     }
 }
