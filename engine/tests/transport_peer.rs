@@ -29,6 +29,21 @@ fn any_port() -> std::net::SocketAddr {
     "127.0.0.1:0".parse().expect("addr")
 }
 
+/// A free loopback port below Linux's ephemeral range (32768 and up by default), for a
+/// server that restarts on the same port: while it is down the sender keeps dialing
+/// it, and a dial to a free port inside the ephemeral range can take that very port as
+/// its own source port (a TCP self-connect) and hold it, so the restart could not bind.
+fn restartable_port() -> std::net::SocketAddr {
+    const FIRST_PORT: u16 = 20_000;
+    const PORTS: u16 = 12_000;
+    let start = (std::process::id() % u32::from(PORTS)) as u16;
+    (0..PORTS)
+        .map(|i| FIRST_PORT + (start + i) % PORTS)
+        .map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .find(|addr| std::net::TcpListener::bind(addr).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
 fn peers(entries: &[(u64, String)]) -> BTreeMap<u64, Vec<String>> {
     entries
         .iter()
@@ -96,7 +111,7 @@ async fn a_restarted_peer_is_reconnected() {
     let sender = Transport::new(1, CLUSTER_ID);
     let receiver_transport = Transport::new(2, CLUSTER_ID);
     let (node, mut received) = StubNode::new();
-    let server = PeerServerProcess::start(&receiver_transport, node, any_port());
+    let server = PeerServerProcess::start(&receiver_transport, node, restartable_port());
     let addr = server.addr;
     sender.set_peers(peers(&[(2, server.url())]));
     sender.send(vec![append(1, 2, 1)]);
