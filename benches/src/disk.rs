@@ -12,7 +12,7 @@ use crate::stats::{Latencies, StatsError, Summary};
 use crate::svg::{Series, cdf_svg};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Environment variable naming the disks to measure: `name=path,name=path`.
 pub const DISKS_ENV: &str = "DETCD_BENCH_DISKS";
@@ -140,14 +140,7 @@ pub fn measure_disk(disk: &BenchDisk, samples: usize) -> Result<DiskResult, Disk
     let wal_dir = dir.path().join("wal");
     std::fs::create_dir(&wal_dir)?;
     let mut wal = WalBench::open(&wal_dir, WAL_VALUE_BYTES)?;
-    let mut wal_lat = Latencies::new()?;
-    let started = Instant::now();
-    for _ in 0..samples {
-        let t = Instant::now();
-        wal.append_sync(1)?;
-        wal_lat.record(t.elapsed());
-    }
-    let wal_elapsed = started.elapsed();
+    let (wal_lat, wal_elapsed) = time_each(samples, || wal.append_sync(1).map(drop))?;
     let wal_summary = wal_lat.summary("wal append+sync (1 x 256 B)", wal_elapsed, 0);
     Ok(DiskResult {
         disk: disk.name.clone(),
@@ -176,14 +169,7 @@ pub fn measure_put(r: &mut DiskResult, samples: usize) -> Result<(), DiskError> 
     for _ in 0..PUT_WARMUP_OPS {
         cluster.put_batch(1)?;
     }
-    let mut lat = Latencies::new()?;
-    let started = Instant::now();
-    for _ in 0..samples {
-        let t = Instant::now();
-        cluster.put_batch(1)?;
-        lat.record(t.elapsed());
-    }
-    let elapsed = started.elapsed();
+    let (lat, elapsed) = time_each(samples, || cluster.put_batch(1).map(drop))?;
     drop(cluster);
     r.detcd_put_1x1 = Some(lat.summary(
         &format!("detcd put 1x1 ({E2E_VALUE_BYTES} B values)"),
@@ -192,6 +178,22 @@ pub fn measure_put(r: &mut DiskResult, samples: usize) -> Result<(), DiskError> 
     ));
     r.hists.push(("detcd put 1x1".into(), lat));
     Ok(())
+}
+
+/// Times `samples` calls of `call` one after another: their latencies and the time
+/// they took in all.
+fn time_each(
+    samples: usize,
+    mut call: impl FnMut() -> Result<(), BodyError>,
+) -> Result<(Latencies, Duration), DiskError> {
+    let mut lat = Latencies::new()?;
+    let started = Instant::now();
+    for _ in 0..samples {
+        let t = Instant::now();
+        call()?;
+        lat.record(t.elapsed());
+    }
+    Ok((lat, started.elapsed()))
 }
 
 /// The disk-check verdict line for one result.
