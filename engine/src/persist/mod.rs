@@ -123,7 +123,13 @@ pub struct RaftStorage<D: Disk> {
 }
 
 fn encode_record(record: &impl Serialize) -> Result<Vec<u8>, PersistError> {
-    postcard::to_allocvec(record).map_err(|e| PersistError::Encode {
+    encode_record_into(record, Vec::new())
+}
+
+/// Encodes `record` after the bytes of `out` (an empty buffer sized for it saves the
+/// reallocations of growing one from nothing).
+fn encode_record_into(record: &impl Serialize, out: Vec<u8>) -> Result<Vec<u8>, PersistError> {
+    postcard::to_extend(record, out).map_err(|e| PersistError::Encode {
         what: "wal record",
         reason: e.to_string(),
     })
@@ -137,10 +143,7 @@ const ENTRY_RECORD_OVERHEAD_BYTES_MAX: usize = 1 + 10 + 10 + 1 + 10;
 /// few reallocations per entry).
 fn encode_entry_record(entry: &Entry) -> Result<Vec<u8>, PersistError> {
     let out = Vec::with_capacity(entry.data.len() + ENTRY_RECORD_OVERHEAD_BYTES_MAX);
-    postcard::to_extend(&EntryRecord::of(entry), out).map_err(|e| PersistError::Encode {
-        what: "wal record",
-        reason: e.to_string(),
-    })
+    encode_record_into(&EntryRecord::of(entry), out)
 }
 
 /// `Record::Entry` borrowed, for writing: the same bytes as the owned record (postcard
