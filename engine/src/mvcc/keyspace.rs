@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::record_code::{self, RecordCode};
 use crate::pb::mvccpb::{Event, KeyValue, event::EventType};
 
 /// A point in the key space's history: `main` counts committed writes (one per Put,
@@ -115,6 +116,10 @@ pub struct KeySpace {
     /// The sum of [`record_bytes`] over `records`; not encoded, recounted on restore.
     #[serde(skip)]
     size_bytes: u64,
+    /// The snapshot encoding of the records so far, shared with copies; a compaction
+    /// starts a new one.
+    #[serde(skip)]
+    encoded: RecordCode,
 }
 
 /// What one held change counts toward [`KeySpace::size_bytes`].
@@ -255,6 +260,8 @@ impl KeySpace {
     /// live value. Reads at revisions `>= at` answer exactly as before, and the events
     /// of revision `at` stay complete.
     pub fn compact(&mut self, at: i64) {
+        // The kept encoding may hold records this drops; copies keep theirs.
+        self.encoded = RecordCode::default();
         let mut dropped = Vec::new();
         self.index.retain(|_, revs| {
             let before_at = revs.partition_point(|r| r.main < at);
@@ -381,6 +388,32 @@ impl KeySpace {
     /// The highest revision held, if any.
     pub fn last_revision(&self) -> Option<Revision> {
         self.records.keys().next_back().copied()
+    }
+
+    /// Appends the snapshot form of every held change (see `record_code`) to `out`.
+    pub(crate) fn encode_records(&self, out: &mut Vec<u8>) {
+        let after = |from: Option<Revision>| {
+            let lo = from.map_or(Bound::Unbounded, Bound::Excluded);
+            self.records.range((lo, Bound::Unbounded))
+        };
+        self.encoded.encode(self.records.len(), after, out);
+    }
+
+    /// Decodes what [`Self::encode_records`] wrote from the front of `bytes`; returns the
+    /// key space and the bytes after it. Revisions must ascend.
+    pub(crate) fn decode_records(bytes: &[u8]) -> Result<(KeySpace, &[u8]), String> {
+        let mut ks = KeySpace::default();
+        let rest = record_code::decode(bytes, |rev, record| {
+            if ks.last_revision().is_some_and(|last| last >= rev) {
+                return Err(format!(
+                    "revision {}.{} does not follow the one before",
+                    rev.main, rev.sub
+                ));
+            }
+            ks.insert(rev, record);
+            Ok(())
+        })?;
+        Ok((ks, rest))
     }
 }
 

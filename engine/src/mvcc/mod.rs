@@ -5,7 +5,8 @@
 //! - [`Store`] (store.rs): Range/Put/DeleteRange/Compact/HashKV and event replay;
 //!   txn.rs and range.rs hold the Txn and Range rules.
 //! - [`KvState`] (state.rs): store + lease table + applied index, the server's entry
-//!   point; snapshot.rs encodes and decodes it.
+//!   point; snapshot.rs encodes and decodes it, record_code.rs the records' part (each
+//!   snapshot encodes only the records written since the last one).
 //! - [`MvccError`] (error.rs): etcd's error texts and gRPC codes.
 //!
 //! Requests and responses are etcd's protobuf types ([`crate::pb`]), so the server
@@ -15,6 +16,7 @@
 mod error;
 mod keyspace;
 mod range;
+mod record_code;
 mod snapshot;
 mod state;
 mod store;

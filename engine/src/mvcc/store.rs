@@ -219,6 +219,25 @@ impl Store {
         }
     }
 
+    /// A store of `keys` at `current_revision`, compacted at `compact_revision` (a
+    /// decoded snapshot's parts; [`Self::check_consistent`] says whether they fit).
+    pub(crate) fn from_parts(
+        keys: KeySpace,
+        current_revision: i64,
+        compact_revision: i64,
+    ) -> Store {
+        Store {
+            keys,
+            current_revision,
+            compact_revision,
+        }
+    }
+
+    /// Every held version of every key.
+    pub(crate) fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+
     /// The revision of the latest change (1 on an empty store).
     pub fn current_revision(&self) -> i64 {
         self.current_revision
