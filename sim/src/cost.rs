@@ -42,6 +42,9 @@ pub struct RunCost {
     /// Raft batches (one simulated message each) the members' links sent.
     #[serde(default)]
     pub raft_batches: u64,
+    /// Of the Append messages, those without entries (a commit index only, or a probe).
+    #[serde(default)]
+    pub empty_appends: u64,
 }
 
 impl RunCost {

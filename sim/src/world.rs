@@ -1010,6 +1010,7 @@ async fn simulate(
         // The run has this thread to itself, so the thread's counts are the run's.
         raft_messages: detcd_engine::server::transport::sim_counts::raft_messages(),
         raft_batches: detcd_engine::server::transport::sim_counts::raft_batches(),
+        empty_appends: detcd_engine::server::transport::sim_counts::empty_appends(),
         ..RunCost::default()
     };
     SimOutcome {

@@ -458,6 +458,7 @@ fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
                 *total += n;
             }
             cost.raft_batches += r.cost.raft_batches;
+            cost.empty_appends += r.cost.empty_appends;
             println!(
                 "{:<8} {:>5} {:>7} {:>8} {:>8} {:>8} {:>8.1}x {:>8.1}x {:>9.0} {:>10} {:>9} {:>7}   per op: {allocs:>7.0} {tasks:>6.1} {msgs:>6.1} {spans:>6.1} {events:>6.1} {:>6.0}",
                 members,
@@ -493,9 +494,10 @@ fn bench(seeds: u64, clients: u64, duration_ms: u64) -> Result<bool> {
             .map(|(kind, n)| format!("{kind:?} {:.2}", per_op(n)))
             .collect();
         println!(
-            "  raft per op: {:.2} batches; messages {}",
+            "  raft per op: {:.2} batches; messages {}; appends without entries {:.2}",
             per_op(cost.raft_batches),
-            kinds.join(", ")
+            kinds.join(", "),
+            per_op(cost.empty_appends)
         );
     }
     Ok(ok)

@@ -308,7 +308,7 @@ impl Transport {
         let peers = lock(&self.inner.peers);
         for message in messages {
             #[cfg(madsim)]
-            sim_counts::count_message(message.kind);
+            sim_counts::count_message(&message);
             let Some(link) = peers.get(&message.to) else {
                 tracing::debug!(to = message.to, "message to an unknown peer dropped");
                 shared.dropped_unknown_peer.fetch_add(1, Ordering::Relaxed);

@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 
-use crate::raft::MessageKind;
+use crate::raft::{Message, MessageKind};
 
 /// The Raft message kinds, in the order [`raft_messages`] counts them.
 pub const RAFT_MESSAGE_KINDS: [MessageKind; 10] = [
@@ -25,6 +25,7 @@ pub const RAFT_MESSAGE_KINDS: [MessageKind; 10] = [
 thread_local! {
     static MESSAGES: Cell<[u64; 10]> = const { Cell::new([0; 10]) };
     static BATCHES: Cell<u64> = const { Cell::new(0) };
+    static EMPTY_APPENDS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Raft messages handed to the transports on this thread so far, by kind (in
@@ -33,13 +34,24 @@ pub fn raft_messages() -> [u64; 10] {
     MESSAGES.with(Cell::get)
 }
 
+/// Append messages without entries (they only carry a commit index, or probe a
+/// follower's log) handed to the transports on this thread so far; also counted as
+/// appends in [`raft_messages`].
+pub fn empty_appends() -> u64 {
+    EMPTY_APPENDS.with(Cell::get)
+}
+
 /// Raft batches (probes included) the links on this thread sent so far.
 pub fn raft_batches() -> u64 {
     BATCHES.with(Cell::get)
 }
 
-/// Counts one message of `kind`.
-pub(crate) fn count_message(kind: MessageKind) {
+/// Counts one message.
+pub(crate) fn count_message(message: &Message) {
+    let kind = message.kind;
+    if kind == MessageKind::Append && message.entries.is_empty() {
+        EMPTY_APPENDS.with(|n| n.set(n.get() + 1));
+    }
     let slot = RAFT_MESSAGE_KINDS
         .iter()
         .position(|k| *k == kind)
