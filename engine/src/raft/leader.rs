@@ -85,6 +85,9 @@ impl Raft {
         }
         if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
             self.heartbeat_elapsed = 0;
+            for pr in self.progress.values_mut() {
+                pr.resend_due = true;
+            }
             self.broadcast_heartbeat();
         }
     }
@@ -297,9 +300,19 @@ impl Raft {
         };
         pr.recent_active = true;
         pr.probe_sent = false;
+        // A follower behind the log with appends in flight is sent one more append (an
+        // empty one when everything is in flight: it resends nothing, but a follower
+        // that lost an append rejects it, which rewinds `next`) only on the first answer
+        // after a periodic heartbeat. Answers to the heartbeats that confirm reads come
+        // as often as reads and would each send it while the entries are merely on the
+        // way; in flight, they are answered anyway.
+        let mut resend = pr.state != ProgressState::Replicate
+            || pr.inflights.is_empty()
+            || std::mem::take(&mut pr.resend_due);
         match pr.state {
             ProgressState::Replicate if pr.inflights.len() >= inflight_max => {
                 pr.inflights.pop_front();
+                resend = true;
             }
             ProgressState::Snapshot => {
                 pr.snapshot_heartbeats += 1;
@@ -314,7 +327,7 @@ impl Raft {
             }
             _ => {}
         }
-        if pr.matched < last_index {
+        if pr.matched < last_index && resend {
             self.maybe_send_append(m.from, true);
         }
         self.reads.ack(m.from, m.read_seq);

@@ -37,6 +37,9 @@ pub struct Progress {
     pub inflights: VecDeque<u64>,
     /// Heard from since the last CheckQuorum round.
     pub recent_active: bool,
+    /// A periodic heartbeat went out since the last heartbeat answer that could resend
+    /// in-flight entries (see `handle_heartbeat_resp`).
+    pub resend_due: bool,
 }
 
 /// Heartbeat answers after which a snapshot with no news is assumed lost and resent.
@@ -54,6 +57,7 @@ impl Progress {
             snapshot_heartbeats: 0,
             inflights: VecDeque::new(),
             recent_active: false,
+            resend_due: false,
         }
     }
 
