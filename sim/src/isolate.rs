@@ -1,5 +1,6 @@
 //! Runs one simulation in a forked child process and brings its result back over a
-//! pipe. Why: tokio seeds each thread's internal RNG (which picks the wake shard of a
+//! pipe (postcard-encoded: a run's history and trace lines are JSON text, which JSON
+//! would escape again). Why: tokio seeds each thread's internal RNG (which picks the wake shard of a
 //! `tokio::sync::watch` receiver and the branch order of an unbiased `select!`) from a
 //! process-wide counter, so a second run of the same seed in the same process can
 //! schedule differently. A child forked from a parent that never touches that RNG
@@ -73,7 +74,7 @@ where
                 t.join()
                     .map_err(|_| "the simulation thread panicked".to_owned())
             })
-            .and_then(|v| serde_json::to_vec(&v).map_err(|e| e.to_string()));
+            .and_then(|v| postcard::to_allocvec(&v).map_err(|e| e.to_string()));
         let (code, bytes) = match body {
             Ok(bytes) => (0, bytes),
             Err(e) => (1, e.into_bytes()),
@@ -100,5 +101,5 @@ where
             "the simulation process failed (status {status}): {text}"
         ));
     }
-    serde_json::from_slice(&bytes).map_err(|e| format!("the child's result is not readable: {e}"))
+    postcard::from_bytes(&bytes).map_err(|e| format!("the child's result is not readable: {e}"))
 }
