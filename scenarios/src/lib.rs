@@ -7,6 +7,7 @@
 //! - [`swarm`]: a random fault mix and rates drawn per seed;
 //! - [`plan`]: the small builder both use to lay out a timed fault schedule;
 //! - [`sweep`]: seeds × scenarios, sharding, the determinism check, the summary table;
+//! - [`pool`]: running a sweep's jobs several at a time, results in job order;
 //! - [`probes`]: the self-test's own scenarios, aimed at one Raft rule each;
 //! - [`selftest`]: the harness self-test: every deliberate bug caught within N seeds;
 //! - [`artifact`]: the folder a failing run leaves behind, and reading it back for replay.
@@ -18,6 +19,7 @@
 pub mod artifact;
 pub mod catalog;
 pub mod plan;
+pub mod pool;
 pub mod probes;
 pub mod selftest;
 pub mod swarm;

@@ -104,7 +104,7 @@ pub fn jobs(
 }
 
 /// Where two runs of one seed first differ.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Divergence {
     /// Index of the first differing trace event.
     pub index: usize,
@@ -145,7 +145,39 @@ pub struct Outcome {
     pub wall_ms: u64,
 }
 
+/// What a job run in another process sends back: an [`Outcome`] without what the caller
+/// already knows (the job and its configuration).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Report {
+    /// The (first) run's result.
+    pub result: RunResult,
+    /// With the determinism check: where the second run diverged, if it did.
+    pub divergence: Option<Divergence>,
+    /// Wall time including the second run, in milliseconds.
+    pub wall_ms: u64,
+}
+
 impl Outcome {
+    /// The outcome `report` tells of `job` run with `config`.
+    pub fn from_report(job: Job, config: RunConfig, report: Report) -> Outcome {
+        Outcome {
+            job,
+            config,
+            result: report.result,
+            divergence: report.divergence,
+            wall_ms: report.wall_ms,
+        }
+    }
+
+    /// What another process hands back of this outcome.
+    pub fn into_report(self) -> Report {
+        Report {
+            result: self.result,
+            divergence: self.divergence,
+            wall_ms: self.wall_ms,
+        }
+    }
+
     /// Everything that makes this run a failure, in words; empty means it passed.
     pub fn failures(&self) -> Vec<String> {
         let mut all = self.result.failures.clone();
@@ -312,13 +344,17 @@ impl Summary {
         }
         out.push_str(&line("TOTAL", &self.total));
         let minutes = elapsed_ms.max(1) as f64 / 60_000.0;
+        // Per run (what one simulation costs) and for the sweep as a whole (what the
+        // machine delivered, runs side by side with `--jobs`).
         out.push_str(&format!(
-            "{} seeds in {:.1} s: {:.1} seeds/min, sim/wall {:.1}x, sim/cpu {:.1}x, {} failed\n",
+            "{} seeds in {:.1} s: {:.1} seeds/min, sim/wall {:.1}x, sim/cpu {:.1}x per run, \
+             sim/elapsed {:.1}x for the sweep, {} failed\n",
             self.total.runs,
             elapsed_ms as f64 / 1000.0,
             self.total.runs as f64 / minutes,
             self.total.sim_per_wall(),
             self.total.sim_per_cpu(),
+            self.total.sim_ms as f64 / elapsed_ms.max(1) as f64,
             self.total.failed
         ));
         out

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use detcd_scenarios::sweep::{self, Job, Outcome, Shard, Summary};
-use detcd_scenarios::{artifact, catalog, swarm};
+use detcd_scenarios::{artifact, catalog, pool, swarm};
 use detcd_sim::bugs::Bug;
 use detcd_sim::run::RunConfig;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -74,8 +74,21 @@ enum Command {
         /// Stop at the first failing run.
         #[arg(long)]
         fail_fast: bool,
+        /// Runs at a time, each in a process of its own (results are reported in the
+        /// same order as with 1).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
         #[command(flatten)]
         common: Common,
+    },
+    /// Internal: run the RunConfig (JSON) on standard input like one job of a sweep and
+    /// write what it produced (postcard) to standard output; `sweep --jobs N` runs its
+    /// jobs this way.
+    #[command(hide = true)]
+    Job {
+        /// Run it twice and compare, as `sweep --check-determinism` does.
+        #[arg(long)]
+        check_determinism: bool,
     },
     /// The harness self-test: every deliberate bug must make a small sweep fail, and the
     /// catching run must pass without the bug.
@@ -192,6 +205,7 @@ fn real_main() -> Result<bool> {
             shard,
             no_progress,
             fail_fast,
+            jobs: workers,
             common,
         } => {
             let names: Vec<String> = if scenarios == "all" {
@@ -208,8 +222,9 @@ fn real_main() -> Result<bool> {
                     .collect()
             };
             let jobs = sweep::jobs(&names, sweep::parse_seeds(&seeds)?, Shard::parse(&shard)?)?;
-            sweep_jobs(jobs, no_progress, fail_fast, &common)
+            sweep_jobs(jobs, workers, no_progress, fail_fast, &common)
         }
+        Command::Job { check_determinism } => job(check_determinism),
         Command::Trace { config } => trace(&config),
         Command::Selftest { only } => selftest(&only),
         Command::Bench {
@@ -605,7 +620,15 @@ fn print_failure(outcome: &Outcome, common: &Common) -> Result<()> {
     Ok(())
 }
 
-fn sweep_jobs(jobs: Vec<Job>, no_progress: bool, fail_fast: bool, common: &Common) -> Result<bool> {
+/// Runs `jobs`, `workers` at a time (each in a process of its own when more than one),
+/// reporting each failure and then the summary table in job order.
+fn sweep_jobs(
+    jobs: Vec<Job>,
+    workers: usize,
+    no_progress: bool,
+    fail_fast: bool,
+    common: &Common,
+) -> Result<bool> {
     let start = Instant::now();
     let bar = if no_progress {
         ProgressBar::hidden()
@@ -616,24 +639,65 @@ fn sweep_jobs(jobs: Vec<Job>, no_progress: bool, fail_fast: bool, common: &Commo
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {elapsed}, eta {eta} {msg}")
             .context("progress template")?,
     );
+    let work = jobs
+        .into_iter()
+        .map(|job| {
+            let config = common.apply(sweep::config_for(&job.scenario, job.seed)?);
+            Ok((job, config))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut summary = Summary::default();
     let mut failed = Vec::new();
-    for job in jobs {
-        let config = common.apply(sweep::config_for(&job.scenario, job.seed)?);
-        bar.set_message(format!("{} seed {}", job.scenario, job.seed));
-        let outcome = execute(job, config, common.check_determinism)?;
+    let mut error = None;
+    // Takes one outcome in job order; false stops the sweep.
+    let mut take = |outcome: Result<Outcome>| -> bool {
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                error = Some(e);
+                return false;
+            }
+        };
         summary.add(&outcome);
         bar.inc(1);
-        if !outcome.failures().is_empty() {
-            bar.suspend(|| print_failure(&outcome, common))?;
-            failed.push(format!(
-                "{} seed {}",
-                outcome.job.scenario, outcome.job.seed
-            ));
-            if fail_fast {
+        bar.set_message(format!(
+            "{} seed {}",
+            outcome.job.scenario, outcome.job.seed
+        ));
+        if outcome.failures().is_empty() {
+            return true;
+        }
+        if let Err(e) = bar.suspend(|| print_failure(&outcome, common)) {
+            error = Some(e);
+            return false;
+        }
+        failed.push(format!(
+            "{} seed {}",
+            outcome.job.scenario, outcome.job.seed
+        ));
+        !fail_fast
+    };
+    if workers <= 1 {
+        // In this process: each run forks, which only a single-threaded process may do.
+        for (job, config) in work {
+            if !take(execute(job, config, common.check_determinism)) {
                 break;
             }
         }
+    } else {
+        let exe = std::env::current_exe().context("own executable")?;
+        pool::in_order(
+            work.len(),
+            workers,
+            |i| {
+                let (job, config) = &work[i];
+                execute_in_child(&exe, job, config, common.check_determinism)
+            },
+            |_, outcome| take(outcome),
+        );
+    }
+    if let Some(e) = error {
+        return Err(e);
     }
     bar.finish_and_clear();
     let elapsed_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -642,4 +706,72 @@ fn sweep_jobs(jobs: Vec<Job>, no_progress: bool, fail_fast: bool, common: &Commo
         println!("failed: {}", failed.join(", "));
     }
     Ok(failed.is_empty())
+}
+
+/// Runs one job in a fresh `detcd-sim job` process (see [`job`]). A process that dies
+/// or answers nonsense makes the run a failure, as a forked run that dies does.
+fn execute_in_child(
+    exe: &std::path::Path,
+    job: &Job,
+    config: &RunConfig,
+    check_determinism: bool,
+) -> Result<Outcome> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut command = std::process::Command::new(exe);
+    command.arg("job");
+    if check_determinism {
+        command.arg("--check-determinism");
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting a job process")?;
+    let input = serde_json::to_vec(config)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A child that died early closed its end; its exit status tells why.
+        let _ = stdin.write_all(&input);
+    }
+    let output = child
+        .wait_with_output()
+        .context("waiting for a job process")?;
+    let report = if output.status.success() {
+        postcard::from_bytes::<sweep::Report>(&output.stdout)
+            .map_err(|e| format!("the job process's answer is not readable: {e}"))
+    } else {
+        Err(format!(
+            "the job process failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    };
+    let report = report.unwrap_or_else(|failure| sweep::Report {
+        result: detcd_sim::run::RunResult {
+            seed: config.seed,
+            verdict: "Unknown: the run did not finish".to_owned(),
+            failures: vec![failure],
+            ..Default::default()
+        },
+        divergence: None,
+        wall_ms: 0,
+    });
+    Ok(Outcome::from_report(job.clone(), config.clone(), report))
+}
+
+/// `detcd-sim job`: runs the configuration on standard input as one sweep job and
+/// writes its report (postcard) to standard output.
+fn job(check_determinism: bool) -> Result<bool> {
+    use std::io::Write;
+    let config: RunConfig =
+        serde_json::from_reader(std::io::stdin().lock()).context("reading a RunConfig")?;
+    let job = Job {
+        scenario: String::new(),
+        seed: config.seed,
+    };
+    let report = execute(job, config, check_determinism)?.into_report();
+    let bytes = postcard::to_allocvec(&report).context("encoding the report")?;
+    std::io::stdout().lock().write_all(&bytes)?;
+    Ok(true)
 }
