@@ -13,6 +13,10 @@
 //! transport status, which the caller maps like a failed call; the next request opens
 //! a new stream.
 //!
+//! Under the simulator the stream is one plain simulated connection to the leader's
+//! direct listener (`sim_link.rs`), requests and answers travelling as values; faults
+//! act on it as on the `Raft` link's.
+//!
 //! Not here: the deadline of a single request (the caller's), the lease calls (unary;
 //! rare), and what the leader does with the requests (the service).
 
@@ -22,10 +26,12 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+#[cfg(not(madsim))]
 use tonic::transport::Channel;
 
 use super::Shared;
 use super::timer::QuietSleep;
+#[cfg(not(madsim))]
 use crate::pb::detcdpeerpb::peer_client::PeerClient;
 use crate::pb::detcdpeerpb::{ForwardRequest, ForwardResponse, forward_request};
 
@@ -51,11 +57,18 @@ pub(crate) struct Forwarder {
     queue: mpsc::Sender<Queued>,
 }
 
+/// Where a forwarding stream opens: a gRPC client of the peer (under the simulator, the
+/// peer's URI, for a direct connection).
+#[cfg(not(madsim))]
+pub(crate) type Target = PeerClient<Channel>;
+#[cfg(madsim)]
+pub(crate) type Target = tonic::codegen::http::Uri;
+
 impl Forwarder {
-    /// Starts the forwarding task to `peer` over `client`.
-    pub(crate) fn start(shared: Arc<Shared>, peer: u64, client: PeerClient<Channel>) -> Self {
+    /// Starts the forwarding task to `peer` at `target`.
+    pub(crate) fn start(shared: Arc<Shared>, peer: u64, target: Target) -> Self {
         let (queue, receiver) = mpsc::channel(FORWARD_QUEUE_REQUESTS_MAX);
-        tokio::spawn(run(shared, peer, client, receiver));
+        tokio::spawn(run(shared, peer, target, receiver));
         Forwarder { queue }
     }
 
@@ -72,16 +85,81 @@ impl Forwarder {
 }
 
 /// The forwarding task: a stream session per burst of use, until the handle drops.
-async fn run(
-    shared: Arc<Shared>,
-    peer: u64,
-    client: PeerClient<Channel>,
-    mut queue: mpsc::Receiver<Queued>,
-) {
+async fn run(shared: Arc<Shared>, peer: u64, target: Target, mut queue: mpsc::Receiver<Queued>) {
     while let Some(first) = queue.recv().await {
-        if !session(&shared, peer, client.clone(), first, &mut queue).await {
+        if !session(&shared, peer, &target, first, &mut queue).await {
             return;
         }
+    }
+}
+
+/// Where a stream's requests go.
+#[cfg(not(madsim))]
+struct Requests(mpsc::Sender<ForwardRequest>);
+#[cfg(madsim)]
+struct Requests(super::sim_link::ForwardSink);
+
+/// Where a stream's answers come from.
+#[cfg(not(madsim))]
+struct Answers(tonic::Streaming<ForwardResponse>);
+#[cfg(madsim)]
+struct Answers(super::sim_link::ForwardAnswers);
+
+impl Requests {
+    /// Sends one request; an error if the stream is closed.
+    async fn send(&self, request: ForwardRequest) -> Result<(), ()> {
+        #[cfg(not(madsim))]
+        {
+            self.0.send(request).await.map_err(|_| ())
+        }
+        #[cfg(madsim)]
+        {
+            self.0.send(request).await
+        }
+    }
+}
+
+impl Answers {
+    /// The next answer; `Ok(None)` once the leader ended the stream.
+    async fn message(&mut self) -> Result<Option<ForwardResponse>, tonic::Status> {
+        self.0.message().await
+    }
+}
+
+/// Opens a stream to `target` carrying `first`, within `stall`.
+async fn open(
+    target: &Target,
+    first: ForwardRequest,
+    stall: Duration,
+) -> Result<(Requests, Answers), tonic::Status> {
+    let not_answered = || tonic::Status::unavailable("forwarding stream not answered");
+    #[cfg(not(madsim))]
+    {
+        let (requests, receiver) = mpsc::channel::<ForwardRequest>(FORWARD_QUEUE_REQUESTS_MAX);
+        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|request| (request, receiver))
+        });
+        // Room for the first request: the channel is new.
+        let _ = requests.try_send(first);
+        let mut client = target.clone();
+        match tokio::time::timeout(stall, client.forward(stream)).await {
+            Ok(Ok(response)) => Ok((Requests(requests), Answers(response.into_inner()))),
+            Ok(Err(status)) => Err(status),
+            Err(_) => Err(not_answered()),
+        }
+    }
+    #[cfg(madsim)]
+    {
+        let opened = tokio::time::timeout(stall, super::sim_link::connect(target)).await;
+        let (sink, answers) = match opened {
+            Ok(Ok(connection)) => connection.split_forward(),
+            Ok(Err(error)) => return Err(tonic::Status::unavailable(error)),
+            Err(_) => return Err(not_answered()),
+        };
+        sink.send(first)
+            .await
+            .map_err(|()| tonic::Status::unavailable("forwarding stream closed"))?;
+        Ok((Requests(sink), Answers(answers)))
     }
 }
 
@@ -101,14 +179,10 @@ fn fail_all(in_flight: &mut InFlight, status: &tonic::Status) {
 async fn session(
     shared: &Shared,
     peer: u64,
-    mut client: PeerClient<Channel>,
+    target: &Target,
     first: Queued,
     queue: &mut mpsc::Receiver<Queued>,
 ) -> bool {
-    let (requests, receiver) = mpsc::channel::<ForwardRequest>(FORWARD_QUEUE_REQUESTS_MAX);
-    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|request| (request, receiver))
-    });
     let header = |seq: u64, request: forward_request::Request| ForwardRequest {
         cluster_id: shared.cluster_id,
         from: shared.member_id,
@@ -118,22 +192,12 @@ async fn session(
     };
     let mut seq = 1;
     let mut in_flight = InFlight::new();
-    // Room for the first request: the channel is new.
-    let _ = requests.try_send(header(seq, first.request));
     in_flight.insert(seq, (Instant::now(), first.reply));
     let stall = Duration::from_millis(FORWARD_STREAM_STALL_MS);
-    let opened = tokio::time::timeout(stall, client.forward(stream)).await;
-    let mut answers = match opened {
-        Ok(Ok(response)) => response.into_inner(),
-        Ok(Err(status)) => {
+    let (requests, mut answers) = match open(target, header(seq, first.request), stall).await {
+        Ok(stream) => stream,
+        Err(status) => {
             fail_all(&mut in_flight, &status);
-            return true;
-        }
-        Err(_) => {
-            fail_all(
-                &mut in_flight,
-                &tonic::Status::unavailable("forwarding stream not answered"),
-            );
             return true;
         }
     };

@@ -96,7 +96,11 @@ impl LinkHandle {
             return Err("no peer URLs".to_string());
         };
         let forward_client = client(first.connect_lazy());
-        let forwarder = Forwarder::start(Arc::clone(&shared), peer, forward_client.clone());
+        #[cfg(not(madsim))]
+        let forward_target = forward_client.clone();
+        #[cfg(madsim)]
+        let forward_target = first.uri().clone();
+        let forwarder = Forwarder::start(Arc::clone(&shared), peer, forward_target);
         let endpoints = Arc::new(endpoints);
         let (queue, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
         tokio::spawn(run_link(

@@ -229,7 +229,10 @@ impl<H: PeerHandler> PeerService<H> {
     }
 
     /// Checks a forwarded request's addresses, like a batch's header.
-    fn check_forward_header(&self, request: &ForwardRequest) -> Result<(), tonic::Status> {
+    pub(super) fn check_forward_header(
+        &self,
+        request: &ForwardRequest,
+    ) -> Result<(), tonic::Status> {
         self.check_header(&RaftBatch {
             cluster_id: request.cluster_id,
             from: request.from,
@@ -241,7 +244,7 @@ impl<H: PeerHandler> PeerService<H> {
     }
 
     /// Answers one forwarded request (its errors as text, like the unary calls).
-    async fn answer(&self, request: ForwardRequest) -> ForwardResponse {
+    pub(super) async fn answer(&self, request: ForwardRequest) -> ForwardResponse {
         let seq = request.seq;
         let result = match request.request {
             Some(forward_request::Request::Propose(ProposeRequest {

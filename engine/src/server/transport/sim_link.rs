@@ -11,7 +11,11 @@
 //! (`connect1`), so a peer that is down, killed or cut off refuses it, a clogged or
 //! lossy link holds its messages back until the link works again, and a connection to
 //! a member that dies breaks, which ends the link's session (the link task reconnects
-//! as before). Snapshots and forwarded requests still use the gRPC service.
+//! as before). Snapshots still use the gRPC service.
+//!
+//! The forwarding stream (`forward.rs`) uses the same listener: a connection whose first
+//! message is a `ForwardRequest` carries requests one way and their answers the other,
+//! each answered by the service's own forwarding code on a task of its own.
 //!
 //! The listener binds a fixed port on every address of its host, so this assumes one
 //! member per simulated host (the simulator gives each its own IP).
@@ -19,6 +23,7 @@
 //! Not here: batching, pacing, the watchdog (the link task keeps those, unchanged).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -27,13 +32,17 @@ use tokio::sync::oneshot;
 
 use super::CONNECT_TIMEOUT_MS;
 use super::service::{InboundState, PeerHandler, PeerService};
-use crate::pb::detcdpeerpb::{RaftAck, RaftBatch};
+use crate::pb::detcdpeerpb::{ForwardRequest, ForwardResponse, RaftAck, RaftBatch};
 
 /// The port of a member's direct Raft listener, on every address of its host.
 pub const SIM_RAFT_DIRECT_PORT: u16 = 2391;
 
 /// What the receiver sends back on the connection: an ack, or why it ends the stream.
 type AckMessage = Result<RaftAck, tonic::Status>;
+
+/// What the leader sends back on a forwarding connection: an answer, or why it ends
+/// the stream.
+type AnswerMessage = Result<ForwardResponse, tonic::Status>;
 
 /// An open direct connection to a peer's Raft listener.
 pub(crate) struct Connection {
@@ -69,6 +78,42 @@ impl Connection {
     /// The connection's two halves: where batches go, where acks come from.
     pub(crate) fn split(self) -> (BatchSink, Acks) {
         (BatchSink(self.tx), Acks(self.rx))
+    }
+
+    /// The connection as a forwarding stream: where requests go, where answers come
+    /// from.
+    pub(crate) fn split_forward(self) -> (ForwardSink, ForwardAnswers) {
+        (ForwardSink(self.tx), ForwardAnswers(self.rx))
+    }
+}
+
+/// The sending half of a forwarding connection.
+pub(crate) struct ForwardSink(Sender);
+
+impl ForwardSink {
+    /// Sends one request; an error if the connection is closed.
+    pub(crate) async fn send(&self, request: ForwardRequest) -> Result<(), ()> {
+        self.0.send(Box::new(request)).await.map_err(|_| ())
+    }
+}
+
+/// The receiving half of a forwarding connection: the leader's answers.
+pub(crate) struct ForwardAnswers(Receiver);
+
+impl ForwardAnswers {
+    /// The next answer; an error if the leader refused the stream or the connection
+    /// broke.
+    pub(crate) async fn message(&mut self) -> Result<Option<ForwardResponse>, tonic::Status> {
+        let payload = match self.0.recv().await {
+            Ok(payload) => payload,
+            Err(e) => return Err(tonic::Status::unavailable(e.to_string())),
+        };
+        match payload.downcast::<AnswerMessage>() {
+            Ok(message) => (*message).map(Some),
+            Err(_) => Err(tonic::Status::internal(
+                "unexpected message on the forwarding link",
+            )),
+        }
     }
 }
 
@@ -149,16 +194,47 @@ pub(crate) fn listen<H: PeerHandler>(service: PeerService<H>, stop: oneshot::Rec
     });
 }
 
-/// Hands one connection's batches to the service in order, sending the acks asked
-/// for, until the sender goes away or a batch's header is wrong.
+/// Serves one inbound connection: a Raft link (its first message a batch) or a
+/// forwarding stream (a request).
 async fn serve_connection<H: PeerHandler>(service: PeerService<H>, tx: Sender, mut rx: Receiver) {
+    let Ok(first) = rx.recv().await else {
+        return;
+    };
+    let first = match first.downcast::<RaftBatch>() {
+        Ok(batch) => return serve_raft(service, tx, rx, *batch).await,
+        Err(other) => other,
+    };
+    match first.downcast::<ForwardRequest>() {
+        Ok(request) => serve_forward(service, tx, rx, *request).await,
+        Err(_) => tracing::warn!("unexpected message on an inbound peer connection"),
+    }
+}
+
+/// Hands one connection's batches to the service in order, from `first`, sending the
+/// acks asked for, until the sender goes away or a batch's header is wrong.
+async fn serve_raft<H: PeerHandler>(
+    service: PeerService<H>,
+    tx: Sender,
+    mut rx: Receiver,
+    first: RaftBatch,
+) {
     let mut state = InboundState::default();
-    while let Ok(payload) = rx.recv().await {
-        let Ok(batch) = payload.downcast::<RaftBatch>() else {
-            tracing::warn!("unexpected message on an inbound raft link");
-            return;
+    let mut next = Some(first);
+    loop {
+        let batch = match next.take() {
+            Some(batch) => batch,
+            None => match rx.recv().await {
+                Ok(payload) => match payload.downcast::<RaftBatch>() {
+                    Ok(batch) => *batch,
+                    Err(_) => {
+                        tracing::warn!("unexpected message on an inbound raft link");
+                        return;
+                    }
+                },
+                Err(_) => return,
+            },
         };
-        let reply: AckMessage = match service.receive(&mut state, *batch) {
+        let reply: AckMessage = match service.receive(&mut state, batch) {
             Ok(None) => continue,
             Ok(Some(ack)) => Ok(ack),
             Err(status) => Err(status),
@@ -167,5 +243,43 @@ async fn serve_connection<H: PeerHandler>(service: PeerService<H>, tx: Sender, m
         if tx.send(Box::new(reply)).await.is_err() || refused {
             return;
         }
+    }
+}
+
+/// Answers one connection's forwarded requests, from `first`, each on a task of its own
+/// (a read index waits for a heartbeat round; the others need not wait for it), until
+/// the sender goes away or a request's header is wrong.
+async fn serve_forward<H: PeerHandler>(
+    service: PeerService<H>,
+    tx: Sender,
+    mut rx: Receiver,
+    first: ForwardRequest,
+) {
+    let tx = Arc::new(tx);
+    let mut next = Some(first);
+    loop {
+        let request = match next.take() {
+            Some(request) => request,
+            None => match rx.recv().await {
+                Ok(payload) => match payload.downcast::<ForwardRequest>() {
+                    Ok(request) => *request,
+                    Err(_) => {
+                        tracing::warn!("unexpected message on an inbound forwarding link");
+                        return;
+                    }
+                },
+                Err(_) => return,
+            },
+        };
+        if let Err(status) = service.check_forward_header(&request) {
+            let refused: AnswerMessage = Err(status);
+            let _ = tx.send(Box::new(refused)).await;
+            return;
+        }
+        let (service, tx) = (service.clone(), Arc::clone(&tx));
+        tokio::spawn(async move {
+            let answer: AnswerMessage = Ok(service.answer(request).await);
+            let _ = tx.send(Box::new(answer)).await;
+        });
     }
 }
