@@ -1,11 +1,15 @@
 //! Interchangeable unknown-outcome writes. Two unknown-outcome writes are interchangeable
-//! when they make the same change to the model except for a value nothing in the
-//! history ever shows or compares, and fit exactly the same gap revisions by real time:
-//! swapping them in any explanation of the history gives another explanation. The
-//! replay then tries one write per class at each gap (the first unused one in a fixed
-//! order), which removes the factorial blow-up of many timed-out writes to few keys.
-//! It does not search anything itself (see `replay`), and it leaves txns, lease
-//! revokes and writes whose value is shown somewhere in classes of their own.
+//! from a gap revision `r` on when they make the same change to the model except for a
+//! value nothing in the history ever shows or compares, and both may fill `r` by real
+//! time: real time only sets the lowest revision a write may fill, so both may then
+//! fill any gap from `r` on, and swapping them in any explanation of the rest of the
+//! history gives another explanation. Every candidate of a gap may fill it, so the
+//! replay tries one write per class at each gap (the first unused one in a fixed
+//! order), which removes the factorial blow-up of many timed-out writes to few keys,
+//! and it remembers the writes used before a gap by their classes (how many of each),
+//! not by which ones. It does not search anything itself (see `replay`), and it leaves
+//! txns, lease revokes and writes whose value is shown somewhere in classes of their
+//! own.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +19,7 @@ use super::prep::Prep;
 use super::store::in_range;
 
 /// What makes two unknown-outcome writes the same change: the request with the put's
-/// value left out, and the lowest gap revision real time lets it fill.
+/// value left out.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Shape {
     /// A put of an unseen value: key and lease.
@@ -132,9 +136,11 @@ pub fn lowest_rev(p: &Prep, call: u64) -> i64 {
 }
 
 /// For every op, its class of interchangeable unknown-outcome writes (None: an op that
-/// is not interchangeable with any other). Ops of one class are the same change.
+/// is not interchangeable with any other). Ops of one class are the same change; two of
+/// them are interchangeable from the first gap both may fill by real time on (see
+/// [`lowest_rev`]).
 pub fn classes(h: &History, p: &Prep, shown: &Shown) -> Vec<Option<u32>> {
-    let mut ids: BTreeMap<(Shape, i64), u32> = BTreeMap::new();
+    let mut ids: BTreeMap<Shape, u32> = BTreeMap::new();
     let mut out = vec![None; h.ops.len()];
     for &i in &p.unknown {
         if p.pinned.get(i).copied().flatten().is_some() {
@@ -145,9 +151,8 @@ pub fn classes(h: &History, p: &Prep, shown: &Shown) -> Vec<Option<u32>> {
             Op::DeleteRange(d) => Shape::Delete(d.key.clone(), d.range_end.clone()),
             _ => continue,
         };
-        let key = (shape, lowest_rev(p, h.ops[i].rec.call));
         let next = ids.len() as u32;
-        out[i] = Some(*ids.entry(key).or_insert(next));
+        out[i] = Some(*ids.entry(shape).or_insert(next));
     }
     out
 }
@@ -183,8 +188,8 @@ mod tests {
     }
 
     #[test]
-    fn same_change_same_time_is_one_class() {
-        let (_, p) = prep(HISTORY);
+    fn same_change_is_one_class() {
+        let (h, p) = prep(HISTORY);
         let c = &p.class_of;
         // Op indexes follow the lines above.
         assert!(c[1].is_some());
@@ -194,10 +199,12 @@ mod tests {
         );
         assert_eq!(c[3], None, "u3 is read back: it names its revision");
         assert!(c[4].is_some() && c[4] != c[1], "a delete is another change");
-        assert!(
-            c[6].is_some() && c[6] != c[1],
-            "u4 came after revision 3 was seen"
+        assert_eq!(
+            c[6], c[1],
+            "u4 came after revision 3 was seen, but from 4 on it is the same change"
         );
+        let lowest = |i: usize| lowest_rev(&p, h.ops[i].rec.call);
+        assert!(lowest(6) > lowest(1), "u4 cannot fill revision 3");
         assert_eq!(c[0], None, "acknowledged writes have no class");
     }
 
