@@ -483,7 +483,7 @@ impl<'a> Replay<'a> {
         let from = self.p.hist_from[r as usize].min(r);
         let state = || {
             if from == r {
-                self.store.current_hash(|kv| self.p.shown.hidden(kv))
+                self.store.current_hash(|kv| self.p.shown.visible(kv))
             } else {
                 self.store.state_hash(from)
             }
