@@ -60,6 +60,7 @@ fn swarm_histories_are_ok_within_the_default_budget() {
         let t = Instant::now();
         let v = etcd::check(&h, &Options::default());
         let took = t.elapsed();
+        eprintln!("{name}: {v:?} in {took:?}");
         assert_eq!(v, Verdict::Ok, "{name}");
         assert!(
             took < Duration::from_millis(CHECK_MS_MAX),
