@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::prep::{KeyHistory, KeyRead, Prep, count_in};
+use super::prep::{KeyHistory, KeyObs, KeyRead, Prep, count_in};
 
 use super::store::Store;
 use crate::history::History;
@@ -158,9 +158,32 @@ pub fn check(
         let mut informative = 0;
         // The earliest revision by which a gap must put the key, and the read saying so.
         let mut first_put: Option<(i64, usize)> = None;
+        let mut prev: Option<Option<KeyObs>> = None;
+        // The reads in turn, each from the state the one before showed: gap writes
+        // each change needs lie in revisions after the earlier read, so they add up.
+        let mut chain = Chain {
+            seen: cur.map(|kv| KeyObs {
+                create: kv.create_revision,
+                modified: kv.mod_revision,
+                version: kv.version,
+            }),
+            header: r,
+            total: 0,
+        };
         for read in kh.reads[first..].iter().take(DEMAND_SCAN_MAX) {
             if informative >= DEMAND_READS_MAX {
                 break;
+            }
+            // A read showing what the one before showed demands nothing more: the same
+            // key-value the same writes, absent again no more than by the earlier read.
+            if prev
+                .replace(read.seen)
+                .is_some_and(|p| same_obs(p, read.seen))
+            {
+                continue;
+            }
+            if let Some(by) = chain.step(p, kh, read) {
+                mine.push((by, chain.total, read.line));
             }
             if read.seen.is_none_or(|o| o.modified > r) {
                 informative += 1;
@@ -338,6 +361,58 @@ pub fn check(
         }
     }
     Ok(())
+}
+
+/// A key's reads followed one after another, and the gap writes they need in all.
+struct Chain {
+    /// What the last read showed (at first, the key's state at the revision checked).
+    seen: Option<KeyObs>,
+    /// The last read's header revision (at first, the revision checked).
+    header: i64,
+    /// Gap writes to the key needed by the last read.
+    total: i64,
+}
+
+impl Chain {
+    /// Moves on to `read`. When it needs gap writes after the last read's header
+    /// (puts its version counts, a delete between incarnations or before an absent
+    /// read, beyond the acknowledged writes in between), adds them to the total and
+    /// returns the revision they are needed by.
+    fn step(&mut self, p: &Prep, kh: &KeyHistory, read: &KeyRead) -> Option<i64> {
+        let (from, lo) = (self.seen, self.header);
+        self.seen = read.seen;
+        self.header = read.header;
+        let (need, by) = match (from, read.seen) {
+            (_, Some(b)) if b.modified <= lo => (0, lo),
+            (Some(a), Some(b)) if a.create == b.create => (
+                b.version - a.version - kh.known_puts_in(lo, b.modified) as i64,
+                b.modified,
+            ),
+            (from, Some(b)) => {
+                let delete = from.is_some() && !deletable(p, kh, lo, b.create - 1);
+                let puts = b.version - count_in(&kh.known_puts, b.create - 1, b.modified) as i64;
+                (i64::from(delete) + puts.max(0), b.modified)
+            }
+            (Some(_), None) => (i64::from(!deletable(p, kh, lo, read.header)), read.header),
+            (None, None) => (0, lo),
+        };
+        (need > 0).then(|| {
+            self.total += need;
+            by
+        })
+    }
+}
+
+/// Whether two reads of a key showed the same: both absent, or the same create and
+/// mod revision and version.
+fn same_obs(a: Option<KeyObs>, b: Option<KeyObs>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            a.create == b.create && a.modified == b.modified && a.version == b.version
+        }
+        _ => false,
+    }
 }
 
 /// When a gap must put the key in `slot` by `deadline` and every unknown-outcome write
@@ -530,5 +605,49 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    /// `k` is put at 2, read at version 3 at revision 4 and absent at 6; revisions 5
+    /// and 6 are acknowledged writes of other keys, so only gaps 3 and 4 are left.
+    const CHAIN: &str = r#"
+{"type":"op","client":1,"call":1,"ret":2,"op":{"put":{"key":"k","value":"1"}},"outcome":{"ok":{"revision":2,"result":{"put":{}}}}}
+{"type":"op","client":2,"call":3,"op":{"put":{"key":"k","value":"u1"}},"outcome":"unknown"}
+{"type":"op","client":3,"call":3,"op":{"put":{"key":"k","value":"u2"}},"outcome":"unknown"}
+{"type":"op","client":4,"call":3,"op":{"delete_range":{"key":"k"}},"outcome":"unknown"}
+{"type":"op","client":1,"call":10,"ret":11,"op":{"range":{"key":"k"}},"outcome":{"ok":{"revision":4,"result":{"range":{"kvs":[{"key":"k","value":"u2","create_revision":2,"mod_revision":4,"version":3}],"count":1}}}}}
+{"type":"op","client":1,"call":12,"ret":13,"op":{"put":{"key":"a","value":"1"}},"outcome":{"ok":{"revision":5,"result":{"put":{}}}}}
+{"type":"op","client":1,"call":14,"ret":15,"op":{"put":{"key":"b","value":"1"}},"outcome":{"ok":{"revision":6,"result":{"put":{}}}}}
+{"type":"op","client":1,"call":16,"ret":17,"op":{"range":{"key":"k"}},"outcome":{"ok":{"revision":6,"result":{"range":{"kvs":[],"count":0}}}}}
+"#;
+
+    #[test]
+    fn the_writes_successive_reads_need_add_up() {
+        let h = History::parse(CHAIN).expect("parses");
+        let p = Prep::build(&h, false).expect("prepares");
+        let mut store = Store::new();
+        assert!(store.exec(&h.ops[0].rec.op).is_ok());
+        let used = vec![false; h.ops.len()];
+        let mut urgent = Vec::new();
+        // Each read alone needs two writes (two puts by 4; one delete by 6), which gaps
+        // 3 and 4 could make; both need the puts and then the delete.
+        let err = check(&p, &store, 2, &used, &mut Cursors::new(&p), &mut urgent)
+            .expect_err("three writes in two gaps");
+        assert!(
+            err.message
+                .contains("needs 3 more write(s) to k by revision 6"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.keys, Some(vec!["k".to_owned()]));
+        // Without the absent read, the two puts fit.
+        let text: String = CHAIN
+            .lines()
+            .filter(|l| !l.contains(r#""kvs":[]"#))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let h = History::parse(&text).expect("parses");
+        let p = Prep::build(&h, false).expect("prepares");
+        let res = check(&p, &store, 2, &used, &mut Cursors::new(&p), &mut urgent);
+        assert!(res.is_ok(), "{res:?}");
     }
 }
