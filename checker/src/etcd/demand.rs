@@ -158,32 +158,18 @@ pub fn check(
         let mut informative = 0;
         // The earliest revision by which a gap must put the key, and the read saying so.
         let mut first_put: Option<(i64, usize)> = None;
-        let mut prev: Option<Option<KeyObs>> = None;
         // The reads in turn, each from the state the one before showed: gap writes
         // each change needs lie in revisions after the earlier read, so they add up.
-        let mut chain = Chain {
-            seen: cur.map(|kv| KeyObs {
-                create: kv.create_revision,
-                modified: kv.mod_revision,
-                version: kv.version,
-            }),
-            header: r,
-            total: 0,
-        };
+        // The first read that shows a change starts it (with what it needs from `r`).
+        let mut chain: Option<Chain> = None;
         for read in kh.reads[first..].iter().take(DEMAND_SCAN_MAX) {
             if informative >= DEMAND_READS_MAX {
                 break;
             }
-            // A read showing what the one before showed demands nothing more: the same
-            // key-value the same writes, absent again no more than by the earlier read.
-            if prev
-                .replace(read.seen)
-                .is_some_and(|p| same_obs(p, read.seen))
+            if let Some(c) = chain.as_mut()
+                && let Some(by) = c.step(p, kh, read)
             {
-                continue;
-            }
-            if let Some(by) = chain.step(p, kh, read) {
-                mine.push((by, chain.total, read.line));
+                mine.push((by, c.total, read.line));
             }
             if read.seen.is_none_or(|o| o.modified > r) {
                 informative += 1;
@@ -216,6 +202,11 @@ pub fn check(
                     }
                 }
                 mine.push((read.header, need, read.line));
+                chain.get_or_insert(Chain {
+                    seen: None,
+                    header: read.header,
+                    total: need,
+                });
                 continue;
             };
             if o.modified <= r {
@@ -287,6 +278,11 @@ pub fn check(
             }
             mine.push((o.create - 1, deletes, read.line));
             mine.push((o.modified, deletes + puts, read.line));
+            chain.get_or_insert(Chain {
+                seen: Some(o),
+                header: read.header,
+                total: deletes + puts,
+            });
         }
         if let Some(need) = first_put
             && let Some(d) = needed_first(p, store, r, used, slot, key, need)?
@@ -400,18 +396,6 @@ impl Chain {
             self.total += need;
             by
         })
-    }
-}
-
-/// Whether two reads of a key showed the same: both absent, or the same create and
-/// mod revision and version.
-fn same_obs(a: Option<KeyObs>, b: Option<KeyObs>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => {
-            a.create == b.create && a.modified == b.modified && a.version == b.version
-        }
-        _ => false,
     }
 }
 
