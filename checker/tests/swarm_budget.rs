@@ -17,7 +17,7 @@ const CHECK_MS_MAX: u64 = 2_000;
 
 /// Histories that check OK within the default budget, with the fewest unknown outcomes
 /// each must have (so that a trimmed copy cannot make the test easy).
-const FILES_OK: [(&str, usize); 7] = [
+const FILES_OK: [(&str, usize); 8] = [
     ("testdata/swarm-seed374.jsonl", 90),
     ("testdata/swarm-seed631.jsonl", 90),
     ("testdata/swarm-seed631-b.jsonl", 90),
@@ -25,10 +25,11 @@ const FILES_OK: [(&str, usize); 7] = [
     ("testdata/swarm-seed2824.jsonl", 110),
     ("testdata/swarm-seed3008.jsonl", 80),
     ("testdata/swarm-seed3462.jsonl", 60),
+    ("testdata/swarm-seed3608.jsonl", 40),
 ];
 
 /// Every swarm history, for the known-bad variants.
-const FILES_ALL: [&str; 7] = [
+const FILES_ALL: [&str; 8] = [
     FILES_OK[0].0,
     FILES_OK[1].0,
     FILES_OK[2].0,
@@ -36,6 +37,7 @@ const FILES_ALL: [&str; 7] = [
     FILES_OK[4].0,
     FILES_OK[5].0,
     FILES_OK[6].0,
+    FILES_OK[7].0,
 ];
 
 fn load(name: &str) -> History {
