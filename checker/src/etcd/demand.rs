@@ -166,11 +166,6 @@ pub fn check(
             if informative >= DEMAND_READS_MAX {
                 break;
             }
-            if let Some(c) = chain.as_mut()
-                && let Some(by) = c.step(p, kh, read)
-            {
-                mine.push((by, c.total, read.line));
-            }
             if read.seen.is_none_or(|o| o.modified > r) {
                 informative += 1;
             }
@@ -202,11 +197,9 @@ pub fn check(
                     }
                 }
                 mine.push((read.header, need, read.line));
-                chain.get_or_insert(Chain {
-                    seen: None,
-                    header: read.header,
-                    total: need,
-                });
+                if let Some(total) = Chain::follow(&mut chain, p, kh, read, need) {
+                    mine.push((read.header, total, read.line));
+                }
                 continue;
             };
             if o.modified <= r {
@@ -278,11 +271,9 @@ pub fn check(
             }
             mine.push((o.create - 1, deletes, read.line));
             mine.push((o.modified, deletes + puts, read.line));
-            chain.get_or_insert(Chain {
-                seen: Some(o),
-                header: read.header,
-                total: deletes + puts,
-            });
+            if let Some(total) = Chain::follow(&mut chain, p, kh, read, deletes + puts) {
+                mine.push((o.modified, total, read.line));
+            }
         }
         if let Some(need) = first_put
             && let Some(d) = needed_first(p, store, r, used, slot, key, need)?
@@ -360,42 +351,68 @@ pub fn check(
 }
 
 /// A key's reads followed one after another, and the gap writes they need in all.
+/// Within one incarnation this is what each read needs from the revision checked (its
+/// version counts every put since); across a delete it is more, as the writes before
+/// the delete add up with those after.
 struct Chain {
-    /// What the last read showed (at first, the key's state at the revision checked).
+    /// What the last read showed.
     seen: Option<KeyObs>,
-    /// The last read's header revision (at first, the revision checked).
+    /// The last read's header revision.
     header: i64,
-    /// Gap writes to the key needed by the last read.
-    total: i64,
+    /// Gap writes to the key needed by the last read, beyond what it needs by itself
+    /// from the revision checked.
+    extra: i64,
+    /// What the last read needs by itself from the revision checked.
+    alone: i64,
 }
 
 impl Chain {
-    /// Moves on to `read`. When it needs gap writes after the last read's header
-    /// (puts its version counts, a delete between incarnations or before an absent
-    /// read, beyond the acknowledged writes in between), adds them to the total and
-    /// returns the revision they are needed by.
-    fn step(&mut self, p: &Prep, kh: &KeyHistory, read: &KeyRead) -> Option<i64> {
-        let (from, lo) = (self.seen, self.header);
-        self.seen = read.seen;
-        self.header = read.header;
-        let (need, by) = match (from, read.seen) {
-            (_, Some(b)) if b.modified <= lo => (0, lo),
-            (Some(a), Some(b)) if a.create == b.create => (
-                b.version - a.version - kh.known_puts_in(lo, b.modified) as i64,
-                b.modified,
-            ),
+    /// Moves on to `read`, which needs `alone` gap writes by itself from the revision
+    /// checked. Returns the gap writes it needs after every earlier read in the chain
+    /// when that is more. A change of incarnation (or to or from absent) needs what
+    /// its version counts and a delete between, beyond the acknowledged writes in
+    /// between, after the last read's header; within an incarnation the reads count
+    /// alike (no write lies between a read's mod revision and its header).
+    fn follow(
+        chain: &mut Option<Chain>,
+        p: &Prep,
+        kh: &KeyHistory,
+        read: &KeyRead,
+        alone: i64,
+    ) -> Option<i64> {
+        let Some(c) = chain.as_mut() else {
+            // The first read that shows a change starts the chain.
+            *chain = Some(Chain {
+                seen: read.seen,
+                header: read.header,
+                extra: 0,
+                alone,
+            });
+            return None;
+        };
+        let (from, lo) = (c.seen, c.header);
+        let before = c.extra + c.alone;
+        c.seen = read.seen;
+        c.header = read.header;
+        c.alone = alone;
+        let need = match (from, read.seen) {
+            (Some(a), Some(b)) if a.create == b.create => None,
+            (_, Some(b)) if b.modified <= lo => None,
             (from, Some(b)) => {
                 let delete = from.is_some() && !deletable(p, kh, lo, b.create - 1);
                 let puts = b.version - count_in(&kh.known_puts, b.create - 1, b.modified) as i64;
-                (i64::from(delete) + puts.max(0), b.modified)
+                Some(i64::from(delete) + puts.max(0))
             }
-            (Some(_), None) => (i64::from(!deletable(p, kh, lo, read.header)), read.header),
-            (None, None) => (0, lo),
+            (Some(_), None) => Some(i64::from(!deletable(p, kh, lo, read.header))),
+            (None, None) => None,
         };
-        (need > 0).then(|| {
-            self.total += need;
-            by
-        })
+        // What an earlier read needed is needed by every later one too.
+        c.extra = match need {
+            Some(need) => before + need - alone,
+            None => c.extra.max(before - alone),
+        }
+        .max(0);
+        (c.extra > 0).then_some(alone + c.extra)
     }
 }
 
