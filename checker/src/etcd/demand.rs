@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::prep::{KeyHistory, KeyRead, Prep, count_in};
+use super::prep::{KeyHistory, KeyObs, KeyRead, Prep, count_in};
 
 use super::store::Store;
 use crate::history::History;
@@ -158,6 +158,10 @@ pub fn check(
         let mut informative = 0;
         // The earliest revision by which a gap must put the key, and the read saying so.
         let mut first_put: Option<(i64, usize)> = None;
+        // The reads in turn, each from the state the one before showed: gap writes
+        // each change needs lie in revisions after the earlier read, so they add up.
+        // The first read that shows a change starts it (with what it needs from `r`).
+        let mut chain: Option<Chain> = None;
         for read in kh.reads[first..].iter().take(DEMAND_SCAN_MAX) {
             if informative >= DEMAND_READS_MAX {
                 break;
@@ -193,6 +197,9 @@ pub fn check(
                     }
                 }
                 mine.push((read.header, need, read.line));
+                if let Some(total) = Chain::follow(&mut chain, p, kh, read, need) {
+                    mine.push((read.header, total, read.line));
+                }
                 continue;
             };
             if o.modified <= r {
@@ -264,6 +271,9 @@ pub fn check(
             }
             mine.push((o.create - 1, deletes, read.line));
             mine.push((o.modified, deletes + puts, read.line));
+            if let Some(total) = Chain::follow(&mut chain, p, kh, read, deletes + puts) {
+                mine.push((o.modified, total, read.line));
+            }
         }
         if let Some(need) = first_put
             && let Some(d) = needed_first(p, store, r, used, slot, key, need)?
@@ -338,6 +348,72 @@ pub fn check(
         }
     }
     Ok(())
+}
+
+/// A key's reads followed one after another, and the gap writes they need in all.
+/// Within one incarnation this is what each read needs from the revision checked (its
+/// version counts every put since); across a delete it is more, as the writes before
+/// the delete add up with those after.
+struct Chain {
+    /// What the last read showed.
+    seen: Option<KeyObs>,
+    /// The last read's header revision.
+    header: i64,
+    /// Gap writes to the key needed by the last read, beyond what it needs by itself
+    /// from the revision checked.
+    extra: i64,
+    /// What the last read needs by itself from the revision checked.
+    alone: i64,
+}
+
+impl Chain {
+    /// Moves on to `read`, which needs `alone` gap writes by itself from the revision
+    /// checked. Returns the gap writes it needs after every earlier read in the chain
+    /// when that is more. A change of incarnation (or to or from absent) needs what
+    /// its version counts and a delete between, beyond the acknowledged writes in
+    /// between, after the last read's header; within an incarnation the reads count
+    /// alike (no write lies between a read's mod revision and its header).
+    fn follow(
+        chain: &mut Option<Chain>,
+        p: &Prep,
+        kh: &KeyHistory,
+        read: &KeyRead,
+        alone: i64,
+    ) -> Option<i64> {
+        let Some(c) = chain.as_mut() else {
+            // The first read that shows a change starts the chain.
+            *chain = Some(Chain {
+                seen: read.seen,
+                header: read.header,
+                extra: 0,
+                alone,
+            });
+            return None;
+        };
+        let (from, lo) = (c.seen, c.header);
+        let before = c.extra + c.alone;
+        c.seen = read.seen;
+        c.header = read.header;
+        c.alone = alone;
+        let need = match (from, read.seen) {
+            (Some(a), Some(b)) if a.create == b.create => None,
+            (_, Some(b)) if b.modified <= lo => None,
+            (from, Some(b)) => {
+                let delete = from.is_some() && !deletable(p, kh, lo, b.create - 1);
+                let puts = b.version - count_in(&kh.known_puts, b.create - 1, b.modified) as i64;
+                Some(i64::from(delete) + puts.max(0))
+            }
+            (Some(_), None) => Some(i64::from(!deletable(p, kh, lo, read.header))),
+            (None, None) => None,
+        };
+        // What an earlier read needed is needed by every later one too.
+        c.extra = match need {
+            Some(need) => before + need - alone,
+            None => c.extra.max(before - alone),
+        }
+        .max(0);
+        (c.extra > 0).then_some(alone + c.extra)
+    }
 }
 
 /// When a gap must put the key in `slot` by `deadline` and every unknown-outcome write
@@ -530,5 +606,49 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    /// `k` is put at 2, read at version 3 at revision 4 and absent at 6; revisions 5
+    /// and 6 are acknowledged writes of other keys, so only gaps 3 and 4 are left.
+    const CHAIN: &str = r#"
+{"type":"op","client":1,"call":1,"ret":2,"op":{"put":{"key":"k","value":"1"}},"outcome":{"ok":{"revision":2,"result":{"put":{}}}}}
+{"type":"op","client":2,"call":3,"op":{"put":{"key":"k","value":"u1"}},"outcome":"unknown"}
+{"type":"op","client":3,"call":3,"op":{"put":{"key":"k","value":"u2"}},"outcome":"unknown"}
+{"type":"op","client":4,"call":3,"op":{"delete_range":{"key":"k"}},"outcome":"unknown"}
+{"type":"op","client":1,"call":10,"ret":11,"op":{"range":{"key":"k"}},"outcome":{"ok":{"revision":4,"result":{"range":{"kvs":[{"key":"k","value":"u2","create_revision":2,"mod_revision":4,"version":3}],"count":1}}}}}
+{"type":"op","client":1,"call":12,"ret":13,"op":{"put":{"key":"a","value":"1"}},"outcome":{"ok":{"revision":5,"result":{"put":{}}}}}
+{"type":"op","client":1,"call":14,"ret":15,"op":{"put":{"key":"b","value":"1"}},"outcome":{"ok":{"revision":6,"result":{"put":{}}}}}
+{"type":"op","client":1,"call":16,"ret":17,"op":{"range":{"key":"k"}},"outcome":{"ok":{"revision":6,"result":{"range":{"kvs":[],"count":0}}}}}
+"#;
+
+    #[test]
+    fn the_writes_successive_reads_need_add_up() {
+        let h = History::parse(CHAIN).expect("parses");
+        let p = Prep::build(&h, false).expect("prepares");
+        let mut store = Store::new();
+        assert!(store.exec(&h.ops[0].rec.op).is_ok());
+        let used = vec![false; h.ops.len()];
+        let mut urgent = Vec::new();
+        // Each read alone needs two writes (two puts by 4; one delete by 6), which gaps
+        // 3 and 4 could make; both need the puts and then the delete.
+        let err = check(&p, &store, 2, &used, &mut Cursors::new(&p), &mut urgent)
+            .expect_err("three writes in two gaps");
+        assert!(
+            err.message
+                .contains("needs 3 more write(s) to k by revision 6"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.keys, Some(vec!["k".to_owned()]));
+        // Without the absent read, the two puts fit.
+        let text: String = CHAIN
+            .lines()
+            .filter(|l| !l.contains(r#""kvs":[]"#))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let h = History::parse(&text).expect("parses");
+        let p = Prep::build(&h, false).expect("prepares");
+        let res = check(&p, &store, 2, &used, &mut Cursors::new(&p), &mut urgent);
+        assert!(res.is_ok(), "{res:?}");
     }
 }

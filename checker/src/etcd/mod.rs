@@ -11,6 +11,7 @@ pub mod demand;
 pub mod lifetime;
 pub mod prep;
 pub mod replay;
+pub mod spent;
 pub mod store;
 pub mod supply;
 pub mod symmetry;

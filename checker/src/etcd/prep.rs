@@ -95,6 +95,8 @@ pub struct Prep {
     pub shown: super::symmetry::Shown,
     /// Unknown-outcome writes per key, to bound what gaps can still supply.
     pub supply: super::supply::Supply,
+    /// Per key, the leases its puts name (to tell writes that can no longer write).
+    pub put_leases: super::spent::PutLeases,
 }
 
 /// Keys a range read may be taken to show absent at most (a wider range only shows
@@ -301,6 +303,7 @@ impl Prep {
             .unwrap_or(0);
         p.supply = super::supply::Supply::build(h, &p);
         p.components = super::components::Components::build(h, &p);
+        p.put_leases = super::spent::PutLeases::build(h);
         Ok(p)
     }
 

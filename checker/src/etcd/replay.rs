@@ -68,8 +68,6 @@ struct Replay<'a> {
     /// Skip frames that cannot matter to a failure (fast, but only a hint: an Illegal
     /// answer is confirmed without it).
     backjump: bool,
-    /// Order-independent hash of the set of used unknown-outcome ops.
-    used_hash: u64,
     /// Starting states of gap frames from which every continuation failed, with the
     /// failure met.
     failed: HashMap<(i64, u64), Verdict>,
@@ -256,7 +254,6 @@ impl<'a> Replay<'a> {
             allow_gaps: opts.allow_gaps,
             fail_keys: None,
             backjump,
-            used_hash: 0,
             failed: HashMap::new(),
             backtracked: false,
             cursors: super::demand::Cursors::new(p),
@@ -486,19 +483,52 @@ impl<'a> Replay<'a> {
         let from = self.p.hist_from[r as usize].min(r);
         let state = || {
             if from == r {
-                self.store.current_hash(|kv| self.p.shown.hidden(kv))
+                self.store.current_hash(|kv| self.p.shown.visible(kv))
             } else {
                 self.store.state_hash(from)
             }
         };
         (self.backtracked && r - from <= MEMO_WINDOW_REVS_MAX)
-            .then(|| state() ^ self.used_hash.rotate_left(17))
+            .then(|| state() ^ self.used_signature(r).rotate_left(17))
+    }
+
+    /// What the ops used so far leave to the gaps from `r` on: the used ops that could
+    /// still produce a revision at `r` or later, each interchangeable op by its class
+    /// (a multiset: any unused one of a class is as good as another from `r` on, as
+    /// every op of a class placed before `r` could also be placed at any revision of
+    /// the class's range from `r` on). Ops whose last possible revision lies before `r`
+    /// can never be placed again, used or not, and so can ops the state leaves no way
+    /// to write (`spent`): both are left out.
+    fn used_signature(&self, r: i64) -> u64 {
+        let n = self.h.ops.len();
+        self.used_log
+            .iter()
+            .filter(|&&i| self.last_rev(i) >= r && !self.spent(i))
+            .map(|&i| match self.p.class_of.get(i).copied().flatten() {
+                Some(k) => mix(n + k as usize),
+                None => mix(i),
+            })
+            .fold(0u64, u64::wrapping_add)
+    }
+
+    /// Whether op `i` can produce no revision from the current state on (see `spent`).
+    fn spent(&self, i: usize) -> bool {
+        super::spent::spent(&self.h.ops[i].rec.op, &self.store, &self.p.put_leases)
+    }
+
+    /// The last revision op `i` may fill: an acknowledged revoke only its header
+    /// revision, an unknown-outcome write as far as its lifetime and pin allow.
+    fn last_rev(&self, i: usize) -> i64 {
+        if let Outcome::Ok(ok) = &self.h.ops[i].rec.outcome {
+            return ok.revision;
+        }
+        let hi = self.p.supply.highest(i);
+        self.p.pinned[i].map_or(hi, |pin| pin.min(hi))
     }
 
     fn unwind(&mut self, len: usize) {
         while self.used_log.len() > len {
             if let Some(i) = self.used_log.pop() {
-                self.used_hash ^= mix(i);
                 self.used[i] = false;
                 self.resolved[i] = None;
             }
@@ -506,7 +536,6 @@ impl<'a> Replay<'a> {
     }
 
     fn use_op(&mut self, i: usize, r: i64) {
-        self.used_hash ^= mix(i);
         self.used[i] = true;
         self.resolved[i] = Some(r);
         self.used_log.push(i);
@@ -619,7 +648,7 @@ impl<'a> Replay<'a> {
                 .unknown
                 .partition_point(|&i| self.h.ops[i].rec.call < deadline);
             for &i in self.p.unknown[..end].iter().rev() {
-                if fits(i) && self.p.pinned[i].is_none_or(|p| p == r) {
+                if fits(i) && self.p.pinned[i].is_none_or(|p| p == r) && !self.spent(i) {
                     c.push(Cand::Op(i));
                 }
             }

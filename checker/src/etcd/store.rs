@@ -174,20 +174,21 @@ impl Store {
             .map(|(k, v)| (k.as_str(), v.last().and_then(|x| x.kv.as_ref())))
     }
 
-    /// A hash of the current state for a replay that reads nothing older, where keys
-    /// whose key-value is `hidden` count only by create revision, version and lease
-    /// (see `symmetry::Shown::hidden`). Used like [`Store::state_hash`].
-    pub fn current_hash(&self, hidden: impl Fn(&KeyValue) -> bool) -> u64 {
+    /// A hash of the current state for a replay that reads nothing older, where each
+    /// live key-value counts only as far as `visible` says later records can see it
+    /// (see `symmetry::Shown::visible`). Used like [`Store::state_hash`].
+    pub fn current_hash(&self, visible: impl Fn(&KeyValue) -> Visible) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.rev.hash(&mut h);
         for (k, kv) in self.current() {
             k.hash(&mut h);
-            match kv {
-                Some(kv) if hidden(kv) => {
+            match kv.map(|kv| (visible(kv), kv)) {
+                Some((Visible::Lease, kv)) => (3u8, kv.lease).hash(&mut h),
+                Some((Visible::Revisions, kv)) => {
                     (1u8, kv.create_revision, kv.version, kv.lease).hash(&mut h)
                 }
-                Some(kv) => (2u8, kv).hash(&mut h),
+                Some((Visible::All, kv)) => (2u8, kv).hash(&mut h),
                 None => 0u8.hash(&mut h),
             }
         }
@@ -459,6 +460,18 @@ impl Store {
         }
         kvs.into_iter().all(|kv| compare_one(c, kv))
     }
+}
+
+/// How much of a live key-value the rest of a history can tell apart from another
+/// (for remembering states; see `symmetry::Shown::visible`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visible {
+    /// Everything.
+    All,
+    /// Its create revision, version and lease, not its value or mod revision.
+    Revisions,
+    /// Only that it exists and its lease.
+    Lease,
 }
 
 /// Whether compare `c` holds when no key of its range exists (an absent key has

@@ -1,21 +1,25 @@
 //! Interchangeable unknown-outcome writes. Two unknown-outcome writes are interchangeable
-//! when they make the same change to the model except for a value nothing in the
-//! history ever shows or compares, and fit exactly the same gap revisions by real time:
-//! swapping them in any explanation of the history gives another explanation. The
-//! replay then tries one write per class at each gap (the first unused one in a fixed
-//! order), which removes the factorial blow-up of many timed-out writes to few keys.
-//! It does not search anything itself (see `replay`), and it leaves txns, lease
-//! revokes and writes whose value is shown somewhere in classes of their own.
+//! from a gap revision `r` on when they make the same change to the model except for a
+//! value nothing in the history ever shows or compares, and both may fill `r` by real
+//! time: real time only sets the lowest revision a write may fill, so both may then
+//! fill any gap from `r` on, and swapping them in any explanation of the rest of the
+//! history gives another explanation. Every candidate of a gap may fill it, so the
+//! replay tries one write per class at each gap (the first unused one in a fixed
+//! order), which removes the factorial blow-up of many timed-out writes to few keys,
+//! and it remembers the writes used before a gap by their classes (how many of each),
+//! not by which ones. It does not search anything itself (see `replay`), and it leaves
+//! txns, lease revokes and writes whose value is shown somewhere in classes of their
+//! own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::history::{CompareTarget, History, KeyValue, Op, OpResult, Outcome, WatchResponse};
 
 use super::prep::Prep;
-use super::store::in_range;
+use super::store::{Visible, in_range};
 
 /// What makes two unknown-outcome writes the same change: the request with the put's
-/// value left out, and the lowest gap revision real time lets it fill.
+/// value left out.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Shape {
     /// A put of an unseen value: key and lease.
@@ -35,10 +39,18 @@ pub struct Shown {
     /// Some record shows a mod revision without the value (a keys-only read) or
     /// compares one: then who wrote a key last may be seen without its value.
     mods_seen: bool,
+    /// Keys some record shows present (a read, a previous key-value, a watch event).
+    keys_shown: BTreeSet<String>,
+    /// Key ranges some compare looks at beyond existence (a value, or a version,
+    /// create or mod revision other than 0).
+    looked_at: Vec<(String, Option<String>)>,
 }
 
 impl Shown {
     fn kv(&mut self, kv: &KeyValue, writer_at: &[Option<usize>]) {
+        if !self.keys_shown.contains(&kv.key) {
+            self.keys_shown.insert(kv.key.clone());
+        }
         // Only a key-value modified at a gap revision can be an unknown-outcome put's.
         let acknowledged = usize::try_from(kv.mod_revision)
             .ok()
@@ -75,6 +87,17 @@ impl Shown {
                 self.mods_seen |= matches!(c.target, CompareTarget::Mod(_));
                 if matches!(c.target, CompareTarget::Value(_)) {
                     self.compared.push((c.key.clone(), c.range_end.clone()));
+                }
+                // Against 0, any revision or version of a live key compares alike.
+                let existence = match c.target {
+                    CompareTarget::Version(n)
+                    | CompareTarget::Create(n)
+                    | CompareTarget::Mod(n) => n == 0,
+                    CompareTarget::Lease(_) => true,
+                    CompareTarget::Value(_) => false,
+                };
+                if !existence {
+                    self.looked_at.push((c.key.clone(), c.range_end.clone()));
                 }
             }
             t.success
@@ -132,9 +155,11 @@ pub fn lowest_rev(p: &Prep, call: u64) -> i64 {
 }
 
 /// For every op, its class of interchangeable unknown-outcome writes (None: an op that
-/// is not interchangeable with any other). Ops of one class are the same change.
+/// is not interchangeable with any other). Ops of one class are the same change; two of
+/// them are interchangeable from the first gap both may fill by real time on (see
+/// [`lowest_rev`]).
 pub fn classes(h: &History, p: &Prep, shown: &Shown) -> Vec<Option<u32>> {
-    let mut ids: BTreeMap<(Shape, i64), u32> = BTreeMap::new();
+    let mut ids: BTreeMap<Shape, u32> = BTreeMap::new();
     let mut out = vec![None; h.ops.len()];
     for &i in &p.unknown {
         if p.pinned.get(i).copied().flatten().is_some() {
@@ -145,9 +170,8 @@ pub fn classes(h: &History, p: &Prep, shown: &Shown) -> Vec<Option<u32>> {
             Op::DeleteRange(d) => Shape::Delete(d.key.clone(), d.range_end.clone()),
             _ => continue,
         };
-        let key = (shape, lowest_rev(p, h.ops[i].rec.call));
         let next = ids.len() as u32;
-        out[i] = Some(*ids.entry(key).or_insert(next));
+        out[i] = Some(*ids.entry(shape).or_insert(next));
     }
     out
 }
@@ -159,6 +183,27 @@ impl Shown {
     /// create revision, version and lease (a read showing it would show its value).
     pub fn hidden(&self, kv: &KeyValue) -> bool {
         !self.mods_seen && self.unseen(&kv.key, &kv.value)
+    }
+
+    /// How much of a live key-value later records can see. A key no record ever shows
+    /// present and no compare looks at beyond its existence is seen only by existing
+    /// (ranges count it, absent reads and `create > 0` compares tell it from an absent
+    /// key) and by its lease (whose revoke or expiry deletes it): two states that differ
+    /// only in its value, version or revisions (the order in which unobservable writes
+    /// made it) have the same futures. Otherwise see [`Shown::hidden`].
+    pub fn visible(&self, kv: &KeyValue) -> Visible {
+        if !self.keys_shown.contains(&kv.key)
+            && !self
+                .looked_at
+                .iter()
+                .any(|(k, e)| in_range(&kv.key, k, e.as_deref()))
+        {
+            Visible::Lease
+        } else if self.hidden(kv) {
+            Visible::Revisions
+        } else {
+            Visible::All
+        }
     }
 }
 
@@ -183,8 +228,8 @@ mod tests {
     }
 
     #[test]
-    fn same_change_same_time_is_one_class() {
-        let (_, p) = prep(HISTORY);
+    fn same_change_is_one_class() {
+        let (h, p) = prep(HISTORY);
         let c = &p.class_of;
         // Op indexes follow the lines above.
         assert!(c[1].is_some());
@@ -194,10 +239,12 @@ mod tests {
         );
         assert_eq!(c[3], None, "u3 is read back: it names its revision");
         assert!(c[4].is_some() && c[4] != c[1], "a delete is another change");
-        assert!(
-            c[6].is_some() && c[6] != c[1],
-            "u4 came after revision 3 was seen"
+        assert_eq!(
+            c[6], c[1],
+            "u4 came after revision 3 was seen, but from 4 on it is the same change"
         );
+        let lowest = |i: usize| lowest_rev(&p, h.ops[i].rec.call);
+        assert!(lowest(6) > lowest(1), "u4 cannot fill revision 3");
         assert_eq!(c[0], None, "acknowledged writes have no class");
     }
 
@@ -229,5 +276,36 @@ mod tests {
         assert_eq!(p.class_of[1], None);
         assert_eq!(p.class_of[2], None);
         assert!(p.class_of[4].is_some(), "deletes carry no value");
+    }
+
+    #[test]
+    fn a_key_no_record_shows_is_seen_only_by_existing() {
+        let kv = |k: &str, v: &str| KeyValue {
+            key: k.to_owned(),
+            value: v.to_owned(),
+            ..KeyValue::default()
+        };
+        // b is read back (u3), a is put by an acknowledged write only and never read,
+        // c is never put.
+        let (_, p) = prep(HISTORY);
+        assert_eq!(p.shown.visible(&kv("a", "1")), Visible::Lease);
+        assert_eq!(p.shown.visible(&kv("c", "x")), Visible::Lease);
+        assert_eq!(p.shown.visible(&kv("b", "u1")), Visible::Revisions);
+        assert_eq!(p.shown.visible(&kv("b", "u3")), Visible::All);
+        // A compare on existence alone leaves a unseen; one on its version does not.
+        let exists = r#"
+{"type":"op","client":7,"call":10,"op":{"txn":{"compare":[{"key":"a","target":{"create":0},"result":"greater"}],"success":[{"put":{"key":"d","value":"1"}}],"failure":[]}},"outcome":"unknown"}
+"#;
+        let (_, p) = prep(&format!("{HISTORY}{exists}"));
+        assert_eq!(p.shown.visible(&kv("a", "1")), Visible::Lease);
+        let version = exists.replace(r#"{"create":0}"#, r#"{"version":2}"#);
+        let (_, p) = prep(&format!("{HISTORY}{version}"));
+        assert_eq!(p.shown.visible(&kv("a", "1")), Visible::All);
+        // A range read showing a makes it visible.
+        let read = r#"
+{"type":"op","client":7,"call":10,"ret":11,"op":{"range":{"key":"a","range_end":"b"}},"outcome":{"ok":{"revision":3,"result":{"range":{"kvs":[{"key":"a","value":"1","create_revision":2,"mod_revision":2,"version":1}],"count":1}}}}}
+"#;
+        let (_, p) = prep(&format!("{HISTORY}{read}"));
+        assert_eq!(p.shown.visible(&kv("a", "1")), Visible::All);
     }
 }
