@@ -1,10 +1,14 @@
 //! ReadIndex bookkeeping on the leader: reads wait until the leader has committed an
-//! entry of its own term, then until a quorum has answered a heartbeat sent after the
-//! read arrived. Only then is the read's index handed out as a `ReadState`.
+//! entry of its own term, then until a quorum has answered messages of this leader sent
+//! after the read arrived. Only then is the read's index handed out as a `ReadState`.
 //!
-//! Each read gets a sequence number; heartbeats carry the newest one, and an answer
-//! echoing `s` confirms every read numbered `s` or less. This module only counts; it
-//! sends nothing itself.
+//! Each read gets a sequence number. Every message the leader sends a follower in its
+//! term (append, heartbeat, snapshot) is stamped, as it leaves, with the newest number,
+//! and the follower's answer echoes it: an echo of `s` confirms every read numbered `s`
+//! or less, since the stamped message left after those reads arrived. The queue also
+//! remembers the newest number stamped for each peer, so the leader can send a heartbeat
+//! only to voters that no stamped message reaches. This module only counts; it sends
+//! nothing itself, and it is reset with the leader's term.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -31,6 +35,8 @@ pub(crate) struct ReadQueue {
     last_seq: u64,
     /// Highest sequence number each peer has echoed.
     acked: BTreeMap<NodeId, u64>,
+    /// Highest sequence number stamped on a message to each peer.
+    sent: BTreeMap<NodeId, u64>,
 }
 
 impl ReadQueue {
@@ -39,9 +45,27 @@ impl ReadQueue {
         self.waiting.len() + self.pending.len()
     }
 
-    /// The sequence number heartbeats should carry now.
+    /// The newest sequence number handed out (0: no read yet this term).
     pub(crate) fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+
+    /// Stamps a message leaving for `to` now: returns the number it carries (the newest
+    /// handed out) and remembers that `to` was sent it.
+    pub(crate) fn stamp(&mut self, to: NodeId) -> u64 {
+        if self.last_seq > 0 {
+            let slot = self.sent.entry(to).or_insert(0);
+            *slot = (*slot).max(self.last_seq);
+        }
+        self.last_seq
+    }
+
+    /// Whether a read is waiting for confirmation that no message stamped for `to` can
+    /// give, because every message to `to` left before the newest pending read arrived.
+    pub(crate) fn unsent_to(&self, to: NodeId) -> bool {
+        self.pending
+            .back()
+            .is_some_and(|newest| self.sent.get(&to).is_none_or(|&s| s < newest.seq))
     }
 
     /// Parks a read until the leader's term has a committed entry.
@@ -69,10 +93,17 @@ impl ReadQueue {
         });
     }
 
-    /// Records a heartbeat answer from `from` echoing `seq`.
-    pub(crate) fn ack(&mut self, from: NodeId, seq: u64) {
+    /// Records an answer from `from` echoing `seq`; returns whether it confirms more
+    /// than that peer's earlier answers did.
+    pub(crate) fn ack(&mut self, from: NodeId, seq: u64) -> bool {
+        if seq > self.last_seq {
+            // Never stamped by this leader: an echo from nothing it sent confirms nothing.
+            return false;
+        }
         let slot = self.acked.entry(from).or_insert(0);
+        let newer = seq > *slot;
         *slot = (*slot).max(seq);
+        newer
     }
 
     /// Hands out every read a quorum of `voters` (with `me` always agreeing) confirmed.
@@ -129,5 +160,34 @@ mod tests {
             }]
         );
         assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn stamps_show_which_peers_a_read_still_needs_a_message_for() {
+        let mut q = ReadQueue::default();
+        assert_eq!(q.stamp(2), 0, "no read yet: nothing to stamp");
+        assert!(!q.unsent_to(2), "no pending read needs anything");
+        q.register(b"a".to_vec(), 3);
+        assert!(q.unsent_to(2) && q.unsent_to(3));
+        assert_eq!(q.stamp(2), 1);
+        assert!(!q.unsent_to(2));
+        assert!(q.unsent_to(3));
+        q.register(b"b".to_vec(), 3);
+        assert!(
+            q.unsent_to(2),
+            "a message stamped before read b cannot confirm it"
+        );
+    }
+
+    #[test]
+    fn echoes_never_stamped_confirm_nothing() {
+        let voters: BTreeSet<NodeId> = [1, 2, 3].into();
+        let mut q = ReadQueue::default();
+        q.register(b"a".to_vec(), 5);
+        assert!(!q.ack(2, 2), "seq 2 was never handed out");
+        assert!(q.confirmed(1, &voters, 2).is_empty());
+        assert!(q.ack(2, 1));
+        assert!(!q.ack(2, 1), "a repeated echo confirms nothing new");
+        assert_eq!(q.confirmed(1, &voters, 2).len(), 1);
     }
 }
