@@ -136,6 +136,72 @@ impl ReadQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the order of reads, stamped messages and their answers: a read comes
+        /// out only once a quorum (the leader included) echoed a stamp handed out after
+        /// it arrived, reads come out once each and in order, and once every voter
+        /// answers a message stamped after the last read, all are out.
+        #[test]
+        fn reads_confirm_only_on_a_quorum_of_later_stamps(
+            ops in prop::collection::vec((0u8..3, 2u64..6), 0..200)
+        ) {
+            let voters: BTreeSet<NodeId> = [1, 2, 3, 4, 5].into();
+            let mut q = ReadQueue::default();
+            let mut in_flight: Vec<(NodeId, u64)> = Vec::new();
+            let mut echoed: BTreeMap<NodeId, u64> = BTreeMap::new();
+            let mut seq_of: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+            let mut out_seqs: Vec<u64> = Vec::new();
+            let check = |q: &mut ReadQueue,
+                         echoed: &BTreeMap<NodeId, u64>,
+                         seq_of: &BTreeMap<Vec<u8>, u64>,
+                         out_seqs: &mut Vec<u64>| {
+                for rs in q.confirmed(1, &voters, 3) {
+                    let seq = seq_of[&rs.ctx];
+                    let acks = voters
+                        .iter()
+                        .filter(|&&v| v == 1 || echoed.get(&v).is_some_and(|&e| e >= seq))
+                        .count();
+                    prop_assert!(acks >= 3, "read {seq} out with {acks} answers");
+                    prop_assert_eq!(seq, out_seqs.len() as u64 + 1, "out of order");
+                    out_seqs.push(seq);
+                }
+                Ok(())
+            };
+            for (op, peer) in ops {
+                match op {
+                    0 => {
+                        let ctx = (seq_of.len() as u64).to_be_bytes().to_vec();
+                        q.register(ctx.clone(), 7);
+                        seq_of.insert(ctx, q.last_seq());
+                    }
+                    1 => {
+                        let s = q.stamp(peer);
+                        prop_assert!(!q.unsent_to(peer));
+                        in_flight.push((peer, s));
+                    }
+                    _ => {
+                        if let Some(pos) = in_flight.iter().position(|m| m.0 == peer) {
+                            let (p, s) = in_flight.remove(pos);
+                            q.ack(p, s);
+                            let e = echoed.entry(p).or_insert(0);
+                            *e = (*e).max(s);
+                        }
+                    }
+                }
+                check(&mut q, &echoed, &seq_of, &mut out_seqs)?;
+            }
+            for peer in 2..6 {
+                let s = q.stamp(peer);
+                q.ack(peer, s);
+                echoed.insert(peer, s);
+            }
+            check(&mut q, &echoed, &seq_of, &mut out_seqs)?;
+            prop_assert_eq!(out_seqs.len(), seq_of.len(), "reads left unconfirmed");
+            prop_assert_eq!(q.len(), 0);
+        }
+    }
 
     #[test]
     fn a_read_needs_a_quorum_of_answers_sent_after_it() {
