@@ -51,6 +51,9 @@ pub struct BugSwitches {
     pub commit_earlier_term_by_count: bool,
     /// Answer ReadIndex at once, without confirming leadership with a quorum.
     pub read_without_quorum_check: bool,
+    /// Take any answer as confirming every pending read, whatever stamp it echoes (an
+    /// answer to a message sent before a read arrived then confirms it).
+    pub read_ignore_stamps: bool,
 }
 
 impl Config {

@@ -47,6 +47,9 @@ pub(crate) struct Raft {
     /// Follower only: the highest index this node told the current term's leader it
     /// holds (0 after a term change or a restart).
     acked_index: u64,
+    /// Follower only: the highest read stamp this node echoed to the current term's
+    /// leader (0 after a term change or a restart).
+    echoed_read_seq: u64,
 }
 
 impl Raft {
@@ -72,6 +75,7 @@ impl Raft {
             reads: ReadQueue::default(),
             read_states_out: Vec::new(),
             acked_index: 0,
+            echoed_read_seq: 0,
         };
         raft.reset_timers();
         raft
@@ -121,6 +125,7 @@ impl Raft {
             self.term = term;
             self.vote = NODE_NONE;
             self.acked_index = 0;
+            self.echoed_read_seq = 0;
         }
         self.leader = NODE_NONE;
         self.reset_timers();
@@ -375,19 +380,29 @@ impl Raft {
         }
     }
 
-    fn append_resp(&self, to: NodeId, index: u64) -> Message {
+    /// An answer to the leader's append or snapshot that echoed `read_seq`: every
+    /// answer echoes the stamp of the message it answers, so it confirms the leader's
+    /// pending reads (see `read_index.rs`).
+    fn append_resp(&mut self, to: NodeId, index: u64, read_seq: u64) -> Message {
         let mut resp = Message::new(MessageKind::AppendResp, self.id, to, self.term);
         resp.index = index;
+        resp.read_seq = self.echo(read_seq);
         resp
     }
 
+    /// Notes that `read_seq` is echoed to this term's leader; returns it.
+    fn echo(&mut self, read_seq: u64) -> u64 {
+        self.echoed_read_seq = self.echoed_read_seq.max(read_seq);
+        read_seq
+    }
+
     fn handle_append(&mut self, m: Message) {
+        let (from, read_seq) = (m.from, m.read_seq);
         if m.index < self.log.committed() {
-            let resp = self.append_resp(m.from, self.log.committed());
+            let resp = self.append_resp(from, self.log.committed(), read_seq);
             self.send(resp);
             return;
         }
-        let from = m.from;
         let (prev_index, prev_term) = (m.index, m.log_term);
         let no_entries = m.entries.is_empty();
         let committed_before = self.log.committed();
@@ -396,22 +411,24 @@ impl Raft {
             .maybe_append(prev_index, prev_term, m.commit, m.entries)
         {
             // An append that only brought a higher commit index, at an index this node
-            // already acknowledged to this leader: the answer would tell the leader
-            // nothing, so none is sent (the leader broadcasts one such append per
-            // commit, and every follower answered each). If the earlier answer was
-            // lost, the next heartbeat's answer makes the leader send an append that
-            // is answered.
+            // already acknowledged to this leader, with a read stamp already echoed:
+            // the answer would tell the leader nothing, so none is sent (the leader
+            // broadcasts one such append per commit, and every follower answered
+            // each). If the earlier answer was lost, the next heartbeat's answer makes
+            // the leader send an append that is answered. A new stamp is always
+            // answered: the leader's reads may be waiting for it.
             Some(last)
                 if no_entries
                     && last <= self.acked_index
+                    && read_seq <= self.echoed_read_seq
                     && self.log.committed() > committed_before => {}
             Some(last) => {
                 self.acked_index = self.acked_index.max(last);
-                let resp = self.append_resp(from, last);
+                let resp = self.append_resp(from, last, read_seq);
                 self.send(resp);
             }
             None => {
-                let mut resp = self.append_resp(from, prev_index);
+                let mut resp = self.append_resp(from, prev_index, read_seq);
                 resp.reject = true;
                 resp.reject_hint = self.log.last_index();
                 self.send(resp);
@@ -423,15 +440,16 @@ impl Raft {
         // The leader sends min(its commit, our matched index), so we hold those entries.
         self.log.commit_to(m.commit);
         let mut resp = Message::new(MessageKind::HeartbeatResp, self.id, m.from, self.term);
-        resp.read_seq = m.read_seq;
+        resp.read_seq = self.echo(m.read_seq);
         self.send(resp);
     }
 
     fn handle_snapshot(&mut self, m: Message) {
+        let (from, read_seq) = (m.from, m.read_seq);
         let Some(snap) = m.snapshot else { return };
         let (index, term) = (snap.meta.index, snap.meta.term);
         if index <= self.log.committed() {
-            let resp = self.append_resp(m.from, self.log.committed());
+            let resp = self.append_resp(from, self.log.committed(), read_seq);
             self.send(resp);
             return;
         }
@@ -442,7 +460,7 @@ impl Raft {
             debug!(id = self.id, index, term, "restoring snapshot from leader");
             self.log.restore(snap);
         }
-        let resp = self.append_resp(m.from, self.log.committed());
+        let resp = self.append_resp(from, self.log.committed(), read_seq);
         self.send(resp);
     }
 }

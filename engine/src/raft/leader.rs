@@ -101,13 +101,76 @@ impl Raft {
     }
 
     fn broadcast_heartbeat(&mut self) {
-        let seq = self.reads.last_seq();
         for to in self.peers() {
-            let matched = self.progress.get(&to).map_or(0, |p| p.matched);
-            let mut m = Message::new(MessageKind::Heartbeat, self.id, to, self.term);
-            m.commit = matched.min(self.log.committed());
-            m.read_seq = seq;
-            self.send(m);
+            self.send_heartbeat(to);
+        }
+    }
+
+    /// A heartbeat to `to` (its read stamp is set as it leaves, in `stamp_reads`).
+    fn send_heartbeat(&mut self, to: NodeId) {
+        let matched = self.progress.get(&to).map_or(0, |p| p.matched);
+        let mut m = Message::new(MessageKind::Heartbeat, self.id, to, self.term);
+        m.commit = matched.min(self.log.committed());
+        self.send(m);
+    }
+
+    /// Stamps every queued message of this leader's term to a voter with the newest
+    /// read's sequence number. Called as the messages are handed to the driver, which
+    /// sends them only afterwards: each leaves after every read registered so far
+    /// arrived, so an answer in this term echoing the number confirms those reads.
+    /// (Learners' answers count for no quorum, so their messages stay unstamped and
+    /// they need not answer for a stamp.)
+    pub(crate) fn stamp_reads(&mut self) {
+        if self.role != Role::Leader || self.reads.last_seq() == 0 {
+            return;
+        }
+        let term = self.term;
+        let voters = &self.log.conf_state().voters;
+        for m in self.msgs.iter_mut() {
+            if stampable(m, term) && voters.contains(&m.to) {
+                m.read_seq = self.reads.stamp(m.to);
+            }
+        }
+    }
+
+    /// Whether voter `v` (not this leader) was sent or queued no message carrying the
+    /// newest pending read's stamp: the read may need its answer.
+    fn read_needs_heartbeat(&self, v: NodeId) -> bool {
+        v != self.id
+            && self.reads.unsent_to(v)
+            && !self
+                .msgs
+                .iter()
+                .any(|m| m.to == v && stampable(m, self.term))
+    }
+
+    /// Whether some voter needs a heartbeat for a pending read (see
+    /// `read_needs_heartbeat`).
+    pub(crate) fn read_heartbeats_due(&self) -> bool {
+        self.role == Role::Leader
+            && self
+                .log
+                .conf_state()
+                .voters
+                .iter()
+                .any(|&v| self.read_needs_heartbeat(v))
+    }
+
+    /// Sends a heartbeat to each voter a pending read needs one for.
+    pub(crate) fn send_read_heartbeats(&mut self) {
+        if !self.read_heartbeats_due() {
+            return;
+        }
+        let targets: Vec<NodeId> = self
+            .log
+            .conf_state()
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| self.read_needs_heartbeat(v))
+            .collect();
+        for to in targets {
+            self.send_heartbeat(to);
         }
     }
 
@@ -231,8 +294,16 @@ impl Raft {
 
     pub(crate) fn step_leader(&mut self, m: Message) {
         match m.kind {
-            MessageKind::AppendResp => self.handle_append_resp(m),
-            MessageKind::HeartbeatResp => self.handle_heartbeat_resp(m),
+            MessageKind::AppendResp => {
+                let (from, seq) = (m.from, m.read_seq);
+                self.handle_append_resp(m);
+                self.read_echoed(from, seq);
+            }
+            MessageKind::HeartbeatResp => {
+                let (from, seq) = (m.from, m.read_seq);
+                self.handle_heartbeat_resp(m);
+                self.read_echoed(from, seq);
+            }
             MessageKind::Append | MessageKind::Heartbeat | MessageKind::Snapshot => {
                 error!(
                     id = self.id,
@@ -330,8 +401,21 @@ impl Raft {
         if pr.matched < last_index && resend {
             self.maybe_send_append(m.from, true);
         }
-        self.reads.ack(m.from, m.read_seq);
-        self.collect_reads();
+    }
+
+    /// An answer of this term from `from` echoed read stamp `seq` (accepted or rejected
+    /// appends, snapshots and heartbeats alike: each was sent by this leader in this
+    /// term, and the answer shows `from` still followed it after the stamp left).
+    fn read_echoed(&mut self, from: NodeId, seq: u64) {
+        #[cfg(any(test, madsim))]
+        let seq = if self.cfg.bugs.read_ignore_stamps {
+            self.reads.last_seq()
+        } else {
+            seq
+        };
+        if self.role == Role::Leader && self.reads.ack(from, seq) {
+            self.collect_reads();
+        }
     }
 
     fn collect_reads(&mut self) {
@@ -342,10 +426,10 @@ impl Raft {
         self.read_states_out.extend(ready);
     }
 
-    /// After registering reads: ask for fresh confirmation, or confirm at once when this
-    /// node is the only voter.
+    /// After registering reads: confirm at once when this node is the only voter.
+    /// Otherwise the confirmation rides on the next messages to the voters; the driver
+    /// sends heartbeats to those no message reaches (`send_read_heartbeats`).
     fn after_read_registered(&mut self) {
-        self.broadcast_heartbeat();
         self.collect_reads();
     }
 
@@ -522,4 +606,14 @@ impl Raft {
         self.after_read_registered();
         Ok(())
     }
+}
+
+/// Whether `m` is a message of this leader in `term` that a follower answers, and so can
+/// carry a read stamp.
+fn stampable(m: &Message, term: u64) -> bool {
+    m.term == term
+        && matches!(
+            m.kind,
+            MessageKind::Append | MessageKind::Heartbeat | MessageKind::Snapshot
+        )
 }

@@ -285,8 +285,34 @@ impl RawNode {
     }
 
     /// Requests a linearizable read; the answer comes as a `ReadState` with `ctx`.
+    ///
+    /// The leader confirms it still leads through the answers to any of its messages
+    /// that leave after the read arrived (appends, snapshots and heartbeats carry the
+    /// read's stamp, and answers echo it). It sends no heartbeat for the read itself:
+    /// the driver calls [`RawNode::send_read_heartbeats`] when
+    /// [`RawNode::read_heartbeats_due`] says some voter has no such message on the way,
+    /// at once or after a short hold-back in which appends may go out anyway. Without
+    /// that call the read waits for the next append or tick heartbeat.
     pub fn read_index(&mut self, ctx: Vec<u8>) -> Result<(), RaftError> {
         self.raft.read_index(ctx)
+    }
+
+    /// Whether this leader holds a read that some voter has not been sent (or queued) a
+    /// message for since the read arrived.
+    pub fn read_heartbeats_due(&self) -> bool {
+        self.raft.read_heartbeats_due()
+    }
+
+    /// Sends a heartbeat to each voter that `read_heartbeats_due` is waiting on.
+    pub fn send_read_heartbeats(&mut self) {
+        self.raft.send_read_heartbeats();
+    }
+
+    /// Whether this leader has entries not yet committed: their commit will send an
+    /// append to every follower soon, which a pending read can ride on.
+    pub fn commit_pending(&self) -> bool {
+        let log = &self.raft.log;
+        self.raft.role == Role::Leader && log.last_index() > log.committed()
     }
 
     /// Starts handing leadership to `to` (leader only).
@@ -384,6 +410,7 @@ impl RawNode {
             hard.vote,
             hard.term
         );
+        self.raft.stamp_reads();
         let log = &self.raft.log;
         let entries = log.unstable_entries().to_vec();
         let snapshot = log.unstable_snapshot().cloned();

@@ -52,6 +52,7 @@ impl Interp {
         match *cmd {
             "cluster" => {
                 let mut ids = Vec::new();
+                let mut read_heartbeats_auto = true;
                 for a in args {
                     match a.split_once('=') {
                         Some(("pre-vote", v)) => self.base.pre_vote = v == "true",
@@ -60,9 +61,16 @@ impl Interp {
                             self.base.append_entries_max =
                                 v.parse().map_err(|_| "bad max-append")?
                         }
+                        Some(("read-heartbeats", v)) => read_heartbeats_auto = v == "auto",
                         Some(("bug", "commit-earlier-term")) => {
                             self.base.bugs = BugSwitches {
                                 commit_earlier_term_by_count: true,
+                                ..self.base.bugs
+                            }
+                        }
+                        Some(("bug", "read-ignore-stamps")) => {
+                            self.base.bugs = BugSwitches {
+                                read_ignore_stamps: true,
                                 ..self.base.bugs
                             }
                         }
@@ -83,6 +91,8 @@ impl Interp {
                     ..base.clone()
                 })
                 .map_err(|e| e.to_string())?;
+                let mut cluster = cluster;
+                cluster.read_heartbeats_auto = read_heartbeats_auto;
                 self.cluster = Some(cluster);
                 out.push_str("ok");
             }
@@ -128,6 +138,26 @@ impl Interp {
                     }
                     let m = c.in_flight[0].clone();
                     match c.deliver(0) {
+                        Some(_) => writeln!(out, "{}", describe(&m)).ok(),
+                        None => writeln!(out, "dropped {}", describe(&m)).ok(),
+                    };
+                }
+                if out.is_empty() {
+                    out.push_str("no messages");
+                }
+            }
+            "deliver-except" => {
+                // Like `stabilize`, but messages to `id` stay in flight, in order.
+                let id = parse_id(args.first().ok_or("deliver-except <id>")?)?;
+                let c = self.cluster()?;
+                let mut rounds = 0;
+                while let Some(pos) = c.in_flight.iter().position(|m| m.to != id) {
+                    rounds += 1;
+                    if rounds > 10_000 {
+                        return Err("messages never stop".into());
+                    }
+                    let m = c.in_flight[pos].clone();
+                    match c.deliver(pos) {
                         Some(_) => writeln!(out, "{}", describe(&m)).ok(),
                         None => writeln!(out, "dropped {}", describe(&m)).ok(),
                     };
@@ -201,6 +231,13 @@ impl Interp {
                     Ok(()) => out.push_str("ok"),
                     Err(e) => write!(out, "error: {e}").ok().map_or((), |_| ()),
                 }
+            }
+            "read-heartbeats" => {
+                let id = parse_id(args.first().ok_or("read-heartbeats <id>")?)?;
+                let c = self.cluster()?;
+                let due = c.raw(id).is_some_and(|r| r.read_heartbeats_due());
+                c.send_read_heartbeats(id);
+                out.push_str(if due { "sent" } else { "none due" });
             }
             "reads" => {
                 let c = self.cluster()?;

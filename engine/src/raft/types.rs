@@ -168,7 +168,8 @@ pub enum MessageKind {
     /// Answer to [`MessageKind::Append`]: success with the last matched index, or a
     /// rejection with a hint.
     AppendResp,
-    /// Leader liveness and commit; also confirms leadership for ReadIndex via `read_seq`.
+    /// Leader liveness and commit; also sent to confirm leadership for ReadIndex when
+    /// no append carries a read's `read_seq` to a voter.
     Heartbeat,
     /// Answer to [`MessageKind::Heartbeat`], echoing `read_seq`.
     HeartbeatResp,
@@ -206,7 +207,9 @@ pub struct Message {
     pub snapshot: Option<Snapshot>,
     /// Vote/PreVote sent because of a leadership transfer (ignores leader leases).
     pub transfer: bool,
-    /// ReadIndex round number carried by heartbeats and echoed by their responses.
+    /// The newest ReadIndex sequence number when the leader's append, snapshot or
+    /// heartbeat left, echoed by the answer (AppendResp, HeartbeatResp) to confirm
+    /// the reads numbered up to it.
     pub read_seq: u64,
 }
 

@@ -48,11 +48,17 @@ pub fn describe(m: &Message) -> String {
                     .collect();
                 s += &format!(" [{}]", ents.join(" "));
             }
+            if m.read_seq > 0 {
+                s += &format!(" seq={}", m.read_seq);
+            }
         }
         MessageKind::AppendResp => {
             s += &format!(" index={}", m.index);
             if m.reject {
                 s += &format!(" reject hint={}", m.reject_hint);
+            }
+            if m.read_seq > 0 {
+                s += &format!(" seq={}", m.read_seq);
             }
         }
         MessageKind::Heartbeat => s += &format!(" commit={} seq={}", m.commit, m.read_seq),
@@ -60,6 +66,9 @@ pub fn describe(m: &Message) -> String {
         MessageKind::Snapshot => {
             if let Some(snap) = &m.snapshot {
                 s += &format!(" snap={}/{}", snap.meta.index, snap.meta.term);
+            }
+            if m.read_seq > 0 {
+                s += &format!(" seq={}", m.read_seq);
             }
         }
         MessageKind::PreVoteResp | MessageKind::VoteResp => {

@@ -58,6 +58,9 @@ pub struct Cluster {
     pub violations: Vec<String>,
     /// Messages delivered, by kind (coverage statistics for tests).
     pub delivered: BTreeMap<&'static str, u64>,
+    /// Whether settling a leader sends heartbeats for its pending reads to voters that
+    /// no message reaches (the driver's job; on unless a test sends them itself).
+    pub read_heartbeats_auto: bool,
 }
 
 impl Cluster {
@@ -75,6 +78,7 @@ impl Cluster {
             read_floors: BTreeMap::new(),
             violations: Vec::new(),
             delivered: BTreeMap::new(),
+            read_heartbeats_auto: true,
         };
         let initial = ConfState::with_voters(ids.iter().copied());
         for &id in ids {
@@ -127,8 +131,26 @@ impl Cluster {
             .map(|s| s.id)
     }
 
-    /// Handles every pending `Ready` of `id`.
+    /// Handles every pending `Ready` of `id`; then, unless `read_heartbeats_auto` is
+    /// off, sends the heartbeats its pending reads still need, as the node's driver does.
     pub fn settle(&mut self, id: NodeId) {
+        loop {
+            while self.raw(id).is_some_and(|r| r.has_ready()) {
+                self.handle_ready(id);
+            }
+            if !self.read_heartbeats_auto || !self.raw(id).is_some_and(|r| r.read_heartbeats_due())
+            {
+                return;
+            }
+            self.send_read_heartbeats(id);
+        }
+    }
+
+    /// Has `id` (if it leads) send heartbeats for its pending reads, then settles it.
+    pub fn send_read_heartbeats(&mut self, id: NodeId) {
+        if let Some(raw) = self.raw_mut(id) {
+            raw.send_read_heartbeats();
+        }
         while self.raw(id).is_some_and(|r| r.has_ready()) {
             self.handle_ready(id);
         }

@@ -2,7 +2,10 @@
 //!
 //! Each turn takes a tick or a batch of commands, then drains the core's `Ready`s:
 //! persist (one WAL sync), then send, then apply, then advance. Reads waiting for a read
-//! index are batched into one ReadIndex round per turn.
+//! index are batched into one ReadIndex request per turn; its confirmation rides on the
+//! leader's next messages to the voters, and the loop sends heartbeats to voters no such
+//! message reaches: at once, or, while entries wait for their commit (whose appends go
+//! to every follower), after a short hold-back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -30,6 +33,10 @@ use crate::server::transport::timer::QuietSleep;
 /// The share of the leader's log (in percent) a learner must hold before it may be
 /// promoted.
 const LEARNER_READY_PERCENT: u64 = 90;
+
+/// The longest a read waits for an append to carry its confirmation, while entries wait
+/// for their commit, before heartbeats go: the heartbeat interval divided by this.
+const READ_HOLD_PER_HEARTBEAT: u64 = 20;
 
 /// Work for the raft loop.
 pub enum Command {
@@ -97,6 +104,12 @@ pub(super) struct RaftLoop<D: Disk> {
     /// Reads in a ReadIndex round, by the round's context.
     reads_in_flight: BTreeMap<u64, Vec<oneshot::Sender<Result<u64, ServerError>>>>,
     read_rounds: u64,
+    /// Fires when pending reads stop waiting for appends and get heartbeats.
+    read_hold: QuietSleep,
+    /// Whether `read_hold` is running.
+    read_hold_armed: bool,
+    /// How long `read_hold` runs.
+    read_hold_len: Duration,
     /// Membership changes waiting to be applied, by log index.
     pub(super) conf_waiters: BTreeMap<u64, oneshot::Sender<Result<(), ServerError>>>,
     /// Leases proposed for expiry and not yet applied.
@@ -119,6 +132,7 @@ impl<D: Disk> RaftLoop<D> {
     ) -> Self {
         let status = raw.status();
         let last_snapshot_index = status.snapshot_index;
+        let read_hold_len = read_hold_len(shared.config.tick_ms);
         RaftLoop {
             soft: SoftState {
                 leader: status.leader,
@@ -132,6 +146,9 @@ impl<D: Disk> RaftLoop<D> {
             reads_waiting: Vec::new(),
             reads_in_flight: BTreeMap::new(),
             read_rounds: 0,
+            read_hold: QuietSleep::until(tokio::time::Instant::now()),
+            read_hold_armed: false,
+            read_hold_len,
             conf_waiters: BTreeMap::new(),
             expiring: BTreeSet::new(),
             last_snapshot_index,
@@ -161,6 +178,10 @@ impl<D: Disk> RaftLoop<D> {
                     Some(command) => self.handle(command),
                     None => break,
                 },
+                () = &mut self.read_hold, if self.read_hold_armed => {
+                    self.read_hold_armed = false;
+                    self.raw.send_read_heartbeats();
+                }
                 written = snapshot_written(&mut self.snapshot_job) => {
                     if let Err(e) = self.on_snapshot_written(written).await {
                         tracing::error!(member = self.shared.config.member_id, error = %e, "raft loop stops");
@@ -175,7 +196,7 @@ impl<D: Disk> RaftLoop<D> {
                 }
             }
             self.start_read_round();
-            if let Err(e) = self.drain_ready().await {
+            if let Err(e) = self.finish_turn().await {
                 tracing::error!(member = self.shared.config.member_id, error = %e, "raft loop stops");
                 self.stop = true;
             }
@@ -343,6 +364,37 @@ impl<D: Disk> RaftLoop<D> {
                 }
             }
         }
+    }
+
+    /// Hands out the turn's `Ready`s, then the heartbeats pending reads need now.
+    async fn finish_turn(&mut self) -> Result<(), ServerError> {
+        self.drain_ready().await?;
+        if self.plan_read_heartbeats() {
+            self.drain_ready().await?;
+        }
+        Ok(())
+    }
+
+    /// After a turn's `Ready`s went out: if a pending read still lacks a stamped message
+    /// to some voter, holds it back while entries wait for their commit (the commit's
+    /// appends reach every follower and carry the stamp), else sends heartbeats now.
+    /// Returns whether it queued heartbeats.
+    fn plan_read_heartbeats(&mut self) -> bool {
+        if !self.raw.read_heartbeats_due() {
+            self.read_hold_armed = false;
+            return false;
+        }
+        if self.read_hold_armed {
+            return false;
+        }
+        if !self.read_hold_len.is_zero() && self.raw.commit_pending() {
+            self.read_hold
+                .reset(tokio::time::Instant::now() + self.read_hold_len);
+            self.read_hold_armed = true;
+            return false;
+        }
+        self.raw.send_read_heartbeats();
+        true
     }
 
     async fn drain_ready(&mut self) -> Result<(), ServerError> {
@@ -585,6 +637,12 @@ struct SnapshotJob {
     started: tokio::time::Instant,
     /// The task's report.
     done: oneshot::Receiver<Written>,
+}
+
+/// How long a read waits for an append before heartbeats go (see
+/// [`READ_HOLD_PER_HEARTBEAT`]).
+fn read_hold_len(tick_ms: u64) -> Duration {
+    Duration::from_millis(tick_ms) / READ_HOLD_PER_HEARTBEAT as u32
 }
 
 /// Waits for the snapshot task, if there is one (never returns when there is none).
