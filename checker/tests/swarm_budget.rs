@@ -41,7 +41,7 @@ const FILES_ALL: [&str; 8] = [
 ];
 
 fn load(name: &str) -> History {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+    let path = Path::new(name);
     let text = std::fs::read_to_string(&path).expect("read testdata");
     History::parse(&text).expect("testdata parses")
 }

@@ -403,7 +403,7 @@ fn run_script(text: &str) -> (String, bool) {
 }
 
 fn scripts() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/raft");
+    let dir = Path::new("testdata/raft").to_path_buf();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|d| {
             d.filter_map(|e| e.ok())
