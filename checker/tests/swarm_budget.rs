@@ -5,7 +5,6 @@
 //! corrupted, an acknowledged write moved to another revision, a key dropped from the
 //! final full read, a lock key shown in a range read where it cannot be) must be Illegal.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use detcd_checker::Verdict;
@@ -41,8 +40,7 @@ const FILES_ALL: [&str; 8] = [
 ];
 
 fn load(name: &str) -> History {
-    let path = Path::new(name);
-    let text = std::fs::read_to_string(&path).expect("read testdata");
+    let text = std::fs::read_to_string(name).expect("read testdata");
     History::parse(&text).expect("testdata parses")
 }
 

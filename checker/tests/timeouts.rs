@@ -4,7 +4,6 @@
 //! two seconds, and each known-bad variant (one read's value, one write's revision or one
 //! read's key corrupted) must be Illegal within a small budget too.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use detcd_checker::Verdict;
@@ -25,8 +24,7 @@ const FILES: [&str; 2] = [
 ];
 
 fn load(name: &str) -> History {
-    let path = Path::new(name);
-    let text = std::fs::read_to_string(&path).expect("read testdata");
+    let text = std::fs::read_to_string(name).expect("read testdata");
     History::parse(&text).expect("testdata parses")
 }
 
