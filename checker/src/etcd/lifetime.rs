@@ -19,10 +19,9 @@ use super::store::{holds_when_absent, in_range};
 /// No bound.
 pub const UNBOUNDED_REV: i64 = i64::MAX;
 
-/// Per key, the latest first-revoke revision over the leases of every put that may
-/// write it; a key some put writes without a lease, or with a lease no acknowledged
-/// revoke ends, is absent (unbounded).
-fn key_deadlines(h: &History, p: &Prep) -> BTreeMap<String, i64> {
+/// Every put some request may make (any outcome but a definite failure; a txn's puts in
+/// either branch): its key and lease (0 for none).
+pub(super) fn possible_puts(h: &History) -> Vec<(&str, i64)> {
     fn puts<'a>(op: &'a Op, out: &mut Vec<(&'a str, i64)>) {
         match op {
             Op::Put(q) => out.push((&q.key, q.lease)),
@@ -40,6 +39,14 @@ fn key_deadlines(h: &History, p: &Prep) -> BTreeMap<String, i64> {
             puts(&o.rec.op, &mut all);
         }
     }
+    all
+}
+
+/// Per key, the latest first-revoke revision over the leases of every put that may
+/// write it; a key some put writes without a lease, or with a lease no acknowledged
+/// revoke ends, is absent (unbounded).
+fn key_deadlines(h: &History, p: &Prep) -> BTreeMap<String, i64> {
+    let all = possible_puts(h);
     // Per key: Some(latest end) while every put so far is bounded, None once one is not.
     let mut ends: BTreeMap<&str, Option<i64>> = BTreeMap::new();
     for (key, lease) in all {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::history::{History, Op, Outcome};
+use crate::history::{History, Op};
 
 use super::store::{Store, may_write};
 
@@ -20,23 +20,7 @@ pub struct PutLeases(BTreeMap<String, Option<Vec<i64>>>);
 impl PutLeases {
     /// Collects the puts of `h`.
     pub fn build(h: &History) -> PutLeases {
-        fn walk<'a>(op: &'a Op, out: &mut Vec<(&'a str, i64)>) {
-            match op {
-                Op::Put(p) => out.push((&p.key, p.lease)),
-                Op::Txn(t) => t
-                    .success
-                    .iter()
-                    .chain(&t.failure)
-                    .for_each(|o| walk(o, out)),
-                _ => {}
-            }
-        }
-        let mut puts = Vec::new();
-        for o in &h.ops {
-            if !matches!(o.rec.outcome, Outcome::Fail(_)) {
-                walk(&o.rec.op, &mut puts);
-            }
-        }
+        let puts = super::lifetime::possible_puts(h);
         let mut by_key: BTreeMap<String, Option<Vec<i64>>> = BTreeMap::new();
         for (key, lease) in puts {
             let e = by_key

@@ -104,16 +104,7 @@ impl ForwardAnswers {
     /// The next answer; an error if the leader refused the stream or the connection
     /// broke.
     pub(crate) async fn message(&mut self) -> Result<Option<ForwardResponse>, tonic::Status> {
-        let payload = match self.0.recv().await {
-            Ok(payload) => payload,
-            Err(e) => return Err(tonic::Status::unavailable(e.to_string())),
-        };
-        match payload.downcast::<AnswerMessage>() {
-            Ok(message) => (*message).map(Some),
-            Err(_) => Err(tonic::Status::internal(
-                "unexpected message on the forwarding link",
-            )),
-        }
+        next_reply(&mut self.0, "forwarding").await
     }
 }
 
@@ -150,16 +141,22 @@ impl Acks {
     /// The next ack; `Ok(None)` if the peer ended the stream, an error if it refused
     /// it or the connection broke.
     pub(crate) async fn message(&mut self) -> Result<Option<RaftAck>, tonic::Status> {
-        let payload = match self.0.recv().await {
-            Ok(payload) => payload,
-            Err(e) => return Err(tonic::Status::unavailable(e.to_string())),
-        };
-        match payload.downcast::<AckMessage>() {
-            Ok(message) => (*message).map(Some),
-            Err(_) => Err(tonic::Status::internal(
-                "unexpected message on the raft link",
-            )),
-        }
+        next_reply(&mut self.0, "raft").await
+    }
+}
+
+/// The next reply on `rx` (an ack or an answer: `Result<T, Status>` as a value); an
+/// error if the peer refused the stream, the connection broke, or something else came.
+async fn next_reply<T: 'static>(rx: &mut Receiver, link: &str) -> Result<Option<T>, tonic::Status> {
+    let payload = match rx.recv().await {
+        Ok(payload) => payload,
+        Err(e) => return Err(tonic::Status::unavailable(e.to_string())),
+    };
+    match payload.downcast::<Result<T, tonic::Status>>() {
+        Ok(message) => (*message).map(Some),
+        Err(_) => Err(tonic::Status::internal(format!(
+            "unexpected message on the {link} link"
+        ))),
     }
 }
 
