@@ -207,6 +207,27 @@ async fn serve_connection<H: PeerHandler>(service: PeerService<H>, tx: Sender, m
     }
 }
 
+/// The next value an inbound connection carries: `held` if it still holds one (the
+/// message that told what the connection is), else the next message; `None` once the
+/// sender went away or sent something of another kind.
+async fn next_inbound<T: 'static>(
+    held: &mut Option<T>,
+    rx: &mut Receiver,
+    link: &str,
+) -> Option<T> {
+    if let Some(value) = held.take() {
+        return Some(value);
+    }
+    let payload = rx.recv().await.ok()?;
+    match payload.downcast::<T>() {
+        Ok(value) => Some(*value),
+        Err(_) => {
+            tracing::warn!(link, "unexpected message on an inbound peer link");
+            None
+        }
+    }
+}
+
 /// Hands one connection's batches to the service in order, from `first`, sending the
 /// acks asked for, until the sender goes away or a batch's header is wrong.
 async fn serve_raft<H: PeerHandler>(
@@ -217,20 +238,7 @@ async fn serve_raft<H: PeerHandler>(
 ) {
     let mut state = InboundState::default();
     let mut next = Some(first);
-    loop {
-        let batch = match next.take() {
-            Some(batch) => batch,
-            None => match rx.recv().await {
-                Ok(payload) => match payload.downcast::<RaftBatch>() {
-                    Ok(batch) => *batch,
-                    Err(_) => {
-                        tracing::warn!("unexpected message on an inbound raft link");
-                        return;
-                    }
-                },
-                Err(_) => return,
-            },
-        };
+    while let Some(batch) = next_inbound(&mut next, &mut rx, "raft").await {
         let reply: AckMessage = match service.receive(&mut state, batch) {
             Ok(None) => continue,
             Ok(Some(ack)) => Ok(ack),
@@ -254,20 +262,7 @@ async fn serve_forward<H: PeerHandler>(
 ) {
     let tx = Arc::new(tx);
     let mut next = Some(first);
-    loop {
-        let request = match next.take() {
-            Some(request) => request,
-            None => match rx.recv().await {
-                Ok(payload) => match payload.downcast::<ForwardRequest>() {
-                    Ok(request) => *request,
-                    Err(_) => {
-                        tracing::warn!("unexpected message on an inbound forwarding link");
-                        return;
-                    }
-                },
-                Err(_) => return,
-            },
-        };
+    while let Some(request) = next_inbound(&mut next, &mut rx, "forwarding").await {
         if let Err(status) = service.check_forward_header(&request) {
             let refused: AnswerMessage = Err(status);
             let _ = tx.send(Box::new(refused)).await;
