@@ -48,6 +48,7 @@ async fn serve(members: u64) -> (NodeHandle, SocketAddr) {
         tick_ms: 10,
         election_ticks: 5,
         pre_vote: true,
+        strict_reconfig_check: true,
         snapshot_count: 10_000,
         kv: KvConfig::default(),
         request_bytes_max: REQUEST_BYTES_MAX,

@@ -104,6 +104,11 @@ pub struct Flags {
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     pub pre_vote: bool,
+    /// Reject reconfiguration requests that would cause quorum loss (etcd's flag, on by
+    /// default). `--strict-reconfig-check` alone means true.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    pub strict_reconfig_check: bool,
     /// Number of committed transactions to trigger a snapshot to disk.
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_count: u64,
@@ -224,6 +229,8 @@ pub struct ServerConfig {
     pub election_ticks: u64,
     /// Whether Raft runs a PreVote round before bumping its term.
     pub pre_vote: bool,
+    /// Whether member changes that would lose quorum are refused.
+    pub strict_reconfig_check: bool,
     /// Applied entries between snapshots.
     pub snapshot_count: u64,
     /// Backend size above which the NOSPACE alarm is raised.
@@ -517,6 +524,7 @@ fn validate(flags: Flags) -> Result<ServerConfig, ConfigError> {
         heartbeat_interval_ms: flags.heartbeat_interval,
         election_ticks: flags.election_timeout / flags.heartbeat_interval,
         pre_vote: flags.pre_vote,
+        strict_reconfig_check: flags.strict_reconfig_check,
         snapshot_count: flags.snapshot_count,
         quota_backend_bytes: if flags.quota_backend_bytes == 0 {
             QUOTA_BACKEND_BYTES_DEFAULT
@@ -564,6 +572,15 @@ mod tests {
         let env_off = serve(&[], &[("ETCD_PRE_VOTE", "false")]).expect("valid");
         assert!(!env_off.pre_vote);
         assert!(serve(&["--pre-vote=maybe"], &[]).is_err());
+    }
+
+    #[test]
+    fn strict_reconfig_check_is_on_unless_switched_off() {
+        assert!(serve(&[], &[]).expect("valid").strict_reconfig_check);
+        let off = serve(&["--strict-reconfig-check=false"], &[]).expect("valid");
+        assert!(!off.strict_reconfig_check);
+        let env_off = serve(&[], &[("ETCD_STRICT_RECONFIG_CHECK", "false")]).expect("valid");
+        assert!(!env_off.strict_reconfig_check);
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub enum ServerError {
     /// A member change would lose quorum, or another change is still pending.
     #[error("etcdserver: unhealthy cluster")]
     UnhealthyCluster,
+    /// A member change would leave fewer members the leader hears from than the quorum
+    /// of the membership after it (`--strict-reconfig-check`).
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
     /// Leadership transfer named a member that is not a voter.
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
@@ -96,6 +100,7 @@ impl ServerError {
             | ServerError::PeerUrlExists
             | ServerError::MemberNotLearner
             | ServerError::LearnerNotReady
+            | ServerError::NotEnoughStartedMembers
             | ServerError::BadLeaderTransferee => FAILED_PRECONDITION,
             ServerError::Internal(_) => INTERNAL,
         }

@@ -73,6 +73,7 @@ pub fn node_config(config: &ServerConfig, startup: Startup, seed: u64) -> NodeCo
         tick_ms: config.heartbeat_interval_ms,
         election_ticks,
         pre_vote: config.pre_vote,
+        strict_reconfig_check: config.strict_reconfig_check,
         snapshot_count: config.snapshot_count,
         kv: KvConfig {
             txn_ops_max: config.max_txn_ops as usize,

@@ -40,6 +40,7 @@ pub fn config(quota_backend_bytes: u64) -> NodeConfig {
         tick_ms: 10,
         election_ticks: 10,
         pre_vote: true,
+        strict_reconfig_check: true,
         snapshot_count: 10_000,
         kv: KvConfig {
             lease_ttl_s_min: 2,

@@ -16,6 +16,7 @@
 
 mod apply;
 mod raft_loop;
+mod reconfig;
 #[cfg(madsim)]
 pub mod sim_bugs;
 mod status;
@@ -145,6 +146,9 @@ pub struct NodeConfig {
     pub election_ticks: u32,
     /// Whether Raft runs a PreVote round before bumping its term.
     pub pre_vote: bool,
+    /// Whether the leader refuses member changes that would leave no quorum of members
+    /// it has heard from lately (etcd's `--strict-reconfig-check`).
+    pub strict_reconfig_check: bool,
     /// Applied entries between snapshots.
     pub snapshot_count: u64,
     /// Key-space limits.
@@ -173,7 +177,7 @@ impl NodeConfig {
         Duration::from_millis(5_000 + 2 * self.tick_ms * u64::from(self.election_ticks))
     }
 
-    fn election_timeout(&self) -> Duration {
+    pub(super) fn election_timeout(&self) -> Duration {
         Duration::from_millis(self.tick_ms * u64::from(self.election_ticks))
     }
 }

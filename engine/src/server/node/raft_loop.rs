@@ -23,6 +23,7 @@ use crate::raft::{
 use crate::server::membership::Membership;
 use crate::storage::Disk;
 
+use super::reconfig::{self, HeardFrom};
 use super::{
     COMMANDS_PER_TURN_MAX, LEASE_EXPIRE_BATCH_MAX, PeerNetwork, Shared, StateSnapshot, lock,
 };
@@ -119,6 +120,8 @@ pub(super) struct RaftLoop<D: Disk> {
     /// The local snapshot being encoded and written by a task of its own, if any.
     snapshot_job: Option<SnapshotJob>,
     last_progress_ms: u64,
+    /// When each peer was last heard from, for the strict reconfiguration check.
+    heard: HeardFrom,
     pub(super) stop: bool,
 }
 
@@ -154,6 +157,7 @@ impl<D: Disk> RaftLoop<D> {
             last_snapshot_index,
             snapshot_job: None,
             last_progress_ms: 0,
+            heard: HeardFrom::default(),
             stop: false,
         }
     }
@@ -244,6 +248,9 @@ impl<D: Disk> RaftLoop<D> {
             Command::ConfChange { change, reply } if !self.promotion_ready(&change) => {
                 let _ = reply.send(Err(ServerError::LearnerNotReady));
             }
+            Command::ConfChange { change, reply } if !self.keeps_quorum(&change) => {
+                let _ = reply.send(Err(ServerError::NotEnoughStartedMembers));
+            }
             Command::ConfChange { change, reply } => match self.raw.propose_conf_change(change) {
                 Ok(index) => {
                     self.conf_waiters.insert(index, reply);
@@ -254,7 +261,13 @@ impl<D: Disk> RaftLoop<D> {
             },
             Command::ReadIndex { reply } => self.reads_waiting.push(reply),
             Command::Step { messages } => {
+                let now = self.shared.now_ms();
+                let mut last_from = 0;
                 for m in messages {
+                    if m.from != last_from {
+                        last_from = m.from;
+                        self.heard.record(m.from, now);
+                    }
                     if let Err(e) = self.raw.step(m) {
                         tracing::debug!(error = %e, "dropped a raft message");
                     }
@@ -284,6 +297,22 @@ impl<D: Disk> RaftLoop<D> {
         let learner_match = status.progress.get(&change.node_id).map_or(0, |p| p.0);
         let leader_match = status.last_index;
         learner_match * 100 >= leader_match * LEARNER_READY_PERCENT
+    }
+
+    /// Whether `change` passes the strict reconfiguration check (or it is off): the
+    /// voters after it must include a quorum this leader heard from within an election
+    /// timeout.
+    fn keeps_quorum(&self, change: &ConfChange) -> bool {
+        if !self.shared.config.strict_reconfig_check {
+            return true;
+        }
+        let now = self.shared.now_ms();
+        let window =
+            u64::try_from(self.shared.config.election_timeout().as_millis()).unwrap_or(u64::MAX);
+        let me = self.shared.config.member_id;
+        reconfig::keeps_quorum(self.raw.log().conf_state(), change, me, |peer| {
+            self.heard.recent(peer, now, window)
+        })
     }
 
     fn on_tick(&mut self) {

@@ -90,6 +90,7 @@ fn config(id: u64, members: &[MemberRecord], snapshot_count: u64) -> NodeConfig 
         tick_ms: 10,
         election_ticks: 10,
         pre_vote: true,
+        strict_reconfig_check: true,
         snapshot_count,
         kv: KvConfig::default(),
         request_bytes_max: 1_572_864,
@@ -432,4 +433,50 @@ fn state_snapshot_bytes_encode_as_the_default_sequence_did() {
         let back: StateSnapshot = postcard::from_bytes(&new).expect("decode");
         assert_eq!(back.kv, kv);
     }
+}
+
+#[tokio::test]
+async fn member_changes_that_would_lose_quorum_are_refused() {
+    let cluster = Cluster::start(3, 1000).await;
+    let leader = cluster.leader(&[1, 2, 3]).await;
+    let node = cluster.node(leader);
+    node.write(put("x", "1")).await.expect("write");
+    let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    let (down, up) = (followers[0], followers[1]);
+    cluster.isolate(down, true);
+    // Past an election timeout (100 ms here) the leader no longer counts `down` as live.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        node.member_remove(up).await,
+        Err(ServerError::NotEnoughStartedMembers),
+        "removing a live member would leave {{leader, {down}}} with {down} down"
+    );
+    let added = MemberRecord {
+        id: 9,
+        name: "n9".to_owned(),
+        peer_urls: vec!["http://n9:2380".to_owned()],
+        ..MemberRecord::default()
+    };
+    assert_eq!(
+        node.member_add(added.clone()).await,
+        Err(ServerError::NotEnoughStartedMembers),
+        "four voters need three live ones"
+    );
+    let learner = MemberRecord {
+        is_learner: true,
+        ..added
+    };
+    assert!(
+        node.member_add(learner).await.is_ok(),
+        "learners are not checked"
+    );
+    node.member_remove(9).await.expect("the learner goes again");
+    let members = node
+        .member_remove(down)
+        .await
+        .expect("the down member goes");
+    assert_eq!(members.len(), 2);
+    node.write(put("y", "2"))
+        .await
+        .expect("the two left commit");
 }

@@ -25,6 +25,7 @@ const TEXT_ONLY_ERRORS: &[ServerError] = &[
     ServerError::MemberNotLearner,
     ServerError::LearnerNotReady,
     ServerError::UnhealthyCluster,
+    ServerError::NotEnoughStartedMembers,
     ServerError::BadLeaderTransferee,
     ServerError::NotLeader,
 ];
