@@ -176,3 +176,59 @@ fn hdd_commits_are_slower_than_ssd_commits() {
     );
     assert!(hdd.commit_latency_us.0 > ssd.commit_latency_us.0);
 }
+
+/// Swarm seed 6480 before the strict reconfiguration check: member 2's disk is damaged
+/// (bit flips, crashes), then member 1 is removed while 2 is down, which left two voters
+/// with one dead and no leader ever again. The leader must now refuse that removal.
+#[test]
+fn removing_a_member_while_another_is_down_is_refused_and_the_run_stays_live() {
+    use detcd_sim::run::Profile;
+    let events = vec![
+        (
+            2_016,
+            FaultEvent::BitFlip {
+                member: 2,
+                seed: 7_779_831_620_509_676_160,
+            },
+        ),
+        (2_016, FaultEvent::Crash { member: 2 }),
+        (4_229, FaultEvent::Restart { member: 2 }),
+        (
+            5_235,
+            FaultEvent::BitFlip {
+                member: 2,
+                seed: 5_630_052_778_240_101_379,
+            },
+        ),
+        (5_235, FaultEvent::Crash { member: 2 }),
+        (7_563, FaultEvent::Restart { member: 2 }),
+        (8_154, FaultEvent::MemberRemove { member: 1 }),
+        (10_636, FaultEvent::MemberAdd { member: 1 }),
+    ];
+    let config = RunConfig {
+        seed: 6480,
+        workload: WorkloadSpec::Mix {
+            clients: 4,
+            keys: 8,
+            profiles: vec![Profile::Kv, Profile::Lease, Profile::Lease, Profile::Lock],
+        },
+        duration_ms: 12_000,
+        ..config(6480, events)
+    };
+    let result = run(&config);
+    assert!(
+        result.passed(),
+        "failures: {:?}\ntrace tail: {:?}",
+        result.failures,
+        result.trace.iter().rev().take(20).collect::<Vec<_>>()
+    );
+    let removal = result
+        .trace
+        .iter()
+        .find(|l| l.contains("MemberRemove { member: 1 }"))
+        .expect("the removal is traced");
+    assert!(
+        removal.contains("still a member") && removal.contains("not enough started members"),
+        "{removal}"
+    );
+}
