@@ -73,6 +73,13 @@ impl Image {
     fn write(&mut self, offset: usize, data: &[u8]) {
         let end = offset + data.len();
         if self.bytes.len() < end {
+            if self.bytes.capacity() < end {
+                // Room up to the file's length at once when it was preallocated (a WAL
+                // segment): grown by doubling, the image was copied and fresh pages were
+                // touched about twice over. Untouched room costs no memory.
+                let room = end.max(self.len).max(2 * self.bytes.capacity());
+                self.bytes.reserve_exact(room - self.bytes.len());
+            }
             self.bytes.resize(end, 0);
         }
         self.bytes[offset..end].copy_from_slice(data);
