@@ -404,6 +404,14 @@ async fn members_can_be_added_and_removed() {
             .iter()
             .any(|m| m.id() == new_id && m.is_learner())
     );
-    let removed = client.member_remove(new_id).await.expect("remove");
+    let removed = match client.member_remove(new_id).await {
+        Ok(removed) => removed,
+        Err(e) => panic!(
+            "remove: {e}\n{}\n{}\n{}",
+            cluster.log(0),
+            cluster.log(1),
+            cluster.log(2)
+        ),
+    };
     assert_eq!(removed.members().len(), 3);
 }

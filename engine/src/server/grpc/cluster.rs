@@ -11,6 +11,8 @@
 //! the time comes from a function the server passes in so simulated runs stay
 //! deterministic.
 
+use std::time::Duration;
+
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
@@ -60,15 +62,32 @@ impl ClusterService {
         self.node.members().to_api()
     }
 
+    /// The leader's first client URL. A member publishes its client URLs through Raft
+    /// once it runs, so a follower may not know the leader's yet (a cluster just
+    /// started, a leader just joined): it waits up to one and a half election timeouts,
+    /// as for a leader, before answering "no leader".
+    async fn leader_client_url(&self) -> Result<String, ServerError> {
+        let deadline = tokio::time::Instant::now() + self.node.config().election_timeout() * 3 / 2;
+        loop {
+            let leader = self.node.status().leader;
+            let url = self
+                .node
+                .members()
+                .get(leader)
+                .and_then(|m| m.client_urls.first().cloned());
+            match url {
+                Some(url) => return Ok(url),
+                None if tokio::time::Instant::now() >= deadline => {
+                    return Err(ServerError::NoLeader);
+                }
+                None => tokio::time::sleep(Duration::from_millis(LEADER_URL_POLL_MS)).await,
+            }
+        }
+    }
+
     /// A client of the leader's Cluster service, for forwarding.
     async fn leader_client(&self) -> Result<ClusterClient<Channel>, Status> {
-        let leader = self.node.status().leader;
-        let url = self
-            .node
-            .members()
-            .get(leader)
-            .and_then(|m| m.client_urls.first().cloned())
-            .ok_or(ServerError::NoLeader)?;
+        let url = self.leader_client_url().await?;
         let endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| Status::internal(format!("etcdserver: leader URL {url}: {e}")))?;
         let channel = endpoint.connect().await.map_err(|e| {
@@ -78,6 +97,9 @@ impl ClusterService {
         Ok(ClusterClient::new(channel))
     }
 }
+
+/// How often a follower looks again for the leader's client URL while forwarding.
+const LEADER_URL_POLL_MS: u64 = 20;
 
 /// Whether a refusal should be retried at the leader: this member is not it, and the
 /// request did not come from another follower already.

@@ -177,7 +177,8 @@ impl NodeConfig {
         Duration::from_millis(5_000 + 2 * self.tick_ms * u64::from(self.election_ticks))
     }
 
-    pub(super) fn election_timeout(&self) -> Duration {
+    /// The election timeout.
+    pub fn election_timeout(&self) -> Duration {
         Duration::from_millis(self.tick_ms * u64::from(self.election_ticks))
     }
 }
