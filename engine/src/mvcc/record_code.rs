@@ -58,8 +58,6 @@ struct Chunk {
     bytes: Vec<u8>,
     /// The bytes of this chunk and all before it.
     len_through: usize,
-    /// The CRC-32C of the bytes of this chunk and all before it.
-    crc_through: u32,
 }
 
 impl Drop for Chunk {
@@ -212,19 +210,10 @@ impl RecordsSource {
 
     /// Appends the section ([`Self::encoded_len`] bytes) to `out`, then extends the
     /// kept prefix with the newer records' encoding when it is still the one captured.
-    /// Returns the CRC-32C of the bytes appended (the kept prefix's is kept with it, so
-    /// only the newer records are read for it).
-    pub(crate) fn write(mut self, out: &mut Vec<u8>) -> u32 {
+    pub(crate) fn write(mut self, out: &mut Vec<u8>) {
         self.tail();
         let tail = self.tail.take().unwrap_or_default();
-        let start = out.len();
         put(&(self.total as u64), out);
-        let mut crc = crc32c::crc32c(&out[start..]);
-        if let Some(kept) = &self.kept {
-            crc = crc32c::crc32c_combine(crc, kept.crc_through, kept.len_through);
-        }
-        let tail_crc = crc32c::crc32c(&tail);
-        crc = crc32c::crc32c_combine(crc, tail_crc, tail.len());
         let mut chunks = Vec::new();
         let mut at = self.kept.as_deref();
         while let Some(chunk) = at {
@@ -235,23 +224,18 @@ impl RecordsSource {
             out.extend_from_slice(bytes);
         }
         out.extend_from_slice(&tail);
-        self.keep(tail, tail_crc);
-        crc
+        self.keep(tail);
     }
 
     /// Makes `tail` (the encoding of `newer`) the kept prefix's next chunk, if the
     /// prefix is still the one this section reused (or is empty and this section reused
     /// none: a prefix that did not fit is never replaced) and stays within
     /// [`RECORD_CODE_KEPT_BYTES_MAX`].
-    fn keep(self, tail: Vec<u8>, tail_crc: u32) {
+    fn keep(self, tail: Vec<u8>) {
         let Some((last_rev, last)) = self.newer.last() else {
             return;
         };
         let len_through = self.kept.as_ref().map_or(0, |c| c.len_through) + tail.len();
-        let crc_through = match &self.kept {
-            Some(kept) => crc32c::crc32c_combine(kept.crc_through, tail_crc, tail.len()),
-            None => tail_crc,
-        };
         if len_through > RECORD_CODE_KEPT_BYTES_MAX {
             return;
         }
@@ -263,7 +247,6 @@ impl RecordsSource {
             before: self.kept.clone(),
             bytes: tail,
             len_through,
-            crc_through,
         }));
         prefix.last = Some((*last_rev, Arc::clone(last)));
         prefix.count = self.total;
@@ -317,7 +300,6 @@ mod tests {
                 before: chain.take(),
                 bytes: Vec::new(),
                 len_through: i,
-                crc_through: 0,
             }));
         }
         drop(chain);
