@@ -265,6 +265,46 @@ mod tests {
         assert_eq!(KvState::restore(&v2, s.config()).expect("restores"), s);
     }
 
+    /// A source taken, then more writes and a compaction of the live state, then the
+    /// source encoded: it holds the state as taken, and the live state's next snapshot
+    /// (which starts a new kept encoding) holds the live state.
+    #[test]
+    fn a_source_outlives_writes_and_a_compaction() {
+        let mut s = KvState::new(KvConfig::default());
+        for i in 0..30u8 {
+            put(&mut s, i % 4, i);
+        }
+        // The first snapshot starts the kept encoding, the source below reuses it.
+        let first = s.snapshot();
+        for i in 30..40u8 {
+            put(&mut s, i % 4, i);
+        }
+        let taken = s.clone();
+        let source = s.snapshot_source();
+        for i in 40..50u8 {
+            put(&mut s, i % 5, i);
+        }
+        let revision = s.store().current_revision() - 3;
+        s.compact(&CompactionRequest {
+            revision,
+            physical: false,
+        })
+        .expect("compacts");
+        put(&mut s, 9, 9);
+        let bytes = source.into_bytes();
+        assert_eq!(
+            KvState::restore(&bytes, s.config()).expect("restores"),
+            taken
+        );
+        assert_ne!(bytes, first);
+        let live = s.snapshot();
+        let restored = KvState::restore(&live, s.config()).expect("restores");
+        assert_eq!(restored, s);
+        assert_eq!(restored.snapshot(), live, "a fresh encoding differs");
+        // The copy taken before the compaction still snapshots as it was.
+        assert_eq!(taken.snapshot(), bytes);
+    }
+
     /// A step of [`sources_encoded_later_match_their_state`].
     #[derive(Clone, Debug)]
     enum Step {
