@@ -27,8 +27,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use super::keyspace::{Record, Revision};
 
 /// Largest encoded prefix a key space keeps: beyond it (a large real database, where
-/// snapshots are rare anyway) every snapshot encodes all records, and the memory is not
-/// held twice.
+/// snapshots are rare anyway) the prefix stops growing, every snapshot encodes (and
+/// takes, under the caller's lock, as references) all records after it, and the memory
+/// is not held twice.
 pub(crate) const RECORD_CODE_KEPT_BYTES_MAX: usize = 64 << 20;
 
 /// Bytes assumed per record beyond its key and value when sizing the buffer of the newer
