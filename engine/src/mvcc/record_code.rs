@@ -90,7 +90,7 @@ impl fmt::Debug for RecordCode {
 }
 
 /// Appends `value`'s postcard encoding to `out`.
-pub(crate) fn put<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+fn put<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
     match postcard::to_extend(value, std::mem::take(out)) {
         Ok(v) => *out = v,
         // Only a length beyond postcard's varint range fails, which no record reaches.
@@ -99,7 +99,7 @@ pub(crate) fn put<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
 }
 
 /// The length of `value`'s postcard varint encoding.
-pub(crate) fn varint_len(value: u64) -> usize {
+fn varint_len(value: u64) -> usize {
     (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
