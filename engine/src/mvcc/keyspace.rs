@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::record_code::{self, RecordCode};
+use super::record_code::{self, RecordCode, RecordsSource};
 use crate::pb::mvccpb::{Event, KeyValue, event::EventType};
 
 /// A point in the key space's history: `main` counts committed writes (one per Put,
@@ -390,16 +390,13 @@ impl KeySpace {
         self.records.keys().next_back().copied()
     }
 
-    /// Appends the snapshot form of every held change (see `record_code`) to `out`.
-    pub(crate) fn encode_records(&self, out: &mut Vec<u8>) {
-        let after = |from: Option<Revision>| {
-            let lo = from.map_or(Bound::Unbounded, Bound::Excluded);
-            self.records.range((lo, Bound::Unbounded))
-        };
-        self.encoded.encode(self.records.len(), after, out);
+    /// What a snapshot needs of the held changes (see `record_code`): cheap, the
+    /// changes since the kept encoding as shared references.
+    pub(crate) fn records_source(&self) -> RecordsSource {
+        self.encoded.capture(&self.records)
     }
 
-    /// Decodes what [`Self::encode_records`] wrote from the front of `bytes`; returns the
+    /// Decodes what a [`RecordsSource`] wrote from the front of `bytes`; returns the
     /// key space and the bytes after it. Revisions must ascend.
     pub(crate) fn decode_records(bytes: &[u8]) -> Result<(KeySpace, &[u8]), String> {
         let mut ks = KeySpace::default();

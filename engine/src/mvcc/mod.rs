@@ -25,7 +25,7 @@ mod txn;
 pub use error::{GrpcCode, MvccError};
 pub use keyspace::{KeyRange, KeySpace, Revision};
 pub use range::effective_sort;
-pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
+pub use snapshot::{KvSnapshot, SNAPSHOT_VERSION, SnapshotError};
 pub use state::{KvConfig, KvState};
 pub use store::{
     Lessor, NoLeases, Store, TXN_OPS_MAX_DEFAULT, Written, validate_delete, validate_put,

@@ -70,15 +70,6 @@ pub enum PersistError {
     },
 }
 
-/// [`SnapshotFile`] borrowed, for writing: the same bytes (postcard writes a byte
-/// sequence and a `u8` list alike), without copying the payload first.
-#[derive(Serialize)]
-struct SnapshotFileRef<'a> {
-    meta: &'a SnapshotMeta,
-    #[serde(serialize_with = "payload_bytes")]
-    data: &'a [u8],
-}
-
 /// Writes snapshot files (see [`RaftStorage::snapshot_writer`]). It writes the file
 /// only; the snapshot counts once [`RaftStorage::snapshot_written`] has marked it.
 pub struct SnapshotWriter<D: Disk> {
@@ -87,17 +78,26 @@ pub struct SnapshotWriter<D: Disk> {
 
 impl<D: Disk> SnapshotWriter<D> {
     /// Saves the snapshot at `meta` atomically and durably (a crash leaves the old set of
-    /// files, or the old set plus this one).
+    /// files, or the old set plus this one). `data` is written as it is, not copied
+    /// into the file's encoding first.
     pub async fn write(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), PersistError> {
-        let bytes = postcard::to_allocvec(&SnapshotFileRef { meta, data }).map_err(|e| {
-            PersistError::Encode {
-                what: "snapshot",
-                reason: e.to_string(),
-            }
-        })?;
-        self.snapshots.save(meta.index, meta.term, &bytes).await?;
+        let lead = snapshot_file_lead(meta, data.len())?;
+        self.snapshots
+            .save_parts(meta.index, meta.term, &lead, data)
+            .await?;
         Ok(())
     }
+}
+
+/// The bytes of a [`SnapshotFile`] before its payload of `data_len` bytes: the encoded
+/// meta and the payload's length (postcard writes the payload last, as it is).
+fn snapshot_file_lead(meta: &SnapshotMeta, data_len: usize) -> Result<Vec<u8>, PersistError> {
+    let encode_error = |e: postcard::Error| PersistError::Encode {
+        what: "snapshot",
+        reason: e.to_string(),
+    };
+    let lead = postcard::to_allocvec(meta).map_err(encode_error)?;
+    postcard::to_extend(&(data_len as u64), lead).map_err(encode_error)
 }
 
 /// Durable state found on disk.

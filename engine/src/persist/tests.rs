@@ -344,10 +344,10 @@ proptest::proptest! {
         proptest::prop_assert!(matches!(back, Record::Entry(e) if e == entry));
     }
 
-    /// The borrowed snapshot file writes exactly the owned one's bytes, so recovery
-    /// reads it back as before.
+    /// The lead written before a snapshot's payload, then the payload, are exactly the
+    /// owned file's bytes, so recovery reads it back as before.
     #[test]
-    fn borrowed_snapshot_files_encode_like_owned_ones(
+    fn snapshot_file_lead_and_payload_encode_like_owned_files(
         index in 0u64..u64::MAX,
         term in 0u64..u64::MAX,
         voters in proptest::collection::btree_set(1u64..9, 0..4),
@@ -358,8 +358,8 @@ proptest::proptest! {
             term,
             conf_state: ConfState { voters, ..ConfState::default() },
         };
-        let borrowed = postcard::to_allocvec(&SnapshotFileRef { meta: &meta, data: &data })
-            .expect("encodes");
+        let mut borrowed = snapshot_file_lead(&meta, data.len()).expect("encodes");
+        borrowed.extend_from_slice(&data);
         let owned = postcard::to_allocvec(&SnapshotFile { meta: meta.clone(), data: data.clone() })
             .expect("encodes");
         proptest::prop_assert_eq!(&borrowed, &owned);

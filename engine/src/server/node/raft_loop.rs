@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::mvcc::KvState;
+use crate::mvcc::KvSnapshot;
 use crate::pb::detcdpeerpb::{InternalRequest, LeaseExpire, internal_request};
 use crate::persist::RaftStorage;
 use crate::persist::SnapshotWriter;
@@ -529,8 +529,9 @@ impl<D: Disk> RaftLoop<D> {
     }
 
     /// Starts a snapshot once `snapshot_count` entries were applied since the last one.
-    /// The loop only copies the state (under the kv lock) and hands it to a task, which
-    /// encodes it and writes the file; the loop compacts the log and marks the WAL when
+    /// The loop only takes a [`KvSnapshot`] (under the kv lock: the head and the changes
+    /// since the key space's kept encoding, not a copy of the state) and hands it to a
+    /// task, which encodes it and writes the file; the loop compacts the log and marks the WAL when
     /// the task reports the file durable (see [`Self::on_snapshot_written`]).
     fn maybe_snapshot(&mut self) {
         let applied = self.raw.brief().applied;
@@ -553,14 +554,14 @@ impl<D: Disk> RaftLoop<D> {
         let started = tokio::time::Instant::now();
         let (kv, members) = {
             let kv = lock(&self.shared.kv);
-            (kv.clone(), lock(&self.shared.members).clone())
+            (kv.snapshot_source(), lock(&self.shared.members).clone())
         };
         let copied = started.elapsed();
         tracing::info!(
             member = self.shared.config.member_id,
             index = applied,
             copy_us = copied.as_micros() as u64,
-            "snapshot: state copied, encoding and writing it in a task"
+            "snapshot: state taken, encoding and writing it in a task"
         );
         let writer = self.storage.snapshot_writer();
         let (done_tx, done) = oneshot::channel();
@@ -692,30 +693,34 @@ async fn snapshot_written(job: &mut Option<SnapshotJob>) -> Written {
     result
 }
 
-/// Bytes reserved for a snapshot's encoding beyond the encoded key space: the member
-/// table and lengths (more only costs address space; less, one more copy).
-const SNAPSHOT_ENCODE_SLACK_BYTES: usize = 64 * 1024;
+/// Encodes a [`StateSnapshot`] of `kv` and `members` into one buffer sized once: the
+/// bytes of postcard's encoding of the struct (the key space's encoding as a length and
+/// its bytes, then the member table), without encoding the key space apart first.
+fn encode_state_snapshot(mut kv: KvSnapshot, members: &Membership) -> Result<Vec<u8>, ServerError> {
+    let members = postcard::to_allocvec(members)
+        .map_err(|e| ServerError::Internal(format!("cannot encode a snapshot: {e}")))?;
+    let kv_len = kv.encoded_len();
+    let kv_len_code = postcard::to_allocvec(&(kv_len as u64))
+        .map_err(|e| ServerError::Internal(format!("cannot encode a snapshot: {e}")))?;
+    let len = kv_len_code.len() + kv_len + members.len();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&kv_len_code);
+    kv.write(&mut out);
+    out.extend_from_slice(&members);
+    debug_assert_eq!(out.len(), len, "a snapshot's length was computed wrong");
+    Ok(out)
+}
 
-/// Encodes a copy of the state and writes it as the snapshot at `meta`. In real mode the
+/// Encodes the state taken and writes it as the snapshot at `meta`. In real mode the
 /// encoding and the file's write run on a blocking thread; under the simulator they run
 /// in this task.
 async fn write_snapshot<D: Disk>(
     writer: SnapshotWriter<D>,
     meta: SnapshotMeta,
-    kv: KvState,
+    kv: KvSnapshot,
     members: Membership,
 ) -> Written {
-    let encode = move || {
-        // Room for the whole encoding up front: grown by doubling, the buffer was copied
-        // and its fresh pages zeroed about twice over.
-        let state = StateSnapshot {
-            kv: kv.snapshot(),
-            members,
-        };
-        let out = Vec::with_capacity(state.kv.len().saturating_add(SNAPSHOT_ENCODE_SLACK_BYTES));
-        postcard::to_extend(&state, out)
-            .map_err(|e| ServerError::Internal(format!("cannot encode a snapshot: {e}")))
-    };
+    let encode = move || encode_state_snapshot(kv, &members);
     let write = move |data: Vec<u8>| async move {
         writer
             .write(&meta, &data)
@@ -734,4 +739,38 @@ async fn write_snapshot<D: Disk>(
     #[cfg(madsim)]
     let written = write(encode()?).await;
     written
+}
+
+#[cfg(test)]
+mod snapshot_encoding_tests {
+    use super::*;
+    use crate::mvcc::{KvConfig, KvState};
+    use crate::pb::etcdserverpb::PutRequest;
+
+    /// The state snapshot encoded in one buffer has exactly the bytes of postcard's
+    /// encoding of the struct, whatever the key space's size (the length's varint
+    /// crosses byte widths), taken before and after the key space keeps an encoding.
+    #[test]
+    fn state_snapshots_encode_in_place_as_the_struct_does() {
+        let mut kv = KvState::new(KvConfig::default());
+        let members = Membership::default();
+        for round in 0..40u32 {
+            for i in 0..round * round {
+                let req = PutRequest {
+                    key: format!("k{}", i % 97).into_bytes(),
+                    value: vec![b'v'; (i % 13) as usize],
+                    ..PutRequest::default()
+                };
+                kv.put(&req).expect("puts");
+            }
+            let struct_bytes = postcard::to_allocvec(&StateSnapshot {
+                kv: kv.snapshot(),
+                members: members.clone(),
+            })
+            .expect("encodes");
+            let in_place = encode_state_snapshot(kv.snapshot_source(), &members).expect("encodes");
+            assert_eq!(in_place, struct_bytes, "round {round}");
+            assert_eq!(in_place.capacity(), in_place.len(), "sized once");
+        }
+    }
 }
