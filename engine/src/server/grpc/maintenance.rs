@@ -149,7 +149,10 @@ impl Maintenance for MaintenanceService {
         _request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
         let status = self.node.status();
-        let db_size = self.node.with_kv(|kv| kv.snapshot().len());
+        // The length of the state's snapshot encoding, taking the records after the kept
+        // encoding under the lock and encoding only those, outside it.
+        let mut source = self.node.with_kv(|kv| kv.snapshot_source());
+        let db_size = source.encoded_len();
         let db_size = i64::try_from(db_size).unwrap_or(i64::MAX);
         let mut errors = Vec::new();
         if status.leader == 0 {
