@@ -739,7 +739,7 @@ pub fn run_in_process(config: &RunConfig) -> RunResult {
             .map_err(|e| -> Box<dyn std::any::Any + Send> { Box::new(e.to_string()) })
             .and_then(|t| t.join())
     };
-    let mut ops = recorder.ops();
+    let mut ops = recorder.take_ops();
     match outcome {
         Ok(sim) => {
             let (spans, events) = member_logs.counts();
@@ -969,7 +969,7 @@ async fn simulate(
                 target = world.leader().unwrap_or(target);
             };
             if ok {
-                final_kvs = recorder.ops().last().and_then(|o| match &o.outcome {
+                final_kvs = recorder.last_op().and_then(|o| match &o.outcome {
                     Outcome::Ok(ok) => match &ok.result {
                         OpResult::Range(r) => Some(
                             r.kvs

@@ -114,7 +114,11 @@ impl History {
     pub fn from_records(
         records: impl IntoIterator<Item = (usize, Record)>,
     ) -> Result<History, HistoryError> {
+        let records = records.into_iter();
         let mut b = Builder::default();
+        // Most records are ops: room for them at once, since an op entry is large and
+        // growing the vector by doubling copied it and touched fresh memory twice over.
+        b.h.ops.reserve(records.size_hint().0);
         for (line, rec) in records {
             b.push(line, rec)?;
         }

@@ -38,9 +38,19 @@ impl Recorder {
         self.ops.lock().unwrap_or_else(|e| e.into_inner()).push(op);
     }
 
-    /// The operations so far, in recording order.
-    pub fn ops(&self) -> Vec<OpRecord> {
-        self.ops.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The operations so far, in recording order, taken out of the recorder (it is
+    /// empty afterwards): a run's history is large and read once, at its end.
+    pub fn take_ops(&self) -> Vec<OpRecord> {
+        std::mem::take(&mut *self.ops.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The last operation recorded, if any.
+    pub fn last_op(&self) -> Option<OpRecord> {
+        self.ops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last()
+            .cloned()
     }
 
     /// Appends one watch record (creation, events, progress or cancel).
