@@ -120,7 +120,9 @@ pub(super) struct RaftLoop<D: Disk> {
     /// The local snapshot being encoded and written by a task of its own, if any.
     snapshot_job: Option<SnapshotJob>,
     last_progress_ms: u64,
-    /// When each peer was last heard from, for the strict reconfiguration check.
+    /// Ticks so far: the clock of `heard` (reading the time per message costs more).
+    ticks: u64,
+    /// At which tick each peer was last heard from, for the strict reconfiguration check.
     heard: HeardFrom,
     pub(super) stop: bool,
 }
@@ -157,6 +159,7 @@ impl<D: Disk> RaftLoop<D> {
             last_snapshot_index,
             snapshot_job: None,
             last_progress_ms: 0,
+            ticks: 0,
             heard: HeardFrom::default(),
             stop: false,
         }
@@ -261,12 +264,11 @@ impl<D: Disk> RaftLoop<D> {
             },
             Command::ReadIndex { reply } => self.reads_waiting.push(reply),
             Command::Step { messages } => {
-                let now = self.shared.now_ms();
                 let mut last_from = 0;
                 for m in messages {
                     if m.from != last_from {
                         last_from = m.from;
-                        self.heard.record(m.from, now);
+                        self.heard.record(m.from, self.ticks);
                     }
                     if let Err(e) = self.raw.step(m) {
                         tracing::debug!(error = %e, "dropped a raft message");
@@ -306,16 +308,15 @@ impl<D: Disk> RaftLoop<D> {
         if !self.shared.config.strict_reconfig_check {
             return true;
         }
-        let now = self.shared.now_ms();
-        let window =
-            u64::try_from(self.shared.config.election_timeout().as_millis()).unwrap_or(u64::MAX);
+        let window = u64::from(self.shared.config.election_ticks);
         let me = self.shared.config.member_id;
         reconfig::keeps_quorum(self.raw.log().conf_state(), change, me, |peer| {
-            self.heard.recent(peer, now, window)
+            self.heard.recent(peer, self.ticks, window)
         })
     }
 
     fn on_tick(&mut self) {
+        self.ticks += 1;
         self.raw.tick();
         for failure in self.network.take_failures() {
             match failure {

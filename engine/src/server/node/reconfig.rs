@@ -7,26 +7,26 @@
 
 use crate::raft::{ConfChange, ConfChangeKind, ConfState, NodeId};
 
-/// When each peer was last heard from (any Raft message), in the node's milliseconds.
+/// When each peer was last heard from (any Raft message), on the raft loop's tick count.
 #[derive(Debug, Default)]
 pub(super) struct HeardFrom {
-    last_ms: Vec<(NodeId, u64)>,
+    last: Vec<(NodeId, u64)>,
 }
 
 impl HeardFrom {
-    /// Notes a message from `peer` at `now_ms`.
-    pub(super) fn record(&mut self, peer: NodeId, now_ms: u64) {
-        match self.last_ms.iter_mut().find(|(p, _)| *p == peer) {
-            Some((_, at)) => *at = now_ms,
-            None => self.last_ms.push((peer, now_ms)),
+    /// Notes a message from `peer` at tick `now`.
+    pub(super) fn record(&mut self, peer: NodeId, now: u64) {
+        match self.last.iter_mut().find(|(p, _)| *p == peer) {
+            Some((_, at)) => *at = now,
+            None => self.last.push((peer, now)),
         }
     }
 
-    /// Whether `peer` was heard from in the `window_ms` up to `now_ms`.
-    pub(super) fn recent(&self, peer: NodeId, now_ms: u64, window_ms: u64) -> bool {
-        self.last_ms
+    /// Whether `peer` was heard from in the `window` ticks up to tick `now`.
+    pub(super) fn recent(&self, peer: NodeId, now: u64, window: u64) -> bool {
+        self.last
             .iter()
-            .any(|&(p, at)| p == peer && now_ms.saturating_sub(at) <= window_ms)
+            .any(|&(p, at)| p == peer && now.saturating_sub(at) <= window)
     }
 }
 
@@ -118,12 +118,12 @@ mod tests {
     #[test]
     fn heard_from_is_a_sliding_window() {
         let mut heard = HeardFrom::default();
-        heard.record(2, 1_000);
-        heard.record(3, 1_500);
-        heard.record(2, 1_800);
-        assert!(heard.recent(2, 2_500, 1_000));
-        assert!(heard.recent(3, 2_500, 1_000));
-        assert!(!heard.recent(3, 2_501, 1_000));
-        assert!(!heard.recent(4, 2_500, 1_000));
+        heard.record(2, 10);
+        heard.record(3, 15);
+        heard.record(2, 18);
+        assert!(heard.recent(2, 25, 10));
+        assert!(heard.recent(3, 25, 10));
+        assert!(!heard.recent(3, 26, 10));
+        assert!(!heard.recent(4, 25, 10));
     }
 }
