@@ -184,6 +184,10 @@ impl DiskFile for SimFile {
     async fn preallocate(&mut self, len: u64) -> io::Result<()> {
         self.inner.preallocate(len).await
     }
+
+    async fn data_end(&self) -> io::Result<u64> {
+        self.inner.data_end().await
+    }
 }
 
 #[cfg(test)]

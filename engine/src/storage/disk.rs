@@ -82,6 +82,13 @@ pub trait DiskFile: Send + Sync + 'static {
     /// Reserves space so that the file is at least `len` bytes long, reading as zeros
     /// past its old end (like `fallocate` without `KEEP_SIZE`). Never shrinks.
     fn preallocate(&mut self, len: u64) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// An offset from which, as far as the disk knows without reading, the file reads as
+    /// zeros to its end (a preallocated tail never written); the length when it does not
+    /// know.
+    fn data_end(&self) -> impl Future<Output = io::Result<u64>> + Send {
+        self.len()
+    }
 }
 
 /// Longest accepted relative path, in bytes.

@@ -144,4 +144,8 @@ impl<F: DiskFile> DiskFile for BugFile<F> {
     async fn preallocate(&mut self, len: u64) -> io::Result<()> {
         self.inner.preallocate(len).await
     }
+
+    async fn data_end(&self) -> io::Result<u64> {
+        self.inner.data_end().await
+    }
 }

@@ -1,11 +1,12 @@
 //! [`MemDisk`]: an in-memory [`Disk`] that models what survives a crash or a power loss.
 //!
-//! Each file keeps two images: the page cache (what reads see) and the durable bytes
-//! (what the last successful `sync_data` made durable), plus the ordered list of
-//! writes since then. Each directory likewise keeps its live entries and the entries
-//! made durable by the last `sync_dir`. [`MemDisk::crash`] (process crash) keeps the
-//! page cache; [`MemDisk::power_loss`] keeps the durable images plus a seeded prefix of
-//! each file's pending writes, the last kept write possibly torn mid-way, and reverts
+//! Each file keeps one image, the page cache (what reads see), plus how to take back
+//! each change made since the last successful `sync_data` (what the change overwrote),
+//! so its durable bytes are the page cache with every such change taken back, and a
+//! sync just forgets them. Each directory keeps its live entries and the entries made
+//! durable by the last `sync_dir`. [`MemDisk::crash`] (process crash) keeps the page
+//! cache; [`MemDisk::power_loss`] keeps the durable bytes plus a seeded prefix of each
+//! file's unsynced writes, the last kept write possibly torn mid-way, and reverts
 //! unsynced directory changes.
 //!
 //! Fault knobs for tests and the simulator: fail the next sync (EIO), a capacity
@@ -27,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rand::Rng;
 
 use super::disk::{Disk, DiskFile, join, split_parent, validate_path};
-use model::{DirEntries, Inode, Node, Pending, State, not_found};
+use model::{DirEntries, Inode, Node, State, not_found};
 pub use model::{LossModel, SECTOR_BYTES};
 
 /// An in-memory disk; clones share the same contents (an `Arc` inside).
@@ -110,15 +111,11 @@ impl MemDisk {
         let file = s.inodes.get_mut(&inode).ok_or_else(|| not_found(path))?;
         let mask = 1u8 << (bit % 8);
         let at = offset as usize;
-        let Some(b) = file.cache.byte_mut(at) else {
+        if !file.flip(at, mask) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{path}: offset {offset} past end"),
             ));
-        };
-        *b ^= mask;
-        if let Some(b) = file.durable.byte_mut(at) {
-            *b ^= mask;
         }
         Ok(())
     }
@@ -291,6 +288,16 @@ impl MemFile {
         }
         Ok(s)
     }
+
+    /// `f` of the file's page-cache image.
+    fn with_image<T>(&self, f: impl FnOnce(&model::Image) -> T) -> io::Result<T> {
+        let s = self.state()?;
+        let file = s
+            .inodes
+            .get(&self.inode)
+            .ok_or_else(|| not_found("inode"))?;
+        Ok(f(&file.cache))
+    }
 }
 
 impl DiskFile for MemFile {
@@ -298,30 +305,21 @@ impl DiskFile for MemFile {
         let mut s = self.state()?;
         s.check_growth(self.inode, offset + buf.len() as u64)?;
         s.count_op()?;
-        let op = Pending::Write {
-            offset,
-            bytes: buf.to_vec(),
-        };
-        s.push(self.inode, op)
+        s.inode_mut(self.inode)?.write(offset as usize, buf);
+        Ok(())
     }
 
     async fn read_at(&self, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-        let s = self.state()?;
-        let file = s
-            .inodes
-            .get(&self.inode)
-            .ok_or_else(|| not_found("inode"))?;
         let end = offset.saturating_add(len) as usize;
-        Ok(file.cache.read(offset as usize, end))
+        self.with_image(|image| image.read(offset as usize, end))
     }
 
     async fn len(&self) -> io::Result<u64> {
-        let s = self.state()?;
-        let file = s
-            .inodes
-            .get(&self.inode)
-            .ok_or_else(|| not_found("inode"))?;
-        Ok(file.cache.len() as u64)
+        self.with_image(|image| image.len() as u64)
+    }
+
+    async fn data_end(&self) -> io::Result<u64> {
+        self.with_image(|image| image.written() as u64)
     }
 
     async fn sync_data(&mut self) -> io::Result<()> {
@@ -335,7 +333,8 @@ impl DiskFile for MemFile {
         let mut s = self.state()?;
         s.check_growth(self.inode, len)?;
         s.count_op()?;
-        s.push(self.inode, Pending::SetLen(len))
+        s.inode_mut(self.inode)?.set_len(len as usize);
+        Ok(())
     }
 
     async fn preallocate(&mut self, len: u64) -> io::Result<()> {

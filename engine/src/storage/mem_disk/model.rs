@@ -1,5 +1,5 @@
-//! The state behind a [`super::MemDisk`]: files as page cache, durable image and the
-//! ordered writes between them; directories as live and durable entries; and what a
+//! The state behind a [`super::MemDisk`]: files as page cache and the ordered undo of
+//! the changes not yet durable; directories as live and durable entries; and what a
 //! crash or a power loss does to them.
 //!
 //! Pure data and rules, no locking and no async: `super` wraps it in a mutex and
@@ -26,19 +26,130 @@ pub(super) struct DirEntries {
     pub(super) durable: BTreeMap<String, Node>,
 }
 
-/// A change to a file not yet made durable, in the order it was made.
-pub(super) enum Pending {
-    Write { offset: u64, bytes: Vec<u8> },
-    SetLen(u64),
+/// How to take back one change not yet made durable: what the file held before it.
+/// Kept instead of the change itself, so the page cache is the file's only image and
+/// a sync just forgets them; the durable content is the page cache with every undo
+/// applied, newest first (see [`Inode::durable`]).
+pub(super) enum Undo {
+    /// A write of `len` bytes at `offset`: the bytes it overwrote inside the written
+    /// prefix (an append overwrote none), and the prefix and length before it.
+    Write {
+        offset: usize,
+        len: usize,
+        old: Vec<u8>,
+        old_written: usize,
+        old_len: usize,
+    },
+    /// A length change: the written bytes it cut off, and the prefix and length
+    /// before it.
+    SetLen {
+        cut: Vec<u8>,
+        old_written: usize,
+        old_len: usize,
+    },
 }
 
-/// A file: what reads see, what is durable, and the changes in between.
+/// A file: what reads see (the page cache), and how to go back from it to what is
+/// durable, one unsynced change at a time.
 #[derive(Default)]
 pub(super) struct Inode {
     pub(super) cache: Image,
-    pub(super) durable: Image,
-    pub(super) pending: Vec<Pending>,
+    /// The unsynced changes, oldest first.
+    pub(super) undo: Vec<Undo>,
 }
+
+impl Inode {
+    /// Writes `data` at `offset` in the page cache, remembering what it replaced.
+    pub(super) fn write(&mut self, offset: usize, data: &[u8]) {
+        let image = &mut self.cache;
+        let old_written = image.bytes.len();
+        let overlap = offset.min(old_written)..(offset + data.len()).min(old_written);
+        self.undo.push(Undo::Write {
+            offset,
+            len: data.len(),
+            old: image.bytes[overlap].to_vec(),
+            old_written,
+            old_len: image.len,
+        });
+        image.write(offset, data);
+    }
+
+    /// Sets the page cache's length, remembering what it cut off.
+    pub(super) fn set_len(&mut self, len: usize) {
+        let image = &mut self.cache;
+        let old_written = image.bytes.len();
+        self.undo.push(Undo::SetLen {
+            cut: image.bytes[len.min(old_written)..].to_vec(),
+            old_written,
+            old_len: image.len,
+        });
+        image.set_len(len);
+    }
+
+    /// The durable content: the page cache with every unsynced change taken back.
+    pub(super) fn durable(&self) -> Image {
+        let mut image = self.cache.clone();
+        for undo in self.undo.iter().rev() {
+            undo.take_back(&mut image);
+        }
+        image
+    }
+
+    /// Flips `mask` in byte `at` of the page cache and of the durable content; false
+    /// if `at` is past the end.
+    pub(super) fn flip(&mut self, at: usize, mask: u8) -> bool {
+        let Some(b) = self.cache.byte_mut(at) else {
+            return false;
+        };
+        *b ^= mask;
+        // Where an unsynced write covers the byte, the durable content is what the
+        // oldest such write overwrote.
+        let oldest = self.undo.iter_mut().find_map(|undo| match undo {
+            Undo::Write { offset, old, .. } if (*offset..*offset + old.len()).contains(&at) => {
+                Some(&mut old[at - *offset])
+            }
+            _ => None,
+        });
+        if let Some(b) = oldest {
+            *b ^= mask;
+        }
+        true
+    }
+}
+
+impl Undo {
+    /// Restores `image` to what it was before this change.
+    fn take_back(&self, image: &mut Image) {
+        match self {
+            Undo::Write {
+                offset,
+                old,
+                old_written,
+                old_len,
+                ..
+            } => {
+                image.bytes.resize(*old_written, 0);
+                if let Some(range) = image.bytes.get_mut(*offset..*offset + old.len()) {
+                    range.copy_from_slice(old);
+                }
+                image.len = *old_len;
+            }
+            Undo::SetLen {
+                cut,
+                old_written,
+                old_len,
+            } => {
+                image.bytes.truncate(old_written.saturating_sub(cut.len()));
+                image.bytes.extend_from_slice(cut);
+                image.bytes.resize(*old_written, 0);
+                image.len = *old_len;
+            }
+        }
+    }
+}
+
+/// The least room an image takes when it first grows.
+const IMAGE_ROOM_MIN: usize = 64 * 1024;
 
 /// The bytes of a file: the written prefix held in memory, zeros after it up to the
 /// length. A preallocated or extended file costs nothing until it is written (the
@@ -55,6 +166,11 @@ impl Image {
     /// The file length.
     pub(super) fn len(&self) -> usize {
         self.len
+    }
+
+    /// The length of the written prefix: zeros follow it to the file length.
+    pub(super) fn written(&self) -> usize {
+        self.bytes.len()
     }
 
     /// Bytes `start..end`, clamped to the length.
@@ -74,10 +190,16 @@ impl Image {
         let end = offset + data.len();
         if self.bytes.len() < end {
             if self.bytes.capacity() < end {
-                // Room up to the file's length at once when it was preallocated (a WAL
-                // segment): grown by doubling, the image was copied and fresh pages were
-                // touched about twice over. Untouched room costs no memory.
-                let room = end.max(self.len).max(2 * self.bytes.capacity());
+                // Doubling, but never past the length of a preallocated file (a WAL
+                // segment): room for the whole length at once cost a run's short WAL
+                // megabytes of zeroed fresh memory (huge pages are zeroed whole on
+                // first touch).
+                let want = (2 * self.bytes.capacity()).max(IMAGE_ROOM_MIN).max(end);
+                let room = if self.len > end {
+                    want.min(self.len)
+                } else {
+                    want
+                };
                 self.bytes.reserve_exact(room - self.bytes.len());
             }
             self.bytes.resize(end, 0);
@@ -134,14 +256,6 @@ impl Default for State {
     }
 }
 
-/// Applies one change to a file image.
-fn apply(image: &mut Image, op: &Pending) {
-    match op {
-        Pending::Write { offset, bytes } => image.write(*offset as usize, bytes),
-        Pending::SetLen(len) => image.set_len(*len as usize),
-    }
-}
-
 /// Which unsynced writes a power loss keeps; see [`super::MemDisk::power_loss_with`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LossModel {
@@ -157,33 +271,38 @@ pub enum LossModel {
 /// Granularity of [`LossModel::SectorsOutOfOrder`].
 pub const SECTOR_BYTES: usize = 512;
 
-/// The durable image plus a seeded prefix of the pending writes, the next one torn.
+/// The durable image plus a seeded prefix of the unsynced writes, the next one torn.
 fn prefix_image(file: &Inode, rng: &mut impl Rng) -> Image {
-    let kept = rng.random_range(0..=file.pending.len());
-    let mut image = file.durable.clone();
-    for op in &file.pending[..kept] {
-        apply(&mut image, op);
+    let kept = rng.random_range(0..=file.undo.len());
+    let mut image = file.cache.clone();
+    let Some((next, later)) = file.undo[kept..].split_first() else {
+        return image;
+    };
+    for undo in later.iter().rev() {
+        undo.take_back(&mut image);
     }
-    if let Some(Pending::Write { offset, bytes }) = file.pending.get(kept) {
+    if let Undo::Write { offset, len, .. } = next {
+        // The torn write: what it wrote is in the image until it is taken back.
+        let bytes = image.read(*offset, offset + len);
+        next.take_back(&mut image);
         let torn = rng.random_range(0..=bytes.len());
-        let op = Pending::Write {
-            offset: *offset,
-            bytes: bytes[..torn].to_vec(),
-        };
-        apply(&mut image, &op);
+        image.write(*offset, &bytes[..torn]);
+    } else {
+        next.take_back(&mut image);
     }
     image
 }
 
 /// Per sector, a seeded choice between the durable and the page-cache content.
 fn sector_image(file: &Inode, rng: &mut impl Rng) -> Image {
-    if file.pending.is_empty() {
-        return file.durable.clone();
+    if file.undo.is_empty() {
+        return file.cache.clone();
     }
+    let durable = file.durable();
     let len = if rng.random_bool(0.5) {
         file.cache.len()
     } else {
-        file.durable.len()
+        durable.len()
     };
     let mut image = Image::default();
     image.set_len(len);
@@ -192,7 +311,7 @@ fn sector_image(file: &Inode, rng: &mut impl Rng) -> Image {
         let source = if rng.random_bool(0.5) {
             &file.cache
         } else {
-            &file.durable
+            &durable
         };
         let content = source.read(from, to);
         if content.iter().any(|&b| b != 0) {
@@ -224,9 +343,8 @@ impl State {
                 LossModel::PrefixOfWrites => prefix_image(file, rng),
                 LossModel::SectorsOutOfOrder => sector_image(file, rng),
             };
-            file.pending.clear();
-            file.cache = image.clone();
-            file.durable = image;
+            file.undo.clear();
+            file.cache = image;
         }
         for dir in self.dirs.values_mut() {
             dir.live = dir.durable.clone();
@@ -280,25 +398,16 @@ impl State {
         Ok(())
     }
 
-    pub(super) fn push(&mut self, inode: u64, op: Pending) -> io::Result<()> {
-        let file = self
-            .inodes
+    /// The file `inode`, to change.
+    pub(super) fn inode_mut(&mut self, inode: u64) -> io::Result<&mut Inode> {
+        self.inodes
             .get_mut(&inode)
-            .ok_or_else(|| not_found("inode"))?;
-        apply(&mut file.cache, &op);
-        file.pending.push(op);
-        Ok(())
+            .ok_or_else(|| not_found("inode"))
     }
 
-    /// Makes the pending writes of `inode` durable.
+    /// Makes the unsynced changes of `inode` durable.
     pub(super) fn sync_file(&mut self, inode: u64) -> io::Result<()> {
-        let file = self
-            .inodes
-            .get_mut(&inode)
-            .ok_or_else(|| not_found("inode"))?;
-        for op in std::mem::take(&mut file.pending) {
-            apply(&mut file.durable, &op);
-        }
+        self.inode_mut(inode)?.undo.clear();
         Ok(())
     }
 
@@ -332,8 +441,10 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use super::Image;
+    use super::{Image, Inode, SECTOR_BYTES, prefix_image, sector_image};
     use proptest::prelude::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
 
     /// A change to both an [`Image`] and a plain byte vector.
     #[derive(Clone, Debug)]
@@ -387,6 +498,123 @@ mod tests {
             let expect = plain.get(start.min(end)..end).unwrap_or(&[]).to_vec();
             prop_assert_eq!(image.read(start, start + span), expect);
         }
+    }
+
+    /// The model the undo log replaced, kept as the reference: a durable image, the
+    /// unsynced changes as made, and the page cache.
+    #[derive(Default)]
+    struct TwoImages {
+        cache: Image,
+        durable: Image,
+        pending: Vec<Change>,
+    }
+
+    fn apply(image: &mut Image, change: &Change) {
+        match change {
+            Change::Write(o, b) => image.write(*o, b),
+            Change::SetLen(n) => image.set_len(*n),
+            Change::Flip(_) => unreachable!("not a pending change"),
+        }
+    }
+
+    impl TwoImages {
+        fn prefix(&self, rng: &mut ChaCha8Rng) -> Image {
+            let kept = rng.random_range(0..=self.pending.len());
+            let mut image = self.durable.clone();
+            for change in &self.pending[..kept] {
+                apply(&mut image, change);
+            }
+            if let Some(Change::Write(o, b)) = self.pending.get(kept) {
+                let torn = rng.random_range(0..=b.len());
+                image.write(*o, &b[..torn]);
+            }
+            image
+        }
+    }
+
+    /// Writes, length changes and syncs, for both models.
+    fn history() -> impl Strategy<Value = Vec<Option<Change>>> {
+        let step = prop_oneof![
+            4 => change().prop_filter("no flips", |c| !matches!(c, Change::Flip(_))).prop_map(Some),
+            1 => Just(None),
+        ];
+        prop::collection::vec(step, 0..30)
+    }
+
+    fn both(history: &[Option<Change>]) -> (Inode, TwoImages) {
+        let mut inode = Inode::default();
+        let mut reference = TwoImages::default();
+        for step in history {
+            match step {
+                Some(change) => {
+                    match change {
+                        Change::Write(o, b) => inode.write(*o, b),
+                        Change::SetLen(n) => inode.set_len(*n),
+                        Change::Flip(_) => unreachable!(),
+                    }
+                    apply(&mut reference.cache, change);
+                    reference.pending.push(change.clone());
+                }
+                None => {
+                    inode.undo.clear();
+                    for change in std::mem::take(&mut reference.pending) {
+                        apply(&mut reference.durable, &change);
+                    }
+                }
+            }
+        }
+        (inode, reference)
+    }
+
+    proptest! {
+        // Taking the unsynced changes back from the page cache gives what the
+        // reference holds as its durable image, and a power loss keeps the same bytes
+        // from the same seed, under both loss models.
+        #[test]
+        fn the_undo_log_loses_what_two_images_lose(history in history(), seed in any::<u64>()) {
+            let (inode, reference) = both(&history);
+            prop_assert_eq!(inode.cache.read(0, usize::MAX), reference.cache.read(0, usize::MAX));
+            prop_assert_eq!(inode.cache.len(), reference.cache.len());
+            let durable = inode.durable();
+            prop_assert_eq!(durable.read(0, usize::MAX), reference.durable.read(0, usize::MAX));
+            prop_assert_eq!(durable.len(), reference.durable.len());
+
+            let kept = prefix_image(&inode, &mut ChaCha8Rng::seed_from_u64(seed));
+            let expect = reference.prefix(&mut ChaCha8Rng::seed_from_u64(seed));
+            prop_assert_eq!(kept.read(0, usize::MAX), expect.read(0, usize::MAX));
+            prop_assert_eq!(kept.len(), expect.len());
+
+            let mixed = sector_image(&inode, &mut ChaCha8Rng::seed_from_u64(seed));
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let reference_sectors = if reference.pending.is_empty() {
+                reference.durable.read(0, usize::MAX)
+            } else {
+                let len = if rng.random_bool(0.5) { reference.cache.len() } else { reference.durable.len() };
+                let mut out = Vec::with_capacity(len);
+                for from in (0..len).step_by(SECTOR_BYTES) {
+                    let to = (from + SECTOR_BYTES).min(len);
+                    let source = if rng.random_bool(0.5) { &reference.cache } else { &reference.durable };
+                    let mut content = source.read(from, to);
+                    content.resize(to - from, 0);
+                    out.extend(content);
+                }
+                out
+            };
+            prop_assert_eq!(mixed.read(0, usize::MAX), reference_sectors);
+        }
+    }
+
+    #[test]
+    fn a_flip_under_an_unsynced_write_damages_the_durable_bytes_too() {
+        let mut inode = Inode::default();
+        inode.write(0, b"aaaa");
+        inode.undo.clear();
+        inode.write(1, b"bb");
+        assert!(inode.flip(1, 1));
+        assert!(inode.flip(3, 1));
+        assert!(!inode.flip(4, 1));
+        assert_eq!(inode.cache.read(0, 4), b"acb`");
+        assert_eq!(inode.durable().read(0, 4), b"a`a`");
     }
 
     #[test]

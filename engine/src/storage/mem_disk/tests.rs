@@ -147,3 +147,20 @@ fn sector_loss_keeps_each_sector_old_or_new() {
     }
     assert!(mixed > 10, "sectors rarely diverge: {mixed}");
 }
+
+#[test]
+fn data_ends_where_the_written_bytes_do() {
+    block_on(async {
+        let disk = MemDisk::new();
+        let mut f = disk.open("f", true).await.unwrap();
+        f.preallocate(1 << 20).await.unwrap();
+        assert_eq!(f.data_end().await.unwrap(), 0);
+        f.write_at(100, b"abc").await.unwrap();
+        assert_eq!(f.data_end().await.unwrap(), 103);
+        assert_eq!(f.len().await.unwrap(), 1 << 20);
+        let tail = f.read_at(103, (1 << 20) - 103).await.unwrap();
+        assert!(tail.iter().all(|&b| b == 0));
+        f.set_len(101).await.unwrap();
+        assert_eq!(f.data_end().await.unwrap(), 101);
+    });
+}

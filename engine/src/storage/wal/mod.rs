@@ -378,6 +378,20 @@ impl<D: Disk> Wal<D> {
     }
 }
 
+/// A segment's bytes up to where the disk says its data may end, and its header at
+/// least: what follows reads as zeros, so the scan finds the same records and the same
+/// end without it (a preallocated segment is mostly zeros at startup).
+async fn read_segment<D: Disk>(disk: &D, path: &str) -> io::Result<Vec<u8>> {
+    let file = disk.open(path, false).await?;
+    let len = file.len().await?;
+    let end = file
+        .data_end()
+        .await?
+        .max(SEGMENT_HEADER_BYTES as u64)
+        .min(len);
+    file.read_at(0, end).await
+}
+
 /// Reads every segment in `ids` (sorted, non-empty) and checks that they chain up.
 /// Returns the replay, the next sequence number and where appends go in the last one.
 async fn replay_segments<D: Disk>(
@@ -407,7 +421,9 @@ async fn replay_segments<D: Disk>(
                 ),
             ));
         }
-        let bytes = disk.read_all(&path).await.map_err(io_err("read", &path))?;
+        let bytes = read_segment(disk, &path)
+            .await
+            .map_err(io_err("read", &path))?;
         let header = SegmentId::decode_header(&bytes).map_err(|r| corrupt(0, r))?;
         if header != *id {
             return Err(corrupt(0, "segment header does not match its name".into()));
