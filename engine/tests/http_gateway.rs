@@ -594,14 +594,7 @@ fn start_etcd(dir: &std::path::Path) -> Option<(Etcd, String)> {
     };
     let (client, peer) = (port(0), port(1));
     let child = Command::new("etcd")
-        .arg(format!("--data-dir={}", dir.display()))
-        .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
-        .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
-        .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-        .arg(format!(
-            "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
-        ))
-        .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"))
+        .args(server_util::single_member_flags(dir, client, peer))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

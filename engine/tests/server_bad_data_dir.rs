@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use server_util::free_port;
+use server_util::{free_port, single_member_flags, wait_for_exit};
 
 /// Keys the template member writes.
 const KEYS: usize = 70;
@@ -42,17 +42,13 @@ impl Member {
     }
 
     fn command(&self, data_dir: &Path) -> Command {
-        let (c, p) = (self.client_port, self.peer_port);
         let mut command = Command::new(env!("CARGO_BIN_EXE_detcd"));
         command
-            .arg(format!("--data-dir={}", data_dir.display()))
-            .arg(format!("--listen-client-urls=http://127.0.0.1:{c}"))
-            .arg(format!("--advertise-client-urls=http://127.0.0.1:{c}"))
-            .arg(format!("--listen-peer-urls=http://127.0.0.1:{p}"))
-            .arg(format!(
-                "--initial-advertise-peer-urls=http://127.0.0.1:{p}"
+            .args(single_member_flags(
+                data_dir,
+                self.client_port,
+                self.peer_port,
             ))
-            .arg(format!("--initial-cluster=default=http://127.0.0.1:{p}"))
             .arg("--snapshot-count=20")
             .arg("--heartbeat-interval=20")
             .arg("--election-timeout=200")
@@ -162,24 +158,12 @@ fn damage(file: &Path, damage: impl FnOnce(&mut Vec<u8>, usize)) {
 
 /// Starts the binary on `dir` and waits for it to exit; returns its status and stderr.
 fn run_to_exit(member: &Member, dir: &Path) -> (ExitStatus, String) {
-    let mut child = member.command(dir).spawn().expect("detcd starts");
-    let deadline = Instant::now() + Duration::from_millis(PROCESS_WAIT_MS);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("detcd kept running on a damaged data dir");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        pipe.read_to_string(&mut stderr).expect("stderr");
-    }
-    (status, stderr)
+    let child = member.command(dir).spawn().expect("detcd starts");
+    wait_for_exit(
+        child,
+        Duration::from_millis(PROCESS_WAIT_MS),
+        "detcd kept running on a damaged data dir",
+    )
 }
 
 /// Starts the binary on `dir`; returns how many keys it serves, then stops it.

@@ -344,14 +344,14 @@ async fn a_large_snapshot_arrives_and_an_undeliverable_one_is_reported() {
     let mut snapshot = Snapshot::default();
     snapshot.meta.index = 99;
     snapshot.data = (0..snapshot_bytes).map(|i| (i % 251) as u8).collect();
-    message.snapshot = Some(snapshot.clone());
+    message.snapshot = Some(Box::new(snapshot.clone()));
     let mut lost = message.clone();
     lost.to = 3;
     sender.send(vec![message, lost]);
 
     let got = receive_messages(&mut received, 1).await;
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].1.snapshot.as_ref(), Some(&snapshot));
+    assert_eq!(got[0].1.snapshot.as_deref(), Some(&snapshot));
     assert!(wait_for_failure(&sender, PeerFailure::SnapshotFailed(3)).await);
     assert!(
         !sender
@@ -360,7 +360,7 @@ async fn a_large_snapshot_arrives_and_an_undeliverable_one_is_reported() {
     );
     // The node's view: only snapshot failures, each once.
     let mut again = Message::new(MessageKind::Snapshot, 1, 3, 3);
-    again.snapshot = Some(Snapshot::default());
+    again.snapshot = Some(Box::default());
     sender.send(vec![again]);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS_MAX);
     let mut failed = Vec::new();

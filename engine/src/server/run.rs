@@ -154,13 +154,22 @@ pub async fn start<D: Disk>(
         let addr = listen_addr(url).await?;
         let service = transport.service(Arc::new(node.clone()));
         let mut stop = shutdown_rx.clone();
+        // Bound here, so a port that is taken fails the start (as etcd does): bound in
+        // the serving task, the failure was only logged and the member ran on, reachable
+        // by clients but by no peer, without a leader for good.
+        #[cfg(not(madsim))]
+        let incoming = tonic::transport::server::TcpIncoming::bind(addr)
+            .map_err(|e| ServerError::Internal(format!("cannot listen on {addr}: {e}")))?
+            .with_nodelay(Some(true));
         tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_shutdown(addr, async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let server = tonic::transport::Server::builder().add_service(service);
+            #[cfg(not(madsim))]
+            let result = server.serve_with_incoming_shutdown(incoming, stopped).await;
+            #[cfg(madsim)]
+            let result = server.serve_with_shutdown(addr, stopped).await;
             if let Err(e) = result {
                 tracing::error!(%addr, error = %e, "peer listener failed");
             }

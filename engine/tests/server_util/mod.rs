@@ -64,6 +64,47 @@ pub fn free_port() -> u16 {
     panic!("no free port between {PORT_FIRST} and {PORT_END}");
 }
 
+/// The flags of a one-member cluster (member name `default`) with its data in
+/// `data_dir`, serving clients on loopback port `client` and peers on `peer`. etcd takes
+/// the same flags.
+pub fn single_member_flags(data_dir: &std::path::Path, client: u16, peer: u16) -> Vec<String> {
+    vec![
+        format!("--data-dir={}", data_dir.display()),
+        format!("--listen-client-urls=http://127.0.0.1:{client}"),
+        format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-cluster=default=http://127.0.0.1:{peer}"),
+    ]
+}
+
+/// Waits for `child` to exit within `within` and returns its status and stderr (piped);
+/// kills it and panics with `still_running` if it is still running by then.
+pub fn wait_for_exit(
+    mut child: Child,
+    within: Duration,
+    still_running: &str,
+) -> (std::process::ExitStatus, String) {
+    use std::io::Read as _;
+    let deadline = std::time::Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{still_running}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut stderr).expect("stderr");
+    }
+    (status, stderr)
+}
+
 /// How long a member may take to open its client port.
 const LISTEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 

@@ -112,12 +112,23 @@ impl PeerServerProcess {
             .build()
             .expect("server runtime");
         let service = transport.service(handler);
-        let listener = {
+        // A restart on the port of a server just killed may find its listener still
+        // open for a moment: the killed runtime drops its tasks in the background.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let listener = loop {
             let _context = runtime.enter();
             let socket = tokio::net::TcpSocket::new_v4().expect("socket");
             socket.set_reuseaddr(true).expect("reuseaddr");
-            socket.bind(addr).expect("bind peer port");
-            socket.listen(1024).expect("listen")
+            match socket.bind(addr) {
+                Ok(()) => break socket.listen(1024).expect("listen"),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("bind peer port {addr}: {e}"),
+            }
         };
         let addr = listener.local_addr().expect("local addr");
         runtime.spawn(async move {
