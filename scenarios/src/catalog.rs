@@ -140,6 +140,23 @@ pub fn base(seed: u64, members: u64, disk: DiskProfile) -> RunConfig {
     }
 }
 
+/// Clients of the time-compression bench's run (`detcd-sim bench`'s default).
+pub const BENCH_CLIENTS: u64 = 16;
+/// Workload time of the time-compression bench's run, simulated ms.
+pub const BENCH_DURATION_MS: u64 = 10_000;
+
+/// The bench's runs as scenarios a sweep can run (`--jobs` and all): name, members.
+/// Not part of `all`.
+pub const BENCH_SCENARIOS: [(&str, u64); 2] = [("bench-3", 3), ("bench-5", 5)];
+
+/// The configuration of the bench scenario `name` for `seed`, if it is one.
+pub fn bench_scenario(name: &str, seed: u64) -> Option<RunConfig> {
+    BENCH_SCENARIOS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, members)| bench_config(seed, *members, BENCH_CLIENTS, BENCH_DURATION_MS))
+}
+
 /// The time-compression bench's run: a fault-free cluster of `members` on SSDs under a
 /// KV load of `clients` clients for `duration_ms` simulated ms (`detcd-sim bench` and the
 /// criterion bench `sim_time` share it).

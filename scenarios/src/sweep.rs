@@ -20,12 +20,14 @@ pub struct Job {
     pub seed: u64,
 }
 
-/// The configuration of `scenario` (a catalog name, `swarm`, or a self-test scenario
-/// from [`crate::probes`]) for `seed`.
+/// The configuration of `scenario` (a catalog name, `swarm`, a self-test scenario
+/// from [`crate::probes`], or a bench scenario, [`catalog::BENCH_SCENARIOS`]) for `seed`.
 pub fn config_for(scenario: &str, seed: u64) -> Result<RunConfig, ScenarioError> {
     if scenario == swarm::NAME {
         Ok(swarm::build(seed))
     } else if let Some(config) = crate::probes::config_for(scenario, seed) {
+        Ok(config)
+    } else if let Some(config) = catalog::bench_scenario(scenario, seed) {
         Ok(config)
     } else {
         Ok((catalog::find(scenario)?.build)(seed))
@@ -383,6 +385,25 @@ mod tests {
             assert_eq!(union.iter().filter(|u| *u == j).count(), 1, "{j:?}");
         }
         assert!(jobs(&["nope".to_owned()], 0..1, Shard::ALL).is_err());
+    }
+
+    #[test]
+    fn the_bench_runs_are_scenarios_a_sweep_knows() {
+        for (name, members) in catalog::BENCH_SCENARIOS {
+            let config = config_for(name, 7).expect("bench scenario");
+            let bench = catalog::bench_config(
+                7,
+                members,
+                catalog::BENCH_CLIENTS,
+                catalog::BENCH_DURATION_MS,
+            );
+            let json = |c: &RunConfig| serde_json::to_string(c).expect("json");
+            assert_eq!(json(&config), json(&bench));
+            assert_eq!(config.members, members);
+            assert!(config.schedule.events.is_empty(), "{name} has faults");
+        }
+        assert!(jobs(&["bench-5".to_owned()], 0..2, Shard::ALL).is_ok());
+        assert!(!catalog::all().iter().any(|s| s.name.starts_with("bench")));
     }
 
     #[test]

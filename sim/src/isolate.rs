@@ -40,6 +40,9 @@ pub fn own_minor_faults() -> u64 {
     own_usage().map_or(0, |u| u64::try_from(u.ru_minflt).unwrap_or(0))
 }
 
+/// The child's write buffer on the result pipe.
+const PIPE_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Runs `f` on a fresh thread of a forked child and returns its value.
 ///
 /// The parent must not use tokio's thread RNG itself (it does not run the simulator).
@@ -73,13 +76,24 @@ where
             .and_then(|t| {
                 t.join()
                     .map_err(|_| "the simulation thread panicked".to_owned())
-            })
-            .and_then(|v| postcard::to_allocvec(&v).map_err(|e| e.to_string()));
-        let (code, bytes) = match body {
-            Ok(bytes) => (0, bytes),
-            Err(e) => (1, e.into_bytes()),
+            });
+        // The result goes straight into the pipe through a small buffer: encoded into
+        // one vector first, a run's history and logs took megabytes of fresh memory.
+        let code = match body {
+            Ok(value) => {
+                let mut pipe = std::io::BufWriter::with_capacity(PIPE_BUFFER_BYTES, &mut out);
+                let encoded = postcard::to_io(&value, &mut pipe).is_ok();
+                if encoded && pipe.flush().is_ok() {
+                    0
+                } else {
+                    1
+                }
+            }
+            Err(e) => {
+                let _ = out.write_all(e.as_bytes());
+                1
+            }
         };
-        let _ = out.write_all(&bytes);
         drop(out);
         // SAFETY: ends the child without running the parent's destructors or atexit.
         unsafe { libc::_exit(code) };

@@ -41,6 +41,15 @@ pub enum WorkloadSpec {
     },
 }
 
+impl WorkloadSpec {
+    /// The number of clients.
+    pub fn clients(&self) -> u64 {
+        match self {
+            WorkloadSpec::Kv { clients, .. } | WorkloadSpec::Mix { clients, .. } => *clients,
+        }
+    }
+}
+
 /// One client's workload profile (see `workload`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Profile {
@@ -134,6 +143,7 @@ pub use crate::world::run_in_process;
 /// child that dies is reported as a failure of the run.
 #[cfg(madsim)]
 pub fn run(config: &RunConfig) -> RunResult {
+    crate::world::prepare_member_configs(config.members);
     let child_config = config.clone();
     crate::isolate::in_child(move || {
         let mut result = run_in_process(&child_config);

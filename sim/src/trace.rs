@@ -12,6 +12,13 @@ pub struct TraceLog {
 }
 
 impl TraceLog {
+    /// An empty log with room for `lines` lines.
+    pub fn with_capacity(lines: usize) -> Self {
+        TraceLog {
+            lines: Arc::new(Mutex::new(Vec::with_capacity(lines))),
+        }
+    }
+
     /// Appends one line.
     pub fn push(&self, line: String) {
         self.lines
@@ -20,9 +27,9 @@ impl TraceLog {
             .push(line);
     }
 
-    /// The lines so far.
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The lines so far, taken out of the log (it is empty afterwards).
+    pub fn take_lines(&self) -> Vec<String> {
+        std::mem::take(&mut *self.lines.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

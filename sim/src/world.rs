@@ -66,13 +66,37 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The server config of member `i` in a cluster of `members`.
 /// Applied entries between a member's snapshots. Far below the server's default
 /// (100000), so every run takes snapshots in the background, compacts its log and sends
 /// whole snapshots to members that fell behind while writes, crashes and power loss go on.
 const MEMBER_SNAPSHOT_COUNT: u64 = 100;
 
+/// Member configurations by (member, cluster size). Parsing one goes through the
+/// server's whole command line (clap builds its command twice), a noticeable part of a
+/// short run; a run is a forked child, so what the parent parsed before the fork
+/// ([`prepare_member_configs`]) costs the child nothing.
+static MEMBER_CONFIGS: Mutex<BTreeMap<(u64, u64), ServerConfig>> = Mutex::new(BTreeMap::new());
+
+/// Parses the member configurations of a `members`-member cluster, if not done yet, so
+/// that runs forked from this process find them.
+pub fn prepare_member_configs(members: u64) {
+    for i in 1..=members {
+        let _ = member_config(i, members);
+    }
+}
+
+/// The configuration of member `i` of `members`, as its command line gives it.
 fn member_config(i: u64, members: u64) -> Result<ServerConfig, String> {
+    if let Some(config) = lock(&MEMBER_CONFIGS).get(&(i, members)) {
+        return Ok(config.clone());
+    }
+    let config = parse_member_config(i, members)?;
+    lock(&MEMBER_CONFIGS).insert((i, members), config.clone());
+    Ok(config)
+}
+
+/// The server config of member `i` in a cluster of `members`, parsed from its flags.
+fn parse_member_config(i: u64, members: u64) -> Result<ServerConfig, String> {
     let cluster = (1..=members)
         .map(|j| format!("n{j}=http://10.0.0.{j}:2380"))
         .collect::<Vec<_>>()
@@ -701,8 +725,12 @@ fn percentile(sorted: &[u64], per_mille: usize) -> u64 {
 /// diverge (see [`crate::run::run`], which forks to avoid that).
 pub fn run_in_process(config: &RunConfig) -> RunResult {
     let wall = std::time::Instant::now();
-    let trace = TraceLog::default();
-    let recorder = Recorder::default();
+    // Each client waits at least THINK_MS between operations, and the trace has a line
+    // per operation and a few per fault: room for that many at once.
+    let ops = config.workload.clients() * (config.duration_ms / kv::THINK_MS + 1);
+    let ops = usize::try_from(ops).unwrap_or(0).min(1 << 20);
+    let trace = TraceLog::with_capacity(ops + 256);
+    let recorder = Recorder::with_capacity(ops);
     let mut result = RunResult {
         seed: config.seed,
         ..RunResult::default()
@@ -804,7 +832,7 @@ pub fn run_in_process(config: &RunConfig) -> RunResult {
         result.failures.push(format!("checker: {verdict}"));
     }
     result.verdict = verdict;
-    result.trace = trace.lines();
+    result.trace = trace.take_lines();
     result.trace_hash = trace::hash(&result.trace);
     result.wall_ms = u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX);
     result

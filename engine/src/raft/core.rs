@@ -446,7 +446,9 @@ impl Raft {
 
     fn handle_snapshot(&mut self, m: Message) {
         let (from, read_seq) = (m.from, m.read_seq);
-        let Some(snap) = m.snapshot else { return };
+        let Some(snap) = m.snapshot.map(|s| *s) else {
+            return;
+        };
         let (index, term) = (snap.meta.index, snap.meta.term);
         if index <= self.log.committed() {
             let resp = self.append_resp(from, self.log.committed(), read_seq);

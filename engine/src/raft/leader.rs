@@ -204,7 +204,7 @@ impl Raft {
             let index = snapshot.meta.index;
             debug!(id = self.id, to, index, "sending snapshot");
             let mut m = Message::new(MessageKind::Snapshot, self.id, to, self.term);
-            m.snapshot = Some(snapshot);
+            m.snapshot = Some(Box::new(snapshot));
             self.send(m);
             if let Some(pr) = self.progress.get_mut(&to) {
                 pr.become_snapshot(index);

@@ -203,8 +203,9 @@ pub struct Message {
     pub reject: bool,
     /// On a rejected AppendResp: the follower's last log index.
     pub reject_hint: u64,
-    /// InstallSnapshot payload.
-    pub snapshot: Option<Snapshot>,
+    /// InstallSnapshot payload (boxed: it is rare, and a message is moved many times on
+    /// its way between the cores).
+    pub snapshot: Option<Box<Snapshot>>,
     /// Vote/PreVote sent because of a leadership transfer (ignores leader leases).
     pub transfer: bool,
     /// The newest ReadIndex sequence number when the leader's append, snapshot or
@@ -280,14 +281,14 @@ mod tests {
             kind: EntryKind::ConfChange,
             data: vec![1, 2],
         }];
-        m.snapshot = Some(Snapshot {
+        m.snapshot = Some(Box::new(Snapshot {
             meta: SnapshotMeta {
                 index: 8,
                 term: 6,
                 conf_state: ConfState::with_voters([1, 2, 3]),
             },
             data: b"image".to_vec(),
-        });
+        }));
         m.read_seq = 3;
         let bytes = postcard::to_allocvec(&m).expect("encodes");
         let back: Message = postcard::from_bytes(&bytes).expect("decodes");

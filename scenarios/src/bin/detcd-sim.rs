@@ -103,10 +103,10 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         seeds: u64,
         /// Concurrent clients.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = catalog::BENCH_CLIENTS)]
         clients: u64,
         /// Workload time per run, simulated ms.
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = catalog::BENCH_DURATION_MS)]
         duration_ms: u64,
     },
     /// Internal: run a saved RunConfig (JSON) and print its trace hash and trace; the
@@ -183,6 +183,12 @@ fn real_main() -> Result<bool> {
             println!("{:<22} a random fault mix and rates per seed", swarm::NAME);
             for (name, about) in detcd_scenarios::probes::ALL {
                 println!("{name:<22} (self-test only) {about}");
+            }
+            for (name, members) in catalog::BENCH_SCENARIOS {
+                println!(
+                    "{name:<22} (bench only) no faults: {members} members under `bench`'s load \
+                     (sweep them with --jobs for a machine's throughput)"
+                );
             }
             Ok(true)
         }

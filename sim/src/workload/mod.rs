@@ -33,6 +33,15 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// An empty recorder with room for `ops` operations (a run's history is large:
+    /// grown by doubling, it was copied and fresh memory was touched twice over).
+    pub fn with_capacity(ops: usize) -> Self {
+        Recorder {
+            ops: Arc::new(Mutex::new(Vec::with_capacity(ops))),
+            ..Recorder::default()
+        }
+    }
+
     /// Appends one operation.
     pub fn record(&self, op: OpRecord) {
         self.ops.lock().unwrap_or_else(|e| e.into_inner()).push(op);
