@@ -199,6 +199,13 @@ async fn publish_attributes(node: NodeHandle, name: String, client_urls: Vec<Str
         match node.write(Request::MemberAttributes(attrs.clone())).await {
             Ok(_) => return,
             Err(ServerError::Stopped) => return,
+            // The write already waited for a leader: try again after a heartbeat, not
+            // the full pause, or a leader elected just after that wait is left without
+            // client URLs, and followers cannot forward membership calls to it.
+            Err(ServerError::NoLeader) => {
+                tracing::debug!("publishing member attributes; no leader yet, trying again");
+                tokio::time::sleep(Duration::from_millis(node.config().tick_ms)).await;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "publishing member attributes; will retry");
                 tokio::time::sleep(Duration::from_millis(PUBLISH_RETRY_MS)).await;

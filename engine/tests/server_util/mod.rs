@@ -179,7 +179,10 @@ impl Cluster {
         let log = std::fs::File::create(member.data_dir.with_extension("log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_detcd"))
             .args(&member.args)
-            .env("DETCD_LOG", "warn")
+            .env(
+                "DETCD_LOG",
+                std::env::var("DETCD_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -64,10 +64,10 @@ impl ClusterService {
 
     /// The leader's first client URL. A member publishes its client URLs through Raft
     /// once it runs, so a follower may not know the leader's yet (a cluster just
-    /// started, a leader just joined): it waits up to one and a half election timeouts,
-    /// as for a leader, before answering "no leader".
+    /// started, a leader just joined): it waits up to a request timeout, as for the
+    /// request itself, before answering "no leader".
     async fn leader_client_url(&self) -> Result<String, ServerError> {
-        let deadline = tokio::time::Instant::now() + self.node.config().election_timeout() * 3 / 2;
+        let deadline = tokio::time::Instant::now() + self.node.config().request_timeout();
         loop {
             let leader = self.node.status().leader;
             let url = self
