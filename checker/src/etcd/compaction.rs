@@ -1,7 +1,18 @@
-//! Compaction checks, judged from real time alone (when a compaction takes effect is not
-//! tied to a revision): a read of a revision compacted before the read was invoked must
-//! fail; a "compacted" error, or a watch cancelled for compaction, needs a compaction
-//! that could have caused it. It does not model what compaction frees.
+//! Compaction checks. A compaction takes effect on each member when that member applies
+//! it, so what a member serves is judged by what it had applied:
+//! - a linearizable read of a revision compacted before the read was invoked must fail
+//!   (the read waits for everything committed before it);
+//! - a read, serializable or not, answered at a header revision above a compaction's own
+//!   header revision comes from a member that had applied that compaction (every
+//!   revision above it is written by an entry after the compaction's), so it must fail
+//!   too; so must a watch created at such a revision deliver nothing below the
+//!   compacted revision (it must be cancelled). A watch created on a member still behind
+//!   a compaction that already returned elsewhere may replay what that member still
+//!   holds, as etcd's followers do;
+//! - a "compacted" error, or a watch cancelled for compaction, needs a compaction that
+//!   could have caused it.
+//!
+//! It does not model what compaction frees.
 
 use crate::history::{History, Op, Outcome, WatchResponse};
 use crate::verdict::{Property, Verdict};
@@ -12,7 +23,8 @@ struct Compaction {
     rev: i64,
     call: u64,
     ret: Option<u64>,
-    acked: bool,
+    /// The header revision of its answer, if it was acknowledged.
+    header: Option<i64>,
     line: usize,
 }
 
@@ -37,7 +49,7 @@ impl ByTime {
         ByTime { times, best }
     }
 
-    /// The highest compaction whose time is strictly before `t`.
+    /// The highest compaction whose time (or header revision) is strictly before `t`.
     fn max_before(&self, t: u64) -> Option<Compaction> {
         let k = self.times.partition_point(|&x| x < t);
         (k > 0).then(|| self.best[k - 1])
@@ -49,7 +61,7 @@ pub fn check(h: &History) -> Result<(), Verdict> {
     let mut all = Vec::new();
     for o in &h.ops {
         if let Op::Compact(c) = &o.rec.op {
-            let acked = match &o.rec.outcome {
+            let header = match &o.rec.outcome {
                 Outcome::Ok(ok) => {
                     if c.revision > ok.revision {
                         return Err(Verdict::illegal(
@@ -62,23 +74,27 @@ pub fn check(h: &History) -> Result<(), Verdict> {
                             vec![o.line],
                         ));
                     }
-                    true
+                    Some(ok.revision)
                 }
-                Outcome::Unknown => false,
+                Outcome::Unknown => None,
                 Outcome::Fail(_) => continue,
             };
             all.push(Compaction {
                 rev: c.revision,
                 call: o.rec.call,
                 ret: o.rec.ret,
-                acked,
+                header,
                 line: o.line,
             });
         }
     }
-    let done = ByTime::new(all.iter().filter(|c| c.acked).copied().collect(), |c| {
-        c.ret.unwrap_or(u64::MAX)
-    });
+    let acked: Vec<Compaction> = all.iter().filter(|c| c.header.is_some()).copied().collect();
+    let done = ByTime::new(acked.clone(), |c| c.ret.unwrap_or(u64::MAX));
+    // Header revisions are never negative in a parsed history; a negative one sorts first.
+    let applied = ByTime::new(acked, |c| u64::try_from(c.header.unwrap_or(0)).unwrap_or(0));
+    // The highest acknowledged compaction a member answering at header revision `at`
+    // had applied.
+    let applied_by = |at: i64| u64::try_from(at).ok().and_then(|at| applied.max_before(at));
     let started = ByTime::new(all, |c| c.call);
     for o in &h.ops {
         let Op::Range(q) = &o.rec.op else { continue };
@@ -86,8 +102,9 @@ pub fn check(h: &History) -> Result<(), Verdict> {
             continue;
         }
         match &o.rec.outcome {
-            Outcome::Ok(_) => {
-                if let Some(c) = done.max_before(o.rec.call)
+            Outcome::Ok(ok) => {
+                if !q.serializable
+                    && let Some(c) = done.max_before(o.rec.call)
                     && c.rev > q.revision
                 {
                     return Err(Verdict::illegal(
@@ -95,6 +112,19 @@ pub fn check(h: &History) -> Result<(), Verdict> {
                         format!(
                             "read of revision {} succeeded after a compaction to {} had returned",
                             q.revision, c.rev
+                        ),
+                        vec![c.line, o.line],
+                    ));
+                }
+                if let Some(c) = applied_by(ok.revision)
+                    && c.rev > q.revision
+                {
+                    return Err(Verdict::illegal(
+                        Property::Compaction,
+                        format!(
+                            "read of revision {} succeeded at header revision {}, from a member \
+                             that had applied the compaction to {}",
+                            q.revision, ok.revision, c.rev
                         ),
                         vec![c.line, o.line],
                     ));
@@ -137,15 +167,17 @@ pub fn check(h: &History) -> Result<(), Verdict> {
                     }
                 }
                 WatchResponse::Events(e) if start > 0 => {
-                    if let Some(c) = done.max_before(w.create.call)
+                    if let Some(created) = w.create.created_revision
+                        && let Some(c) = applied_by(created)
                         && c.rev > start
                         && e.events.iter().any(|ev| ev.kv.mod_revision < c.rev)
                     {
                         return Err(Verdict::illegal(
                             Property::WatchCompaction,
                             format!(
-                                "watch from revision {start} delivered events below revision {} \
-                                 compacted before it was created (it must be cancelled)",
+                                "watch from revision {start}, created at revision {created} on \
+                                 a member that had applied the compaction to {}, delivered \
+                                 events below it (it must be cancelled)",
                                 c.rev
                             ),
                             vec![c.line, w.line, *line],
