@@ -457,12 +457,12 @@ impl<D: Disk> RaftLoop<D> {
             let _ = job.done.await;
         }
         let syncs = self.storage.must_sync(&ready);
-        let started = tokio::time::Instant::now();
+        let started = syncs.then(tokio::time::Instant::now);
         self.storage
             .persist(&ready)
             .await
             .map_err(|e| ServerError::Internal(e.to_string()))?;
-        if syncs {
+        if let Some(started) = started {
             self.shared.metrics.wal_fsync.observe(started.elapsed());
         }
         if let Some(snapshot) = &ready.snapshot {

@@ -344,16 +344,23 @@ async fn stream_session(
     // The batch waiting for room in the stream, if any.
     let mut outgoing: Option<RaftBatch> = None;
     let mut alarm = QuietSleep::until(opened);
+    // The watchdog's wake time the alarm is set for; `None` once it fired.
+    let mut armed_for: Option<tokio::time::Instant> = None;
     #[cfg(madsim)]
     let mut last_sent: Option<tokio::time::Instant> = None;
     loop {
         if outgoing.is_none() && batcher.has_carry() {
             outgoing = Some(batcher.fill(None, queue));
         }
-        // A due alarm waits a millisecond, so a link waiting for room in the stream
-        // does not spin on it.
+        // Set again only when the wake time moved or the alarm fired (a clock read is
+        // not free under the simulator, and this runs on every turn). A due alarm
+        // waits a millisecond, so a link waiting for room in the stream does not spin
+        // on it.
         let wake = opened + Duration::from_millis(watchdog.wake_at_ms());
-        alarm.reset(wake.max(tokio::time::Instant::now() + Duration::from_millis(1)));
+        if armed_for != Some(wake) {
+            alarm.reset(wake.max(tokio::time::Instant::now() + Duration::from_millis(1)));
+            armed_for = Some(wake);
+        }
         tokio::select! {
             biased;
             ack = acks.message() => match ack {
@@ -365,19 +372,22 @@ async fn stream_session(
                 Ok(None) => return SessionEnd::Failed("the peer closed the stream".to_string()),
                 Err(status) => return SessionEnd::Failed(format!("stream failed: {status}")),
             },
-            () = &mut alarm => match watchdog.on_timer(elapsed_ms()) {
-                Alarm::Expired => {
-                    return SessionEnd::Failed(format!(
-                        "no ack within {RAFT_ACK_TIMEOUT_MS} ms"
-                    ));
-                }
-                Alarm::AskDue => {
-                    if outgoing.is_none() {
-                        outgoing = Some(batcher.batch(Vec::new()));
+            () = &mut alarm => {
+                armed_for = None;
+                match watchdog.on_timer(elapsed_ms()) {
+                    Alarm::Expired => {
+                        return SessionEnd::Failed(format!(
+                            "no ack within {RAFT_ACK_TIMEOUT_MS} ms"
+                        ));
                     }
+                    Alarm::AskDue => {
+                        if outgoing.is_none() {
+                            outgoing = Some(batcher.batch(Vec::new()));
+                        }
+                    }
+                    Alarm::None => {}
                 }
-                Alarm::None => {}
-            },
+            }
             permit = batches.reserve(), if outgoing.is_some() => {
                 let Ok(permit) = permit else {
                     return SessionEnd::Failed("the request stream closed".to_string());

@@ -57,7 +57,10 @@ impl Future for QuietSleep {
             .registered
             .as_ref()
             .is_some_and(|(waker, at)| *at == deadline && waker.will_wake(cx.waker()));
-        if still_registered && Instant::now() < deadline {
+        // The sleep's own clock check: under the simulator a plain clock read first
+        // looks up the running simulation (a thread-local, two reference counts), and
+        // this poll runs on every turn of the loops that select over a timer.
+        if still_registered && !self.inner.is_elapsed() {
             return Poll::Pending;
         }
         match self.inner.as_mut().poll(cx) {
