@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use detcd_checker::etcd::{self, Options};
@@ -71,28 +71,48 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// whole snapshots to members that fell behind while writes, crashes and power loss go on.
 const MEMBER_SNAPSHOT_COUNT: u64 = 100;
 
-/// Member configurations by (member, cluster size). Parsing one goes through the
-/// server's whole command line (clap builds its command twice), a noticeable part of a
-/// short run; a run is a forked child, so what the parent parsed before the fork
-/// ([`prepare_member_configs`]) costs the child nothing.
-static MEMBER_CONFIGS: Mutex<BTreeMap<(u64, u64), ServerConfig>> = Mutex::new(BTreeMap::new());
+/// Cluster sizes whose member configurations are kept (1 to this many members).
+const CONFIG_SIZES_KEPT: usize = 9;
+
+/// Member configurations by cluster size (index: members - 1), each in member order.
+/// Parsing one goes through the server's whole command line (clap builds its command
+/// twice), a noticeable part of a short run; a run is a forked child, so what the
+/// parent parsed before the fork ([`prepare_member_configs`]) costs the child nothing.
+///
+/// Set once per size and read without a lock: the test harness runs tests on several
+/// threads, each forking runs, and a lock another thread held at the moment of a fork
+/// stays held for good in the child (a run hung that way).
+static MEMBER_CONFIGS: [OnceLock<Vec<Result<ServerConfig, String>>>; CONFIG_SIZES_KEPT] =
+    [const { OnceLock::new() }; CONFIG_SIZES_KEPT];
+
+/// The kept configurations of a `members`-member cluster, if that size is kept.
+fn config_slot(members: u64) -> Option<&'static OnceLock<Vec<Result<ServerConfig, String>>>> {
+    let index = usize::try_from(members).ok()?.checked_sub(1)?;
+    MEMBER_CONFIGS.get(index)
+}
 
 /// Parses the member configurations of a `members`-member cluster, if not done yet, so
-/// that runs forked from this process find them.
+/// that runs forked from this process find them. Call it before forking.
 pub fn prepare_member_configs(members: u64) {
-    for i in 1..=members {
-        let _ = member_config(i, members);
+    if let Some(slot) = config_slot(members) {
+        slot.get_or_init(|| {
+            (1..=members)
+                .map(|i| parse_member_config(i, members))
+                .collect()
+        });
     }
 }
 
-/// The configuration of member `i` of `members`, as its command line gives it.
+/// The configuration of member `i` of `members`, as its command line gives it: the
+/// prepared one, or parsed now (never stored here, so a forked child takes no lock).
 fn member_config(i: u64, members: u64) -> Result<ServerConfig, String> {
-    if let Some(config) = lock(&MEMBER_CONFIGS).get(&(i, members)) {
-        return Ok(config.clone());
+    let prepared = config_slot(members)
+        .and_then(OnceLock::get)
+        .and_then(|all| all.get(usize::try_from(i).ok()?.checked_sub(1)?));
+    match prepared {
+        Some(config) => config.clone(),
+        None => parse_member_config(i, members),
     }
-    let config = parse_member_config(i, members)?;
-    lock(&MEMBER_CONFIGS).insert((i, members), config.clone());
-    Ok(config)
 }
 
 /// The server config of member `i` in a cluster of `members`, parsed from its flags.
