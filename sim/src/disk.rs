@@ -8,7 +8,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use detcd_engine::server::transport::timer::sleep_exactly_until;
+use detcd_engine::server::transport::timer::{LoopClock, sleep_exactly_until};
 use detcd_engine::storage::{Disk, DiskFile, MemDisk, MemFile};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -53,6 +53,9 @@ impl DiskProfile {
 struct Latency {
     profile: DiskProfile,
     rng: ChaCha8Rng,
+    /// The simulation's clock, taken at the first sync (a disk may be made before the
+    /// runtime runs).
+    clock: Option<LoopClock>,
 }
 
 /// A member's simulated disk. Clones share the same contents.
@@ -70,6 +73,7 @@ impl SimDisk {
             latency: Arc::new(Mutex::new(Latency {
                 profile,
                 rng: ChaCha8Rng::seed_from_u64(seed),
+                clock: None,
             })),
         }
     }
@@ -106,14 +110,15 @@ impl SimDisk {
     }
 
     async fn sync_delay(&self) {
-        let delay = {
+        let done = {
             let mut latency = self.lock();
             let profile = latency.profile;
-            profile.sync_latency(&mut latency.rng)
+            let delay = profile.sync_latency(&mut latency.rng);
+            latency.clock.get_or_insert_with(LoopClock::new).now() + delay
         };
         // Exactly: a plain simulated sleep waits at least 1 ms, and an SSD sync takes
         // 50-300 us.
-        sleep_exactly_until(tokio::time::Instant::now() + delay).await;
+        sleep_exactly_until(done).await;
     }
 }
 

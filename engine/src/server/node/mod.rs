@@ -50,7 +50,7 @@ use super::error::ServerError;
 use super::membership::{MemberRecord, Membership};
 use super::metrics::Metrics;
 use super::transport::PeerFailure;
-use super::transport::timer::quiet_timeout;
+use super::transport::timer::{LoopClock, quiet_timeout};
 
 pub use raft_loop::Command;
 
@@ -280,12 +280,15 @@ pub(crate) struct Shared {
     pub(crate) stream_wakers: Mutex<BTreeMap<u64, Arc<Notify>>>,
     pub(crate) status: status::StatusCell,
     pub(crate) epoch: tokio::time::Instant,
+    /// The clock, for the reads made on every write and every turn of the raft loop.
+    pub(crate) clock: LoopClock,
     pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Shared {
     pub(crate) fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        let since = self.clock.now().saturating_duration_since(self.epoch);
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn resolve(&self, id: u64, result: Result<Applied, ServerError>) {
@@ -386,6 +389,7 @@ pub async fn start<D: Disk>(
         response_bytes_max: config.request_bytes_max,
         ..Limits::default()
     };
+    let clock = LoopClock::new();
     let shared = Arc::new(Shared {
         kv: Mutex::new(kv),
         hub: Mutex::new(WatchHub::new(limits)),
@@ -395,7 +399,8 @@ pub async fn start<D: Disk>(
         ids: Mutex::new(IdGen::new(&mut rng)),
         stream_wakers: Mutex::new(BTreeMap::new()),
         status: status::StatusCell::default(),
-        epoch: tokio::time::Instant::now(),
+        epoch: clock.now(),
+        clock,
         metrics: Arc::default(),
         config,
     });
@@ -541,7 +546,7 @@ impl NodeHandle {
         lock(&self.shared.waiters).insert(id, tx);
         let timeout = self.shared.config.request_timeout();
         self.shared.metrics.proposals_pending_add(1);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = self.shared.clock.now() + timeout;
         // The usual case (this member leads, the loop's queue has room) hands the write
         // over at once and only waits for its result; anything else takes the general
         // path, boxed so that its larger future does not grow every write's.
@@ -662,7 +667,7 @@ impl NodeHandle {
     pub async fn read_barrier(&self) -> Result<(), ServerError> {
         // The applied index wakes the wait on every apply: a quiet timeout keeps that
         // from queueing a simulator timer event per wake-up.
-        let deadline = tokio::time::Instant::now() + self.shared.config.request_timeout();
+        let deadline = self.shared.clock.now() + self.shared.config.request_timeout();
         quiet_timeout(deadline, async {
             let index = self.read_index().await?;
             self.wait_applied(index).await

@@ -138,6 +138,7 @@ impl<D: Disk> RaftLoop<D> {
         let status = raw.status();
         let last_snapshot_index = status.snapshot_index;
         let read_hold_len = read_hold_len(shared.config.tick_ms);
+        let now = shared.clock.now();
         RaftLoop {
             soft: SoftState {
                 leader: status.leader,
@@ -151,7 +152,7 @@ impl<D: Disk> RaftLoop<D> {
             reads_waiting: Vec::new(),
             reads_in_flight: BTreeMap::new(),
             read_rounds: 0,
-            read_hold: QuietSleep::until(tokio::time::Instant::now()),
+            read_hold: QuietSleep::until(now),
             read_hold_armed: false,
             read_hold_len,
             conf_waiters: BTreeMap::new(),
@@ -169,14 +170,14 @@ impl<D: Disk> RaftLoop<D> {
         let tick = Duration::from_millis(self.shared.config.tick_ms.max(1));
         // A quiet sleep, not an interval: this arm is polled once per turn, and the
         // simulator's timer would queue an event for every such poll.
-        let mut ticker = QuietSleep::until(tokio::time::Instant::now());
+        let mut ticker = QuietSleep::until(self.shared.clock.now());
         self.publish_status();
         while !self.stop {
             tokio::select! {
                 biased;
                 () = &mut ticker => {
                     // A late tick delays the next ones rather than bunching them.
-                    let now = tokio::time::Instant::now();
+                    let now = self.shared.clock.now();
                     let next = ticker.deadline() + tick;
                     ticker.reset(if next <= now { now + tick } else { next });
                     self.on_tick();
@@ -419,7 +420,7 @@ impl<D: Disk> RaftLoop<D> {
         }
         if !self.read_hold_len.is_zero() && self.raw.commit_pending() {
             self.read_hold
-                .reset(tokio::time::Instant::now() + self.read_hold_len);
+                .reset(self.shared.clock.now() + self.read_hold_len);
             self.read_hold_armed = true;
             return false;
         }
@@ -457,13 +458,14 @@ impl<D: Disk> RaftLoop<D> {
             let _ = job.done.await;
         }
         let syncs = self.storage.must_sync(&ready);
-        let started = syncs.then(tokio::time::Instant::now);
+        let started = syncs.then(|| self.shared.clock.now());
         self.storage
             .persist(&ready)
             .await
             .map_err(|e| ServerError::Internal(e.to_string()))?;
         if let Some(started) = started {
-            self.shared.metrics.wal_fsync.observe(started.elapsed());
+            let took = self.shared.clock.now().saturating_duration_since(started);
+            self.shared.metrics.wal_fsync.observe(took);
         }
         if let Some(snapshot) = &ready.snapshot {
             self.restore_snapshot(&snapshot.data, snapshot.meta.index)?;

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use super::Shared;
-use super::timer::QuietSleep;
+use super::timer::{LoopClock, QuietSleep};
 #[cfg(not(madsim))]
 use crate::pb::detcdpeerpb::peer_client::PeerClient;
 use crate::pb::detcdpeerpb::{ForwardRequest, ForwardResponse, forward_request};
@@ -192,7 +192,8 @@ async fn session(
     };
     let mut seq = 1;
     let mut in_flight = InFlight::new();
-    in_flight.insert(seq, (Instant::now(), first.reply));
+    let clock = LoopClock::new();
+    in_flight.insert(seq, (clock.now(), first.reply));
     let stall = Duration::from_millis(FORWARD_STREAM_STALL_MS);
     let (requests, mut answers) = match open(target, header(seq, first.request), stall).await {
         Ok(stream) => stream,
@@ -201,7 +202,7 @@ async fn session(
             return true;
         }
     };
-    let mut stalled = QuietSleep::until(Instant::now() + stall);
+    let mut stalled = QuietSleep::until(clock.now() + stall);
     loop {
         if let Some((_, (sent, _))) = in_flight.first_key_value() {
             stalled.reset(*sent + stall);
@@ -234,7 +235,7 @@ async fn session(
                         fail_all(&mut in_flight, &status);
                         return true;
                     }
-                    in_flight.insert(seq, (Instant::now(), reply));
+                    in_flight.insert(seq, (clock.now(), reply));
                 }
                 None => {
                     fail_all(&mut in_flight, &tonic::Status::unavailable("forwarding stopped"));

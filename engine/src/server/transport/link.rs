@@ -15,7 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::batch::{Batcher, encode_message};
 use super::forward::Forwarder;
-use super::timer::QuietSleep;
+use super::timer::{LoopClock, QuietSleep};
 use super::watchdog::{Alarm, RAFT_ACK_TIMEOUT_MS, Watchdog};
 use super::{
     CONNECT_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, PEER_GRPC_MESSAGE_BYTES_MAX,
@@ -40,12 +40,12 @@ const SIM_BATCH_SPACING_MS: u64 = 1;
 
 /// Under the simulator, waits until [`SIM_BATCH_SPACING_MS`] after the last batch.
 #[cfg(madsim)]
-async fn pace(last_sent: Option<tokio::time::Instant>) {
+async fn pace(clock: &LoopClock, last_sent: Option<tokio::time::Instant>) {
     let Some(last) = last_sent else {
         return;
     };
     let due = last + Duration::from_millis(SIM_BATCH_SPACING_MS);
-    if tokio::time::Instant::now() < due {
+    if clock.now() < due {
         super::timer::sleep_exactly_until(due).await;
     }
 }
@@ -333,12 +333,15 @@ async fn stream_session(
     connection: Connection,
     queue: &mut mpsc::Receiver<Message>,
 ) -> SessionEnd {
-    let opened = tokio::time::Instant::now();
+    let clock = LoopClock::new();
+    let opened = clock.now();
     let (batches, mut acks) = match open_stream(connection).await {
         Ok(stream) => stream,
         Err(error) => return SessionEnd::Failed(error),
     };
-    let elapsed_ms = || u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let elapsed_ms = || {
+        u64::try_from(clock.now().saturating_duration_since(opened).as_millis()).unwrap_or(u64::MAX)
+    };
     let mut batcher = Batcher::new(shared, peer);
     let mut watchdog = Watchdog::new();
     // The batch waiting for room in the stream, if any.
@@ -358,7 +361,7 @@ async fn stream_session(
         // on it.
         let wake = opened + Duration::from_millis(watchdog.wake_at_ms());
         if armed_for != Some(wake) {
-            alarm.reset(wake.max(tokio::time::Instant::now() + Duration::from_millis(1)));
+            alarm.reset(wake.max(clock.now() + Duration::from_millis(1)));
             armed_for = Some(wake);
         }
         tokio::select! {
@@ -399,14 +402,14 @@ async fn stream_session(
                     super::sim_counts::count_batch();
                     #[cfg(madsim)]
                     {
-                        last_sent = Some(tokio::time::Instant::now());
+                        last_sent = Some(clock.now());
                     }
                 }
             },
             message = queue.recv(), if outgoing.is_none() => match message {
                 Some(message) => {
                     #[cfg(madsim)]
-                    pace(last_sent).await;
+                    pace(&clock, last_sent).await;
                     let batch = batcher.fill(Some(message), queue);
                     if !batch.messages.is_empty() {
                         outgoing = Some(batch);

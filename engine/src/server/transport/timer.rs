@@ -73,6 +73,47 @@ impl Future for QuietSleep {
     }
 }
 
+/// The current time, for code that reads it often (a loop's every turn, every write).
+/// Under the simulator `Instant::now()` first looks up the running simulation (a
+/// thread-local and two reference counts) before it reads the simulated clock; this
+/// keeps the simulation's clock at hand and reads it directly, giving the same instant.
+/// Under tokio it is `Instant::now()`. Made inside the runtime it reads.
+#[derive(Clone)]
+pub struct LoopClock {
+    #[cfg(madsim)]
+    handle: tokio::time::TimeHandle,
+}
+
+impl LoopClock {
+    /// The running runtime's clock.
+    pub fn new() -> LoopClock {
+        LoopClock {
+            #[cfg(madsim)]
+            handle: tokio::time::TimeHandle::current(),
+        }
+    }
+
+    /// Now.
+    pub fn now(&self) -> Instant {
+        #[cfg(madsim)]
+        return self.handle.now_instant();
+        #[cfg(not(madsim))]
+        return Instant::now();
+    }
+}
+
+impl Default for LoopClock {
+    fn default() -> Self {
+        LoopClock::new()
+    }
+}
+
+impl std::fmt::Debug for LoopClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoopClock")
+    }
+}
+
 /// Sleeps until `deadline` exactly. The simulator's `sleep_until` waits at least 1 ms
 /// even for a nearer deadline, but keeps a reset deadline as given; under tokio this is
 /// a plain `sleep_until`.
