@@ -355,10 +355,10 @@ async fn stream_session(
         if outgoing.is_none() && batcher.has_carry() {
             outgoing = Some(batcher.fill(None, queue));
         }
-        // Set again only when the wake time moved or the alarm fired (a clock read is
-        // not free under the simulator, and this runs on every turn). A due alarm
-        // waits a millisecond, so a link waiting for room in the stream does not spin
-        // on it.
+        // A due alarm waits a millisecond, so a link waiting for room in the stream
+        // does not spin on it. It is set again only when the wake time moved or it
+        // fired: set on every turn, a due alarm was pushed back a millisecond each
+        // time (and queued a new simulated timer event each time).
         let wake = opened + Duration::from_millis(watchdog.wake_at_ms());
         if armed_for != Some(wake) {
             alarm.reset(wake.max(clock.now() + Duration::from_millis(1)));
