@@ -17,8 +17,8 @@
 use crate::bodies::{BodyError, SYNC_PROBE_BLOCK_BYTES, SyncProbe};
 use crate::fsync_bound::{self, BoundError, BoundReport, RawProbes, Round, Window};
 use crate::load::{self, LoadError, LoadOpts, Workload};
+use crate::ports::free_port;
 use crate::stats::{Latencies, StatsError, Summary};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -127,10 +127,6 @@ impl Drop for RunningServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Expands a command template.

@@ -8,7 +8,6 @@
 //! any endpoint.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,7 @@ use tonic::transport::Channel;
 
 use crate::bodies::BodyError;
 use crate::load;
+use crate::ports::free_port;
 
 /// Cluster sizes the end-to-end benches run.
 pub const E2E_CLUSTER_SIZES: [usize; 2] = [1, 3];
@@ -42,10 +42,6 @@ pub struct E2eCluster {
     leader: String,
     value: Vec<u8>,
     next_key: u64,
-}
-
-fn free_port() -> Result<u16, BodyError> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn member_args(

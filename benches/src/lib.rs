@@ -20,6 +20,7 @@ pub mod ideal_server;
 pub mod kvconn;
 pub mod load;
 pub mod mixed;
+pub mod ports;
 pub mod record;
 pub mod stats;
 pub mod svg;
