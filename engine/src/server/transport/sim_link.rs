@@ -23,10 +23,10 @@
 //! Not here: batching, pacing, the watchdog (the link task keeps those, unchanged).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::net::{Endpoint, Receiver, Sender};
 use tokio::sync::oneshot;
 
@@ -251,27 +251,40 @@ async fn serve_raft<H: PeerHandler>(
     }
 }
 
-/// Answers one connection's forwarded requests, from `first`, each on a task of its own
+/// Answers one connection's forwarded requests, from `first`, all at once on this task
 /// (a read index waits for a heartbeat round; the others need not wait for it), until
-/// the sender goes away or a request's header is wrong.
+/// the sender goes away and every answer is sent, or a request's header is wrong. One
+/// task, not one per request: most forwarded proposals are answered as soon as the
+/// leader's loop takes them, and a task per request cost a spawn and its polls.
 async fn serve_forward<H: PeerHandler>(
     service: PeerService<H>,
     tx: Sender,
     mut rx: Receiver,
     first: ForwardRequest,
 ) {
-    let tx = Arc::new(tx);
     let mut next = Some(first);
-    while let Some(request) = next_inbound(&mut next, &mut rx, "forwarding").await {
-        if let Err(status) = service.check_forward_header(&request) {
-            let refused: AnswerMessage = Err(status);
-            let _ = tx.send(Box::new(refused)).await;
-            return;
+    let mut open = true;
+    let mut answering = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(answer) = answering.next(), if !answering.is_empty() => {
+                let answer: AnswerMessage = Ok(answer);
+                let _ = tx.send(Box::new(answer)).await;
+            }
+            request = next_inbound(&mut next, &mut rx, "forwarding"), if open => match request {
+                Some(request) => {
+                    if let Err(status) = service.check_forward_header(&request) {
+                        let refused: AnswerMessage = Err(status);
+                        let _ = tx.send(Box::new(refused)).await;
+                        return;
+                    }
+                    let service = service.clone();
+                    answering.push(async move { service.answer(request).await });
+                }
+                None => open = false,
+            },
+            else => return,
         }
-        let (service, tx) = (service.clone(), Arc::clone(&tx));
-        tokio::spawn(async move {
-            let answer: AnswerMessage = Ok(service.answer(request).await);
-            let _ = tx.send(Box::new(answer)).await;
-        });
     }
 }
