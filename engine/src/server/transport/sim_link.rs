@@ -15,7 +15,8 @@
 //!
 //! The forwarding stream (`forward.rs`) uses the same listener: a connection whose first
 //! message is a `ForwardRequest` carries requests one way and their answers the other,
-//! each answered by the service's own forwarding code on a task of its own.
+//! each answered by the service's own forwarding code, all of a connection's at once on
+//! its one task.
 //!
 //! The listener binds a fixed port on every address of its host, so this assumes one
 //! member per simulated host (the simulator gives each its own IP).
