@@ -5,10 +5,16 @@
 //! process-wide counter, so a second run of the same seed in the same process can
 //! schedule differently. A child forked from a parent that never touches that RNG
 //! starts from the same counter every time, and its fresh thread draws everything else
-//! from the seeded simulator. This module does nothing else: no retries, no timeouts.
+//! from the seeded simulator.
+//!
+//! A child that gives no result within its wall-clock limit is killed (an alarm it set
+//! itself) and the run reported as hung, so a simulation that stops making progress (a
+//! deadlock, a loop that never yields) fails its run instead of stalling a sweep. No
+//! retries.
 
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -43,10 +49,11 @@ pub fn own_minor_faults() -> u64 {
 /// The child's write buffer on the result pipe.
 const PIPE_BUFFER_BYTES: usize = 64 * 1024;
 
-/// Runs `f` on a fresh thread of a forked child and returns its value.
+/// Runs `f` on a fresh thread of a forked child and returns its value; an error if the
+/// child died, or gave no result within `wall_limit` (whole seconds, at least one).
 ///
 /// The parent must not use tokio's thread RNG itself (it does not run the simulator).
-pub fn in_child<T, F>(f: F) -> Result<T, String>
+pub fn in_child<T, F>(wall_limit: Duration, f: F) -> Result<T, String>
 where
     T: Serialize + DeserializeOwned,
     F: FnOnce() -> T + Send + 'static,
@@ -66,7 +73,11 @@ where
     if pid < 0 {
         return Err(format!("fork: {}", std::io::Error::last_os_error()));
     }
+    let limit_s = wall_limit.as_secs().max(1);
     if pid == 0 {
+        // SIGALRM's default action ends the process; nothing in a run handles it.
+        // SAFETY: alarm(2) only arms this process's timer.
+        unsafe { libc::alarm(u32::try_from(limit_s).unwrap_or(u32::MAX)) };
         drop(read_end);
         let mut out = std::fs::File::from(write_end);
         let body = std::thread::Builder::new()
@@ -108,6 +119,11 @@ where
         return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
     }
     read.map_err(|e| format!("reading the child's result: {e}"))?;
+    if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGALRM {
+        return Err(format!(
+            "the run hung: no result within {limit_s} s of wall time, so it was killed"
+        ));
+    }
     let exited_ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
     if !exited_ok {
         let text = String::from_utf8_lossy(&bytes);

@@ -7,7 +7,8 @@
 //! - [`disk`]: the simulated disk (a `MemDisk` with latency profiles and faults);
 //! - [`knobs`]: simulation-only knobs that make rare timings common (the self-test);
 //! - [`trace`]: the event list and its hash, for determinism checks;
-//! - [`run`]: the one entry point: a [`run::RunConfig`] in, a [`run::RunResult`] out.
+//! - [`run`]: the one entry point: a [`run::RunConfig`] in, a [`run::RunResult`] out;
+//! - `isolate` (madsim only): each run in a forked child, killed if it hangs.
 //!
 //! Under `--cfg madsim` the crate also holds the cluster world (real detcd members on
 //! simulated hosts) and the recording workloads, and [`run::run`] executes a whole
@@ -19,7 +20,7 @@ pub mod cost;
 pub mod disk;
 pub mod fault;
 #[cfg(madsim)]
-mod isolate;
+pub mod isolate;
 pub mod knobs;
 #[cfg(madsim)]
 mod logs;

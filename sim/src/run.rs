@@ -138,14 +138,28 @@ impl RunResult {
 #[cfg(madsim)]
 pub use crate::world::run_in_process;
 
+/// Wall-clock time a run may take before it counts as hung, beyond one second per
+/// simulated second: runs go tens to hundreds of times faster than real time, so only
+/// a run that stopped making progress gets near it.
+#[cfg(madsim)]
+const RUN_WALL_LIMIT_BASE_S: u64 = 120;
+
+/// How long `config`'s run may take in wall-clock time before it is killed as hung.
+#[cfg(madsim)]
+fn run_wall_limit(config: &RunConfig) -> std::time::Duration {
+    let simulated_s = (config.duration_ms + config.liveness_ms) / 1000;
+    std::time::Duration::from_secs(RUN_WALL_LIMIT_BASE_S + simulated_s)
+}
+
 /// Runs one simulated run in a forked child process (see `isolate` for why), so that
 /// every run of a seed replays exactly, whatever ran before it in this process. A
-/// child that dies is reported as a failure of the run.
+/// child that dies, or hangs past [`run_wall_limit`], is reported as a failure of the
+/// run.
 #[cfg(madsim)]
 pub fn run(config: &RunConfig) -> RunResult {
     crate::world::prepare_member_configs(config.members);
     let child_config = config.clone();
-    crate::isolate::in_child(move || {
+    crate::isolate::in_child(run_wall_limit(config), move || {
         let mut result = run_in_process(&child_config);
         result.cpu_ms = crate::isolate::own_cpu_ms();
         result.minor_faults = crate::isolate::own_minor_faults();

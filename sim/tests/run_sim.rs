@@ -232,3 +232,18 @@ fn removing_a_member_while_another_is_down_is_refused_and_the_run_stays_live() {
         "{removal}"
     );
 }
+
+#[test]
+fn a_child_that_hangs_is_killed_and_reported() {
+    let limit = std::time::Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let hung = detcd_sim::isolate::in_child(limit, || {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        7u32
+    });
+    let error = hung.expect_err("a child past its limit gives no result");
+    assert!(error.contains("hung"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    // Within the limit, the value comes back.
+    assert_eq!(detcd_sim::isolate::in_child(limit, || 7u32), Ok(7));
+}
