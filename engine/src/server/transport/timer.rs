@@ -108,12 +108,6 @@ impl Default for LoopClock {
     }
 }
 
-impl std::fmt::Debug for LoopClock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LoopClock")
-    }
-}
-
 /// Sleeps until `deadline` exactly. The simulator's `sleep_until` waits at least 1 ms
 /// even for a nearer deadline, but keeps a reset deadline as given; under tokio this is
 /// a plain `sleep_until`.
